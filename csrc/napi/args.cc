@@ -1,0 +1,126 @@
+#include "args.h"
+
+#include <cmath>
+#include <utility>
+
+namespace rt::napi {
+
+std::vector<std::pair<const char*, BindingFn>>& bindings() {
+  static std::vector<std::pair<const char*, BindingFn>> list;
+  return list;
+}
+
+bool register_binding(const char* name, BindingFn fn) {
+  bindings().emplace_back(name, fn);
+  return true;
+}
+
+static std::string where(const char* op, const char* arg) {
+  return std::string(op) + ": " + arg;
+}
+
+NativeTensor* optional_tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
+                                  const char* arg) {
+  Napi::Value v = info[index];
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  if (!v.IsObject()) fail(where(op, arg) + " must be a tensor, got a " + std::string(v.IsNumber() ? "number" : v.IsString() ? "string" : "non-object"), Error::type);
+  Napi::Object obj = v.As<Napi::Object>();
+  NativeTensor* t = nullptr;
+  napi_status status = napi_unwrap(info.Env(), obj, reinterpret_cast<void**>(&t));
+  if (status != napi_ok || t == nullptr)
+    fail(where(op, arg) + " must be a tensor handle, got another object", Error::type);
+  t->data(op, arg);
+  return t;
+}
+
+NativeTensor& tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
+                         const char* arg) {
+  NativeTensor* t = optional_tensor_arg(info, index, op, arg);
+  if (t == nullptr) fail(where(op, arg) + " must be a tensor, got null", Error::type);
+  return *t;
+}
+
+double number_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
+  Napi::Value v = info[index];
+  if (!v.IsNumber()) fail(where(op, arg) + " must be a number", Error::type);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (std::isnan(d)) fail(where(op, arg) + " must be a number, got NaN", Error::range);
+  return d;
+}
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
+  double d = number_arg(info, index, op, arg);
+  if (d != std::floor(d) || std::fabs(d) > 9.007199254740992e15)
+    fail(where(op, arg) + " must be an integer, got " + std::to_string(d), Error::range);
+  return static_cast<int64_t>(d);
+}
+
+bool bool_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg) {
+  Napi::Value v = info[index];
+  if (!v.IsBoolean()) fail(where(op, arg) + " must be a boolean", Error::type);
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int64_t> shape_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
+                               const char* arg) {
+  Napi::Value v = info[index];
+  if (!v.IsArray()) fail(where(op, arg) + " must be an array of dimensions", Error::type);
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int64_t> shape(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value d = a.Get(i);
+    if (!d.IsNumber()) fail(where(op, arg) + " must contain only numbers", Error::type);
+    double x = d.As<Napi::Number>().DoubleValue();
+    if (x < 0 || x != std::floor(x) || x > 9.007199254740992e15)
+      fail(where(op, arg) + " dimension " + std::to_string(i) +
+               " must be a non-negative integer, got " + std::to_string(x),
+           Error::range);
+    shape[i] = static_cast<int64_t>(x);
+  }
+  return shape;
+}
+
+BackendId device_arg(const Napi::CallbackInfo& info, size_t index, const char* op) {
+  int64_t d = int_arg(info, index, op, "device");
+  if (d < 0 || d >= kNumBackends || !backend_compiled(static_cast<BackendId>(d)))
+    fail(std::string(op) + ": device " + std::to_string(d) + " is not built into this binary",
+         Error::type);
+  return static_cast<BackendId>(d);
+}
+
+DType dtype_arg(const Napi::CallbackInfo& info, size_t index, const char* op) {
+  int64_t d = int_arg(info, index, op, "dtype");
+  if (d < 0 || d > 2) fail(std::string(op) + ": unknown dtype code " + std::to_string(d), Error::type);
+  return static_cast<DType>(d);
+}
+
+void expect(bool condition, const std::string& message, Error::Kind kind) {
+  if (!condition) fail(message, kind);
+}
+
+void expect_dtype(const NativeTensor& t, DType dtype, const char* op, const char* arg) {
+  expect(t.dtype() == dtype,
+         where(op, arg) + " must be " + dtype_name(dtype) + ", got " + t.describe(), Error::type);
+}
+
+void expect_numel(const NativeTensor& t, int64_t numel, const char* op, const char* arg) {
+  expect(t.numel() == numel,
+         where(op, arg) + " must have " + std::to_string(numel) + " elements, got " +
+             t.describe());
+}
+
+void expect_shape(const NativeTensor& t, const std::vector<int64_t>& shape, const char* op,
+                  const char* arg) {
+  expect(t.shape() == shape,
+         where(op, arg) + " must have shape " + shape_string(shape) + ", got " + t.describe());
+}
+
+void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char* op,
+                        const char* arg) {
+  expect(a.device() == b.device(),
+         where(op, arg) + " is on " + device_type(b.device()) + " but the op runs on " +
+             device_type(a.device()),
+         Error::type);
+}
+
+}  // namespace rt::napi

@@ -1,0 +1,65 @@
+// Helpers every op binding uses: reading arguments with errors that name the op and the
+// argument, allocating outputs, and dispatching to the tensor's backend.
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "tensor.h"
+
+namespace rt::napi {
+
+using BindingFn = Napi::Value (*)(const Napi::CallbackInfo&);
+bool register_binding(const char* name, BindingFn fn);
+
+// Defines a function exported on the native module under `name`; rt::Error thrown inside it
+// becomes a JS TypeError/RangeError/Error with the same message.
+#define RT_BINDING(name)                                                                    \
+  static Napi::Value rt_binding_fn_##name(const Napi::CallbackInfo& info);                  \
+  static const bool rt_binding_registered_##name =                                          \
+      ::rt::napi::register_binding(#name, rt_binding_fn_##name);                            \
+  static Napi::Value rt_binding_fn_##name(const Napi::CallbackInfo& info)
+
+// Argument readers. `op` and `arg` name the call in error messages.
+NativeTensor& tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
+                         const char* arg);
+// A tensor, or nullptr when the argument is null or undefined.
+NativeTensor* optional_tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
+                                  const char* arg);
+int64_t int_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
+double number_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
+bool bool_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
+std::vector<int64_t> shape_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
+                               const char* arg);
+BackendId device_arg(const Napi::CallbackInfo& info, size_t index, const char* op);
+DType dtype_arg(const Napi::CallbackInfo& info, size_t index, const char* op);
+
+// Checks; each throws rt::Error naming op, argument, expectation and what came.
+void expect_dtype(const NativeTensor& t, DType dtype, const char* op, const char* arg);
+void expect_numel(const NativeTensor& t, int64_t numel, const char* op, const char* arg);
+void expect_shape(const NativeTensor& t, const std::vector<int64_t>& shape, const char* op,
+                  const char* arg);
+void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char* op,
+                        const char* arg);
+void expect(bool condition, const std::string& message, Error::Kind kind = Error::range);
+
+template <class P>
+using OpFn = void (*)(const P&);
+
+// The backend's implementation of an op, or an error saying it has none.
+template <class P>
+OpFn<P> op_impl(BackendId device, OpFn<P> OpTable::*slot, const char* op) {
+  OpFn<P> fn = op_table(device).*slot;
+  if (fn == nullptr)
+    fail(std::string(op) + ": not implemented on the " + device_type(device) + " backend");
+  return fn;
+}
+
+template <class P>
+void run_op(BackendId device, OpFn<P> OpTable::*slot, const char* op, const P& params) {
+  op_impl(device, slot, op)(params);
+}
+
+}  // namespace rt::napi

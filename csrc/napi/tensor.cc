@@ -1,0 +1,116 @@
+#include "tensor.h"
+
+#include <sstream>
+
+#include "../cpu/memory.h"
+
+namespace rt::napi {
+
+const char* device_type(BackendId id) {
+  switch (id) {
+    case BackendId::cpu: return "cpu";
+    case BackendId::cuda: return "cuda";
+    case BackendId::emu: return "cuda-emu";
+  }
+  return "?";
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << "]";
+  return s.str();
+}
+
+Storage::Storage(napi_env env_, BackendId device_, size_t bytes_)
+    : env(env_), device(device_), data(nullptr), bytes(bytes_) {
+  Backend& b = backend(device);
+  if (!b.available)
+    fail(std::string("the ") + device_type(device) + " backend is unavailable: " + b.reason,
+         Error::type);
+  data = b.alloc(bytes);
+  if (cpu::memory_checking() && bytes > 0) {
+    std::vector<unsigned char> poison(bytes, 0xFF);  // NaN in f32 and bf16, -1 in i32
+    b.from_host(data, poison.data(), bytes);
+  }
+  int64_t total;
+  napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &total);
+}
+
+Storage::~Storage() {
+  backend(device).release(data);
+  int64_t total;
+  napi_adjust_external_memory(env, -static_cast<int64_t>(bytes), &total);
+}
+
+struct InstanceData {
+  Napi::FunctionReference tensor_class;
+};
+
+Napi::Function NativeTensor::define_class(Napi::Env env) {
+  Napi::Function cls = DefineClass(env, "NativeTensor", {});
+  auto* data = new InstanceData();
+  data->tensor_class = Napi::Persistent(cls);
+  env.SetInstanceData(data);
+  return cls;
+}
+
+NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {}
+
+static int64_t checked_numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) fail("tensor shape " + shape_string(shape) + " has a negative dimension");
+    if (d != 0 && n > (int64_t(1) << 40) / d)
+      fail("tensor shape " + shape_string(shape) + " is too large");
+    n *= d;
+  }
+  return n;
+}
+
+Napi::Object NativeTensor::create(Napi::Env env, BackendId device, DType dtype,
+                                  const std::vector<int64_t>& shape, NativeTensor** out) {
+  int64_t numel = checked_numel(shape);
+  auto storage = std::make_shared<Storage>(env, device, size_t(numel) * dtype_size(dtype));
+  Napi::Object obj = env.GetInstanceData<InstanceData>()->tensor_class.New({});
+  NativeTensor* t = Unwrap(obj);
+  t->storage_ = std::move(storage);
+  t->device_ = device;
+  t->dtype_ = dtype;
+  t->shape_ = shape;
+  t->numel_ = numel;
+  if (out) *out = t;
+  return obj;
+}
+
+Napi::Object NativeTensor::view_of(Napi::Env env, const NativeTensor& base,
+                                   const std::vector<int64_t>& shape) {
+  base.data("view", "tensor");
+  int64_t numel = checked_numel(shape);
+  if (numel != base.numel_)
+    fail("view: cannot view " + base.describe() + " as " + shape_string(shape) + " (" +
+             std::to_string(numel) + " elements, expected " + std::to_string(base.numel_) + ")",
+         Error::range);
+  Napi::Object obj = env.GetInstanceData<InstanceData>()->tensor_class.New({});
+  NativeTensor* t = Unwrap(obj);
+  t->storage_ = base.storage_;
+  t->offset_ = base.offset_;
+  t->device_ = base.device_;
+  t->dtype_ = base.dtype_;
+  t->shape_ = shape;
+  t->numel_ = numel;
+  return obj;
+}
+
+void* NativeTensor::data(const char* op, const char* arg) const {
+  if (!storage_) fail(std::string(op) + ": " + arg + " was disposed", Error::type);
+  return static_cast<char*>(storage_->data) + offset_;
+}
+
+std::string NativeTensor::describe() const {
+  return std::string(dtype_name(dtype_)) + " " + shape_string(shape_) + " on " +
+         device_type(device_);
+}
+
+}  // namespace rt::napi

@@ -1,0 +1,51 @@
+// `npx realtune <command>`: each command is a module under lib/cli/ with a `run(args)` function.
+import { info } from '../info.js';
+
+interface Command {
+  summary: string;
+  run(args: string[]): Promise<void> | void;
+}
+
+const commands: Record<string, Command> = {
+  info: {
+    summary: 'what realtune found: version, devices, threads, cpu isa (--json for machines)',
+    run(args) {
+      const found = info();
+      if (args.includes('--json')) {
+        const { version, devices, threads, isa } = found;
+        console.log(JSON.stringify({ version, devices, threads, isa }, null, 2));
+        return;
+      }
+      console.log(`realtune ${found.version}  (addon ${found.addon})`);
+      console.log(`cpu: ${found.threads} threads, ${found.isa} kernels`);
+      for (const d of found.devices) {
+        console.log(`  ${d.type.padEnd(9)} ${d.available ? 'available' : 'unavailable'}${d.name ? `  ${d.name}` : ''}${d.reason ? `  (${d.reason})` : ''}`);
+      }
+    },
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  return ['usage: realtune <command> [options]', '', 'commands:', ...lines].join('\n');
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`realtune: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    await command.run(rest);
+  } catch (err) {
+    console.error(`realtune ${name}: ${(err as Error).message}`);
+    process.exitCode = 1;
+  }
+}

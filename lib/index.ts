@@ -1,0 +1,6 @@
+// realtune: the public API.
+export { devices, resolveDevice, getDefaultDevice, setDefaultDevice, type DeviceType, type DeviceRequest, type DeviceInfo } from './device.js';
+export { Tensor, empty, zeros, ones, full, fromArray, numel, type DType, type Shape, type CreateOptions } from './tensor.js';
+export { tidy, keep } from './scope.js';
+export { info, setNumThreads, version } from './info.js';
+export * from './ops/elementwise.js';

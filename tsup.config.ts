@@ -1,0 +1,12 @@
+import { defineConfig } from 'tsup';
+
+export default defineConfig({
+  entry: { index: 'lib/index.ts', cli: 'lib/cli/main.ts' },
+  format: ['esm', 'cjs'],
+  dts: { entry: { index: 'lib/index.ts' } },
+  shims: true,
+  sourcemap: true,
+  clean: true,
+  target: 'node20',
+  external: ['sharp'],
+});
