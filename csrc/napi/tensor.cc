@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "../cpu/memory.h"
@@ -30,9 +31,10 @@ Storage::Storage(napi_env env_, BackendId device_, size_t bytes_)
     fail(std::string("the ") + device_type(device) + " backend is unavailable: " + b.reason,
          Error::type);
   data = b.alloc(bytes);
-  if (cpu::memory_checking() && bytes > 0) {
-    std::vector<unsigned char> poison(bytes, 0xFF);  // NaN in f32 and bf16, -1 in i32
-    b.from_host(data, poison.data(), bytes);
+  if (cpu::memory_checking()) {
+    static const std::vector<unsigned char> poison(1 << 16, 0xFF);  // NaN in f32/bf16, -1 in i32
+    for (size_t at = 0; at < bytes; at += poison.size())
+      b.from_host(static_cast<char*>(data) + at, poison.data(), std::min(poison.size(), bytes - at));
   }
   int64_t total;
   napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &total);

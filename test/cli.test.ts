@@ -1,0 +1,25 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = path.join(__dirname, '..');
+const cli = (args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), ...args], { cwd: root, encoding: 'utf8', env: process.env });
+
+describe('cli', () => {
+  it('info --json prints version, devices, threads and isa', () => {
+    const out = JSON.parse(cli(['info', '--json'])) as { version: string; devices: { type: string }[]; threads: number; isa: string };
+    expect(out.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(out.devices.map((d) => d.type)).toContain('cpu');
+    expect(out.threads).toBeGreaterThanOrEqual(1);
+    expect(['avx512', 'avx2', 'scalar']).toContain(out.isa);
+  });
+
+  it('REALTUNE_NUM_THREADS sets the cpu thread count', () => {
+    const out = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), 'info', '--json'], { cwd: root, encoding: 'utf8', env: { ...process.env, REALTUNE_NUM_THREADS: '1' } })) as { threads: number };
+    expect(out.threads).toBe(1);
+  });
+
+  it('an unknown command exits 2 with usage', () => {
+    expect(() => cli(['frobnicate'])).toThrow(/unknown command "frobnicate"/);
+  });
+});
