@@ -28,6 +28,7 @@ export interface NativeModule {
   fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype: number, device: number): NativeHandle;
   toArray(t: NativeHandle): Float32Array | Int32Array;
   view(t: NativeHandle, shape: readonly number[]): NativeHandle;
+  viewRange(t: NativeHandle, start: number, shape: readonly number[]): NativeHandle;
   copyTo(t: NativeHandle, device: number): NativeHandle;
   copyInto(dst: NativeHandle, src: NativeHandle): void;
   dispose(t: NativeHandle): void;

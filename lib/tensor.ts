@@ -89,6 +89,24 @@ export class Tensor<D extends DType = DType, V extends DeviceType = DeviceType> 
     return this.reshape(shape);
   }
 
+  /** Rows [start, end) of the leading axis, as a view sharing memory. */
+  slice(start: number, end: number = this.shape[0] ?? 0): Tensor<D, V> {
+    const rows = this.shape[0];
+    if (rows === undefined) throw new RangeError(`slice: tensor ${this.describe()} has no leading axis`);
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > rows || start > end) {
+      throw new RangeError(`slice: range [${start}, ${end}) is outside the leading axis of ${this.describe()}`);
+    }
+    const rowSize = rows === 0 ? 0 : this.size / rows;
+    const shape = [end - start, ...this.shape.slice(1)];
+    return new Tensor(native.viewRange(this.handle, start * rowSize, shape), shape, this.dtype, this.device);
+  }
+
+  /** Row `index` of the leading axis without that axis, as a view sharing memory. */
+  select(index: number): Tensor<D, V> {
+    const row = this.slice(index, index + 1);
+    return row.reshape(this.shape.slice(1));
+  }
+
   /** A copy on `device` (a copy even when it is already there). */
   to<T extends DeviceType>(device: T | DeviceRequest): Tensor<D, T> {
     const target = resolveDevice(device) as T;

@@ -39,6 +39,18 @@ describe('tensors', () => {
     expect(() => t.view([7])).toThrow(/reshape: shape \[7\] has 7 elements, expected 6/);
   });
 
+  it('slices and selects rows of the leading axis as views', () => {
+    const t = fromArray([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [3, 2, 2]);
+    expectIdentical(t.slice(1, 3).toArray(), new Float32Array([4, 5, 6, 7, 8, 9, 10, 11]));
+    expect(t.slice(1).shape).toEqual([2, 2, 2]);
+    const row = t.select(2);
+    expect(row.shape).toEqual([2, 2]);
+    row.copy_(fromArray([-1, -2, -3, -4], [2, 2]));
+    expectIdentical(t.toArray().slice(8), new Float32Array([-1, -2, -3, -4]));
+    expect(() => t.slice(2, 4)).toThrow(/slice: range \[2, 4\) is outside the leading axis of f32 \[3, 2, 2\] on cpu/);
+    expect(() => native.viewRange(t.handle, 10, [3])).toThrow(/viewRange: elements \[10, 13\) are outside/);
+  });
+
   it('copies between devices', () => {
     for (const device of backends()) {
       const t = fromArray([1, 2, 3], [3], { device: 'cpu' });

@@ -147,6 +147,13 @@ RT_BINDING(view) {
   return NativeTensor::view_of(info.Env(), t, shape_arg(info, 1, "view", "shape"));
 }
 
+// viewRange(t, start, shape): shares memory; a contiguous run of elements from `start`.
+RT_BINDING(viewRange) {
+  NativeTensor& t = tensor_arg(info, 0, "viewRange", "tensor");
+  int64_t start = int_arg(info, 1, "viewRange", "start");
+  return NativeTensor::range_of(info.Env(), t, start, shape_arg(info, 2, "viewRange", "shape"));
+}
+
 // copyTo(t, device): a copy on another (or the same) device.
 RT_BINDING(copyTo) {
   NativeTensor& t = tensor_arg(info, 0, "copyTo", "tensor");

@@ -105,6 +105,25 @@ Napi::Object NativeTensor::view_of(Napi::Env env, const NativeTensor& base,
   return obj;
 }
 
+Napi::Object NativeTensor::range_of(Napi::Env env, const NativeTensor& base, int64_t start,
+                                    const std::vector<int64_t>& shape) {
+  base.data("viewRange", "tensor");
+  int64_t numel = checked_numel(shape);
+  if (start < 0 || start > base.numel_ || numel > base.numel_ - start)
+    fail("viewRange: elements [" + std::to_string(start) + ", " + std::to_string(start + numel) +
+             ") are outside " + base.describe(),
+         Error::range);
+  Napi::Object obj = env.GetInstanceData<InstanceData>()->tensor_class.New({});
+  NativeTensor* t = Unwrap(obj);
+  t->storage_ = base.storage_;
+  t->offset_ = base.offset_ + size_t(start) * dtype_size(base.dtype_);
+  t->device_ = base.device_;
+  t->dtype_ = base.dtype_;
+  t->shape_ = shape;
+  t->numel_ = numel;
+  return obj;
+}
+
 void* NativeTensor::data(const char* op, const char* arg) const {
   if (!storage_) fail(std::string(op) + ": " + arg + " was disposed", Error::type);
   return static_cast<char*>(storage_->data) + offset_;

@@ -34,6 +34,9 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   // A new handle sharing `base`'s memory with another shape of the same element count.
   static Napi::Object view_of(Napi::Env env, const NativeTensor& base,
                               const std::vector<int64_t>& shape);
+  // A new handle on `count` elements of `base` starting at element `start`, with `shape`.
+  static Napi::Object range_of(Napi::Env env, const NativeTensor& base, int64_t start,
+                               const std::vector<int64_t>& shape);
 
   explicit NativeTensor(const Napi::CallbackInfo& info);
 
