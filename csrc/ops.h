@@ -219,6 +219,14 @@ struct CastParams {
   DType from, to;
 };
 
+// out[i] = min(max(x[i], lo), hi). out may alias x.
+struct ClampParams {
+  const float* x;
+  float* out;
+  int64_t n;
+  float lo, hi;
+};
+
 // out[i] = value, for any dtype (value converted).
 struct FillParams {
   void* out;
@@ -382,6 +390,7 @@ struct LoraLinearBackwardParams {
   X(random, RandomParams)                               \
   X(cast, CastParams)                                   \
   X(fill, FillParams)                                   \
+  X(clamp, ClampParams)                                 \
   X(attention, AttentionParams)                         \
   X(attention_backward, AttentionBackwardParams)        \
   X(dpo_loss, DpoLossParams)                            \
