@@ -1,0 +1,857 @@
+// The cuda-emu runtime: allocation registry, launches over a worker pool, the per-block fiber
+// scheduler with its barrier and warp-collective checks, and the CUDA runtime API functions.
+// See cuda_emu.h for the model and the exact list of what is supported and checked.
+#include "cuda_emu.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+namespace emu {
+
+thread_local uint3 tl_thread_idx;
+thread_local uint3 tl_block_idx;
+thread_local dim3 tl_block_dim;
+thread_local dim3 tl_grid_dim;
+
+namespace {
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  char buf[1024];
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  return buf;
+}
+
+std::string str(uint3 v) { return format("(%u,%u,%u)", v.x, v.y, v.z); }
+
+// ---- allocation registry: an immutable sorted snapshot, replaced on every malloc/free ---------
+struct Registry {
+  uint64_t version = 0;
+  std::vector<Allocation> allocations;  // sorted by base
+};
+
+std::mutex g_registry_mutex;
+std::atomic<std::shared_ptr<const Registry>> g_registry{std::make_shared<const Registry>()};
+thread_local const Registry* tl_registry = nullptr;  // the running launch's snapshot
+thread_local uint64_t tl_cache_version = ~uint64_t(0);
+thread_local Allocation tl_cache{nullptr, 0};
+
+void update_registry(const void* base, size_t size, bool add) {
+  std::lock_guard lock(g_registry_mutex);
+  std::shared_ptr<const Registry> old = g_registry.load();
+  auto next = std::make_shared<Registry>();
+  next->version = old->version + 1;
+  next->allocations = old->allocations;
+  auto& v = next->allocations;
+  auto at = std::lower_bound(v.begin(), v.end(), static_cast<const char*>(base),
+                             [](const Allocation& a, const char* b) { return a.base < b; });
+  if (add) v.insert(at, Allocation{static_cast<const char*>(base), size});
+  else v.erase(at);
+  g_registry.store(std::move(next));
+}
+
+const Allocation* lookup(const Registry& r, const char* p) {
+  const auto& v = r.allocations;
+  auto after = std::upper_bound(v.begin(), v.end(), p,
+                                [](const char* q, const Allocation& a) { return q < a.base; });
+  if (after == v.begin()) return nullptr;
+  const Allocation& a = *(after - 1);
+  return p <= a.base + a.size ? &a : nullptr;
+}
+
+// A whole byte range inside one live allocation.
+bool range_is_allocated(const void* p, size_t bytes) {
+  std::shared_ptr<const Registry> r = g_registry.load();
+  const char* q = static_cast<const char*>(p);
+  const Allocation* a = lookup(*r, q);
+  return a != nullptr && size_t(q - a->base) + bytes <= a->size;
+}
+
+// ---- launches and errors ------------------------------------------------------------------------
+struct LaunchState {
+  const char* name;
+  dim3 grid, block;
+  size_t smem;
+  KernelInvoke invoke;
+  const void* body;
+  const Registry* registry;
+  uint64_t total_blocks;
+  std::atomic<uint64_t> next_block{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::string error;
+};
+
+thread_local LaunchState* tl_launch = nullptr;
+
+void record_error(const std::string& message) {
+  LaunchState* launch = tl_launch;
+  if (launch == nullptr) throw KernelError("cuda-emu: " + message);
+  std::lock_guard lock(launch->error_mutex);
+  if (launch->error.empty()) launch->error = message;
+  launch->failed.store(true, std::memory_order_relaxed);
+}
+
+std::string here(bool with_thread) {
+  std::string s = "block " + str(tl_block_idx);
+  if (with_thread) s += ", thread " + str(tl_thread_idx);
+  return s;
+}
+
+// ---- fiber stacks and the context switch --------------------------------------------------------
+constexpr size_t kStackBytes = 256 * 1024;
+
+struct Stack {
+  char* low;   // guard page below
+  char* top;
+};
+
+class StackPool {
+ public:
+  Stack acquire() {
+    if (!free_.empty()) {
+      Stack s = free_.back();
+      free_.pop_back();
+      return s;
+    }
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* mem = mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) throw std::bad_alloc();
+    mprotect(mem, page, PROT_NONE);
+    all_.push_back(Stack{static_cast<char*>(mem), static_cast<char*>(mem) + page + kStackBytes});
+    return all_.back();
+  }
+  void release(Stack s) { free_.push_back(s); }
+  ~StackPool() {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    for (const Stack& s : all_) munmap(s.low, kStackBytes + page);
+  }
+
+ private:
+  std::vector<Stack> free_;
+  std::vector<Stack> all_;
+};
+
+#if defined(__x86_64__)
+// switch(save, next): pushes the callee-saved registers and the FP control words, saves the
+// stack pointer to *save and resumes the context whose stack pointer is `next`.
+extern "C" void rt_emu_switch(void** save, void* next);
+extern "C" void rt_emu_trampoline();
+asm(R"(
+.text
+.globl rt_emu_switch
+.hidden rt_emu_switch
+.type rt_emu_switch,@function
+rt_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size rt_emu_switch, .-rt_emu_switch
+.globl rt_emu_trampoline
+.hidden rt_emu_trampoline
+.type rt_emu_trampoline,@function
+rt_emu_trampoline:
+  movq %r12, %rdi
+  callq *%r13
+  ud2
+.size rt_emu_trampoline, .-rt_emu_trampoline
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+
+// A fresh context that calls entry(arg) on `stack` when first switched to.
+void make_context(Context& c, const Stack& stack, void (*entry)(void*), void* arg) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack.top) & ~uintptr_t(15)) - 16;
+  void** sp = reinterpret_cast<void**>(top);
+  sp[-1] = reinterpret_cast<void*>(rt_emu_trampoline);
+  sp[-2] = nullptr;                                // rbp
+  sp[-3] = nullptr;                                // rbx
+  sp[-4] = arg;                                    // r12
+  sp[-5] = reinterpret_cast<void*>(entry);         // r13
+  sp[-6] = nullptr;                                // r14
+  sp[-7] = nullptr;                                // r15
+  uint32_t* control = reinterpret_cast<uint32_t*>(sp - 8);
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(fpucw));
+  control[0] = mxcsr;
+  control[1] = fpucw;
+  c.sp = sp - 8;
+}
+
+inline void switch_context(Context& from, Context& to) { rt_emu_switch(&from.sp, to.sp); }
+#else
+struct Context {
+  ucontext_t uc;
+};
+
+void make_context(Context& c, const Stack& stack, void (*entry)(void*), void* arg) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack.low + sysconf(_SC_PAGESIZE);
+  c.uc.uc_stack.ss_size = kStackBytes;
+  c.uc.uc_link = nullptr;
+  // makecontext passes int arguments: split the pointer.
+  const uintptr_t a = reinterpret_cast<uintptr_t>(arg);
+  const uintptr_t e = reinterpret_cast<uintptr_t>(entry);
+  makecontext(&c.uc, reinterpret_cast<void (*)()>(+[](unsigned elo, unsigned ehi, unsigned alo, unsigned ahi) {
+                reinterpret_cast<void (*)(void*)>((uintptr_t(ehi) << 32) | elo)(
+                    reinterpret_cast<void*>((uintptr_t(ahi) << 32) | alo));
+              }),
+              4, unsigned(e), unsigned(e >> 32), unsigned(a), unsigned(a >> 32));
+}
+
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
+// ---- the block scheduler ------------------------------------------------------------------------
+enum class FiberState : uint8_t { fresh, runnable, at_barrier, at_warp_op, done };
+
+struct Fiber {
+  Context context;
+  Stack stack{nullptr, nullptr};
+  bool has_stack = false;
+  FiberState state = FiberState::fresh;
+  uint3 idx;
+};
+
+struct WarpSlots {
+  unsigned alive = 0;    // lanes that exist and have not exited
+  unsigned arrived = 0;  // lanes waiting in a collective
+  WarpOp op[32];
+  unsigned mask[32];
+  int arg[32];
+  int width[32];
+  uint64_t value[32];
+  uint64_t result[32];
+};
+
+const char* op_name(WarpOp op) {
+  switch (op) {
+    case WarpOp::sync: return "__syncwarp";
+    case WarpOp::shfl: return "__shfl_sync";
+    case WarpOp::shfl_up: return "__shfl_up_sync";
+    case WarpOp::shfl_down: return "__shfl_down_sync";
+    case WarpOp::shfl_xor: return "__shfl_xor_sync";
+    case WarpOp::ballot: return "__ballot_sync";
+    case WarpOp::any: return "__any_sync";
+    case WarpOp::all: return "__all_sync";
+  }
+  return "?";
+}
+
+constexpr size_t kMaxDynamicShared = 48 * 1024;
+
+class Scheduler {
+ public:
+  void run_grid(LaunchState& launch);
+
+  int syncthreads(const char* site, BarrierKind kind, int predicate);
+  uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width);
+  unsigned active_mask() const { return warps_[current_ / 32].alive; }
+  void* dynamic_shared() { return dynamic_shared_; }
+
+ private:
+  static void fiber_main(void* self);
+  void run_block(uint64_t linear_block);
+  void yield();
+  [[noreturn]] void abort_block(const std::string& message, bool with_thread);
+  void on_exit(int thread);
+  bool try_complete(int warp);
+  void report_deadlock();
+  std::string describe_wait(int thread) const;
+
+  LaunchState* launch_ = nullptr;
+  StackPool stacks_;
+  Context scheduler_context_;
+  std::vector<Fiber> fibers_;
+  std::vector<WarpSlots> warps_;
+  int threads_ = 0;
+  int live_ = 0;
+  int current_ = 0;
+  bool aborted_ = false;
+  // The block barrier in progress.
+  const char* barrier_site_ = nullptr;
+  int barrier_arrived_ = 0;
+  int barrier_true_ = 0;
+  BarrierKind barrier_kind_ = BarrierKind::plain;
+  int barrier_result_ = 0;
+  alignas(1024) unsigned char dynamic_shared_[kMaxDynamicShared];
+};
+
+thread_local Scheduler* tl_scheduler = nullptr;
+
+Scheduler& scheduler_for_this_thread() {
+  thread_local std::unique_ptr<Scheduler> s = std::make_unique<Scheduler>();
+  return *s;
+}
+
+void Scheduler::run_grid(LaunchState& launch) {
+  launch_ = &launch;
+  tl_launch = &launch;
+  tl_scheduler = this;
+  tl_registry = launch.registry;
+  tl_block_dim = launch.block;
+  tl_grid_dim = launch.grid;
+  threads_ = static_cast<int>(launch.block.x * launch.block.y * launch.block.z);
+  fibers_.resize(threads_);
+  warps_.resize((threads_ + 31) / 32);
+  for (int t = 0; t < threads_; ++t) {
+    fibers_[t].idx = uint3{t % launch.block.x, (t / launch.block.x) % launch.block.y,
+                           t / (launch.block.x * launch.block.y)};
+  }
+  while (!launch.failed.load(std::memory_order_relaxed)) {
+    const uint64_t b = launch.next_block.fetch_add(1, std::memory_order_relaxed);
+    if (b >= launch.total_blocks) break;
+    try {
+      run_block(b);
+    } catch (const std::bad_alloc&) {
+      record_error(here(false) + ": out of memory for fiber stacks");
+    }
+  }
+  tl_launch = nullptr;
+  tl_scheduler = nullptr;
+  tl_registry = nullptr;
+  launch_ = nullptr;
+}
+
+void Scheduler::fiber_main(void* self) {
+  Scheduler* s = static_cast<Scheduler*>(self);
+  s->launch_->invoke(s->launch_->body);
+  const int t = s->current_;
+  s->fibers_[t].state = FiberState::done;
+  s->on_exit(t);
+  switch_context(s->fibers_[t].context, s->scheduler_context_);
+}
+
+void Scheduler::run_block(uint64_t linear_block) {
+  const dim3 g = launch_->grid;
+  tl_block_idx = uint3{unsigned(linear_block % g.x), unsigned((linear_block / g.x) % g.y),
+                       unsigned(linear_block / (uint64_t(g.x) * g.y))};
+  for (Fiber& f : fibers_) f.state = FiberState::fresh;
+  for (size_t w = 0; w < warps_.size(); ++w) {
+    const int lanes = std::min(32, threads_ - int(w) * 32);
+    warps_[w].alive = lanes == 32 ? ~0u : (1u << lanes) - 1;
+    warps_[w].arrived = 0;
+  }
+  live_ = threads_;
+  aborted_ = false;
+  barrier_arrived_ = 0;
+  barrier_true_ = 0;
+  if (launch_->smem > 0) std::memset(dynamic_shared_, 0xff, launch_->smem);  // garbage, like a GPU
+
+  while (live_ > 0 && !aborted_) {
+    bool ran = false;
+    for (int t = 0; t < threads_ && !aborted_; ++t) {
+      Fiber& f = fibers_[t];
+      if (f.state == FiberState::fresh) {
+        f.stack = stacks_.acquire();
+        f.has_stack = true;
+        make_context(f.context, f.stack, fiber_main, this);
+        f.state = FiberState::runnable;
+      }
+      if (f.state != FiberState::runnable) continue;
+      ran = true;
+      current_ = t;
+      tl_thread_idx = f.idx;
+      switch_context(scheduler_context_, f.context);
+      if (f.state == FiberState::done) {
+        stacks_.release(f.stack);
+        f.has_stack = false;
+      }
+    }
+    if (!ran && !aborted_) report_deadlock();
+  }
+  // A stopped block leaves suspended fibers behind: drop them (kernel frames hold no resources).
+  for (Fiber& f : fibers_) {
+    if (f.has_stack) {
+      stacks_.release(f.stack);
+      f.has_stack = false;
+    }
+  }
+}
+
+void Scheduler::yield() { switch_context(fibers_[current_].context, scheduler_context_); }
+
+void Scheduler::abort_block(const std::string& message, bool with_thread) {
+  record_error(here(with_thread) + ": " + message);
+  aborted_ = true;
+  yield();
+  __builtin_unreachable();
+}
+
+int Scheduler::syncthreads(const char* site, BarrierKind kind, int predicate) {
+  if (barrier_arrived_ == 0) {
+    barrier_site_ = site;
+    barrier_kind_ = kind;
+  } else if (site != barrier_site_ && std::strcmp(site, barrier_site_) != 0) {
+    abort_block(format("threads of the block wait at different __syncthreads() call sites: %s "
+                       "(%d threads) and %s",
+                       barrier_site_, barrier_arrived_, site),
+                true);
+  }
+  ++barrier_arrived_;
+  barrier_true_ += predicate;
+  if (barrier_arrived_ == threads_) {
+    switch (barrier_kind_) {
+      case BarrierKind::plain: barrier_result_ = 0; break;
+      case BarrierKind::count: barrier_result_ = barrier_true_; break;
+      case BarrierKind::all: barrier_result_ = barrier_true_ == threads_; break;
+      case BarrierKind::any: barrier_result_ = barrier_true_ > 0; break;
+    }
+    barrier_arrived_ = 0;
+    barrier_true_ = 0;
+    for (Fiber& f : fibers_)
+      if (f.state == FiberState::at_barrier) f.state = FiberState::runnable;
+    return barrier_result_;
+  }
+  fibers_[current_].state = FiberState::at_barrier;
+  yield();
+  return barrier_result_;
+}
+
+uint64_t Scheduler::warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width) {
+  const int t = current_, warp = t / 32, lane = t % 32;
+  if ((mask & (1u << lane)) == 0)
+    abort_block(format("%s with mask 0x%08x called by lane %d, which is not in the mask",
+                       op_name(op), mask, lane),
+                true);
+  if (width < 1 || width > 32 || (width & (width - 1)) != 0)
+    abort_block(format("%s with width %d (must be a power of two in 1..32)", op_name(op), width), true);
+  WarpSlots& w = warps_[warp];
+  w.op[lane] = op;
+  w.mask[lane] = mask;
+  w.value[lane] = value;
+  w.arg[lane] = arg;
+  w.width[lane] = width;
+  w.arrived |= 1u << lane;
+  fibers_[t].state = FiberState::at_warp_op;
+  try_complete(warp);
+  if (fibers_[t].state != FiberState::runnable) yield();
+  return w.result[lane];
+}
+
+// Completes every group of the warp whose live lanes have all arrived; reports misuse.
+bool Scheduler::try_complete(int warp) {
+  WarpSlots& w = warps_[warp];
+  bool completed = false;
+  for (unsigned pending = w.arrived; pending != 0;) {
+    const int lead = __builtin_ctz(pending);
+    const unsigned mask = w.mask[lead];
+    const unsigned group = mask & w.alive;
+    pending &= ~(1u << lead);
+    if ((group & ~w.arrived) != 0) continue;
+    for (unsigned g = group; g != 0; g &= g - 1) {
+      const int lane = __builtin_ctz(g);
+      if (w.mask[lane] != mask || w.op[lane] != w.op[lead] || w.width[lane] != w.width[lead])
+        abort_block(format("warp %d: lane %d calls %s with mask 0x%08x while lane %d calls %s with "
+                           "mask 0x%08x (lanes of a mask must make the same call)",
+                           warp, lead, op_name(w.op[lead]), mask, lane, op_name(w.op[lane]),
+                           w.mask[lane]),
+                    true);
+    }
+    const WarpOp op = w.op[lead];
+    const bool is_vote = op == WarpOp::ballot || op == WarpOp::any || op == WarpOp::all;
+    uint64_t vote = 0;
+    if (is_vote) {
+      unsigned ballot = 0;
+      for (unsigned g = group; g != 0; g &= g - 1)
+        if (w.value[__builtin_ctz(g)] != 0) ballot |= g & -g;
+      vote = op == WarpOp::ballot ? ballot : op == WarpOp::any ? ballot != 0 : ballot == group;
+    }
+    for (unsigned g = group; g != 0; g &= g - 1) {
+      const int lane = __builtin_ctz(g);
+      const int width = w.width[lane];
+      const int segment = lane & ~(width - 1);
+      int src = lane;
+      switch (op) {
+        case WarpOp::shfl: src = segment + (w.arg[lane] & (width - 1)); break;
+        case WarpOp::shfl_up:
+          if ((lane - segment) - w.arg[lane] >= 0) src = lane - w.arg[lane];
+          break;
+        case WarpOp::shfl_down:
+          if ((lane - segment) + w.arg[lane] < width) src = lane + w.arg[lane];
+          break;
+        case WarpOp::shfl_xor:
+          src = lane ^ w.arg[lane];
+          if (src > (segment | (width - 1)) || src < 0 || src > 31) src = lane;
+          break;
+        default: break;
+      }
+      if ((group & (1u << src)) == 0)
+        abort_block(format("warp %d: lane %d's %s (mask 0x%08x) reads lane %d, which %s: the "
+                           "value is undefined",
+                           warp, lane, op_name(op), mask, src,
+                           (w.alive & (1u << src)) == 0 ? "has exited or does not exist"
+                                                         : "is not in the mask"),
+                    true);
+      w.result[lane] = is_vote ? vote : w.value[src];
+    }
+    for (unsigned g = group; g != 0; g &= g - 1)
+      fibers_[warp * 32 + __builtin_ctz(g)].state = FiberState::runnable;
+    w.arrived &= ~group;
+    pending &= ~group;
+    completed = true;
+  }
+  return completed;
+}
+
+void Scheduler::on_exit(int thread) {
+  --live_;
+  WarpSlots& w = warps_[thread / 32];
+  w.alive &= ~(1u << (thread % 32));
+  if (w.arrived != 0) try_complete(thread / 32);
+}
+
+std::string Scheduler::describe_wait(int t) const {
+  const Fiber& f = fibers_[t];
+  std::string who = "thread " + str(f.idx);
+  switch (f.state) {
+    case FiberState::done: return who + " exited";
+    case FiberState::at_barrier: return who + " waits at __syncthreads() at " + barrier_site_;
+    case FiberState::at_warp_op: {
+      const WarpSlots& w = warps_[t / 32];
+      return who + format(" waits in %s (mask 0x%08x)", op_name(w.op[t % 32]), w.mask[t % 32]);
+    }
+    default: return who + " is runnable";
+  }
+}
+
+void Scheduler::report_deadlock() {
+  std::string message;
+  if (barrier_arrived_ > 0) {
+    message = format("__syncthreads() at %s reached by only %d of %d threads: ", barrier_site_,
+                     barrier_arrived_, threads_);
+    int shown = 0;
+    for (int t = 0; t < threads_ && shown < 3; ++t)
+      if (fibers_[t].state != FiberState::at_barrier) {
+        message += (shown++ ? "; " : "") + describe_wait(t);
+      }
+    message += " (a barrier must be reached by every thread of the block)";
+  } else {
+    for (int t = 0; t < threads_; ++t) {
+      if (fibers_[t].state != FiberState::at_warp_op) continue;
+      const WarpSlots& w = warps_[t / 32];
+      const unsigned missing = w.mask[t % 32] & w.alive & ~w.arrived;
+      message = format("warp %d: lane %d waits in %s (mask 0x%08x) but lane %d never arrives: ",
+                       t / 32, t % 32, op_name(w.op[t % 32]), w.mask[t % 32],
+                       missing ? __builtin_ctz(missing) : -1);
+      if (missing) message += describe_wait((t / 32) * 32 + __builtin_ctz(missing));
+      break;
+    }
+  }
+  record_error(here(false) + ": deadlock: " + message);
+  aborted_ = true;
+}
+
+// ---- the worker pool ----------------------------------------------------------------------------
+class Pool {
+ public:
+  Pool() {
+    int n = 0;
+    if (const char* env = std::getenv("REALTUNE_EMU_THREADS")) n = std::atoi(env);
+    if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+    size_ = std::clamp(n, 1, 256);
+    for (int i = 1; i < size_; ++i) std::thread([this, i] { worker(i); }).detach();
+  }
+  int size() const { return size_; }
+
+  // Runs the grid on `workers` threads, the caller being one of them.
+  void run(LaunchState& launch, int workers) {
+    {
+      std::lock_guard lock(mutex_);
+      job_ = &launch;
+      wanted_ = workers - 1;
+      busy_ = workers - 1;
+      ++generation_;
+    }
+    if (workers > 1) work_cv_.notify_all();
+    scheduler_for_this_thread().run_grid(launch);
+    std::unique_lock lock(mutex_);
+    done_cv_.wait(lock, [&] { return busy_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void worker(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      LaunchState* job;
+      {
+        std::unique_lock lock(mutex_);
+        work_cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (index > wanted_) continue;
+        job = job_;
+      }
+      scheduler_for_this_thread().run_grid(*job);
+      std::lock_guard lock(mutex_);
+      if (--busy_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  int size_ = 1;
+  std::mutex mutex_;
+  std::condition_variable work_cv_, done_cv_;
+  uint64_t generation_ = 0;
+  LaunchState* job_ = nullptr;
+  int wanted_ = 0;
+  int busy_ = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: its detached workers outlive static teardown
+  return *p;
+}
+
+std::mutex g_launch_mutex;
+
+std::string check_config(dim3 grid, dim3 block, size_t smem) {
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0)
+    return format("empty grid (%u,%u,%u)", grid.x, grid.y, grid.z);
+  if (block.x == 0 || block.y == 0 || block.z == 0)
+    return format("empty block (%u,%u,%u)", block.x, block.y, block.z);
+  if (grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
+    return format("grid (%u,%u,%u) exceeds (2^31-1, 65535, 65535)", grid.x, grid.y, grid.z);
+  if (block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024)
+    return format("block (%u,%u,%u) has %llu threads (at most 1024; x, y <= 1024, z <= 64)",
+                  block.x, block.y, block.z, static_cast<unsigned long long>(threads));
+  if (smem > kMaxDynamicShared)
+    return format("%zu bytes of dynamic shared memory exceed the %zu a launch gets without "
+                  "cudaFuncSetAttribute",
+                  smem, kMaxDynamicShared);
+  return {};
+}
+
+}  // namespace
+
+// ---- entry points used by cuda_emu.h ------------------------------------------------------------
+Allocation find_allocation(const void* p) {
+  const char* q = static_cast<const char*>(p);
+  const Registry* r = tl_registry;
+  std::shared_ptr<const Registry> hold;
+  if (r == nullptr) {
+    hold = g_registry.load();
+    r = hold.get();
+  }
+  if (tl_cache_version == r->version && q >= tl_cache.base && q <= tl_cache.base + tl_cache.size)
+    return tl_cache;
+  if (const Allocation* a = lookup(*r, q)) {
+    tl_cache_version = r->version;
+    tl_cache = *a;
+    return *a;
+  }
+  return Allocation{q, 0};
+}
+
+void* bad_access(const char* base, size_t size, const void* p, size_t bytes, size_t align,
+                 const char* type, bool is_const) {
+  alignas(64) thread_local unsigned char scratch[1024];
+  const std::string what = type ? std::string(type) : std::to_string(bytes) + "-byte element";
+  const char* kind = is_const ? "read" : "access";
+  std::string message;
+  if (base == nullptr && size == 0)
+    message = format("%s of a %s through a null pointer", kind, what.c_str());
+  else if (size == 0)
+    message = format("%s of a %s at %p, which is not inside any cudaMalloc allocation", kind,
+                     what.c_str(), p);
+  else if (reinterpret_cast<uintptr_t>(p) % align != 0 &&
+           static_cast<const char*>(p) >= base && static_cast<const char*>(p) + bytes <= base + size)
+    message = format("misaligned %s of a %s at byte offset %td of a %zu-byte allocation (needs %zu-byte alignment)",
+                     kind, what.c_str(), static_cast<const char*>(p) - base, size, align);
+  else
+    message = format("out-of-bounds %s of %zu bytes (%s) at byte offset %td of a %zu-byte allocation",
+                     kind, bytes, what.c_str(), static_cast<const char*>(p) - base, size);
+  record_error(here(true) + ": " + message);
+  std::memset(scratch, 0, std::min(bytes, sizeof scratch));
+  return scratch;
+}
+
+void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t smem,
+                   KernelInvoke invoke, const void* body) {
+  const std::string bad = check_config(grid, block, smem);
+  if (!bad.empty())
+    throw KernelError(std::string("cuda-emu: kernel ") + kernel_name + ": invalid launch configuration: " + bad);
+  std::lock_guard serial(g_launch_mutex);
+  std::shared_ptr<const Registry> registry = g_registry.load();
+  LaunchState launch;
+  launch.name = kernel_name;
+  launch.grid = grid;
+  launch.block = block;
+  launch.smem = smem;
+  launch.invoke = invoke;
+  launch.body = body;
+  launch.registry = registry.get();
+  launch.total_blocks = uint64_t(grid.x) * grid.y * grid.z;
+  const int workers = static_cast<int>(std::min<uint64_t>(pool().size(), launch.total_blocks));
+  pool().run(launch, workers);
+  if (!launch.error.empty())
+    throw KernelError(std::string("cuda-emu: kernel ") + kernel_name + ": " + launch.error);
+}
+
+void* dynamic_shared() {
+  if (tl_scheduler == nullptr) throw KernelError("cuda-emu: dynamic shared memory used outside a kernel");
+  return tl_scheduler->dynamic_shared();
+}
+
+int syncthreads(const char* site, BarrierKind kind, int predicate) {
+  if (tl_scheduler == nullptr) throw KernelError("cuda-emu: __syncthreads() called outside a kernel");
+  return tl_scheduler->syncthreads(site, kind, predicate);
+}
+
+uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width) {
+  if (tl_scheduler == nullptr)
+    throw KernelError(std::string("cuda-emu: ") + op_name(op) + " called outside a kernel");
+  return tl_scheduler->warp_collective(op, mask, value, arg, width);
+}
+
+unsigned active_mask() {
+  if (tl_scheduler == nullptr) throw KernelError("cuda-emu: __activemask() called outside a kernel");
+  return tl_scheduler->active_mask();
+}
+
+bool wmma_check(const void* ptr, unsigned ldm, size_t element_bytes, const char* what) {
+  const size_t ldm_multiple = 16 / element_bytes;
+  if (reinterpret_cast<uintptr_t>(ptr) % 32 != 0) {
+    record_error(here(true) + format(": wmma::%s: pointer %p is not 32-byte aligned", what, ptr));
+    return false;
+  }
+  if (ldm % ldm_multiple != 0) {
+    record_error(here(true) + format(": wmma::%s: ldm %u is not a multiple of %zu elements (16 bytes)",
+                                     what, ldm, ldm_multiple));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace emu
+
+// ---- CUDA runtime API ---------------------------------------------------------------------------
+const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+  }
+  return "unknown error";
+}
+
+cudaError_t cudaGetLastError() { return cudaSuccess; }
+cudaError_t cudaPeekAtLastError() { return cudaSuccess; }
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  if (ptr == nullptr) return cudaErrorInvalidValue;
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 255) & ~size_t(255);
+  void* p = std::aligned_alloc(256, rounded);
+  if (p == nullptr) return cudaErrorMemoryAllocation;
+  emu::update_registry(p, bytes, true);
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  {
+    std::shared_ptr<const emu::Registry> r = emu::g_registry.load();
+    const emu::Allocation* a = emu::lookup(*r, static_cast<const char*>(ptr));
+    if (a == nullptr || a->base != ptr) return cudaErrorInvalidDevicePointer;
+  }
+  emu::update_registry(ptr, 0, false);
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  const bool device_src = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  const bool device_dst = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  if ((device_src && !emu::range_is_allocated(src, bytes)) ||
+      (device_dst && !emu::range_is_allocated(dst, bytes)))
+    return cudaErrorInvalidValue;
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+  if (bytes == 0) return cudaSuccess;
+  if (!emu::range_is_allocated(ptr, bytes)) return cudaErrorInvalidValue;
+  std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  *prop = cudaDeviceProp{};
+  std::snprintf(prop->name, sizeof prop->name, "cuda-emu (CPU emulation of the CUDA execution model)");
+  prop->totalGlobalMem = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGESIZE));
+  prop->sharedMemPerBlock = emu::kMaxDynamicShared;
+  prop->regsPerBlock = 65536;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = 1024;
+  prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 0x7fffffff;
+  prop->maxGridSize[1] = 65535;
+  prop->maxGridSize[2] = 65535;
+  prop->multiProcessorCount = emu::pool().size();
+  prop->major = 9;
+  prop->minor = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
