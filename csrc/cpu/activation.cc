@@ -50,14 +50,14 @@ constexpr float kGeluCubic = 0.044715f;
   return x / (1.f + exp_approx(-2.f * kGeluScale * (x + kGeluCubic * x * x * x)));
 }
 
-// d gelu / dx = (1 + tanh u) / 2 + x/2 sech^2(u) du/dx, with (1 + tanh u) / 2 = 1 - 1 / (e^{2u} + 1)
+// d gelu / dx = (1 + tanh u) / 2 + x/2 sech^2(u) du/dx, with (1 + tanh u) / 2 = e^{2u} / (e^{2u} + 1)
 // and sech^2(u) = 4 e^{2u} / (e^{2u} + 1)^2 (no cancellation where tanh u is near +-1).
 [[gnu::always_inline]] inline float gelu_grad(float x) {
   const float x2 = x * x;
   const float e = exp_approx(2.f * kGeluScale * (x + kGeluCubic * x2 * x));
   const float inv = 1.f / (e + 1.f);
-  const float sech2 = 4.f * e * inv * inv;
-  return (1.f - inv) + 0.5f * x * sech2 * kGeluScale * (1.f + 3.f * kGeluCubic * x2);
+  const float sigmoid = e * inv;  // (1 + tanh u) / 2; e * inv first: 4 e alone can overflow
+  return sigmoid + 2.f * x * sigmoid * inv * kGeluScale * (1.f + 3.f * kGeluCubic * x2);
 }
 
 [[gnu::always_inline]] inline float silu(float x) { return x / (1.f + exp_approx(-x)); }

@@ -1,6 +1,6 @@
 // float64 reference for layer norm over the last axis of [rows, cols], with optional gamma/beta
-// [cols] and adaLN scale/shift [rows / group, cols]. Gradients come from finite differences of
-// this forward in the tests, so there is no hand-written reference backward to get wrong.
+// [cols] and adaLN scale/shift [rows / group, cols], and its analytic backward (itself checked
+// against finite differences of the forward in the tests).
 export interface LayerNormInputs {
   x: ArrayLike<number>;
   rows: number;
@@ -38,4 +38,50 @@ export function layerNorm(p: LayerNormInputs): { y: Float64Array; mean: Float64A
     }
   }
   return { y, mean, rstd };
+}
+
+export interface LayerNormReferenceGradients {
+  dx: Float64Array;
+  dgamma: Float64Array;
+  dbeta: Float64Array;
+  dscale: Float64Array;
+  dshift: Float64Array;
+}
+
+export function layerNormBackward(p: LayerNormInputs, dy: ArrayLike<number>): LayerNormReferenceGradients {
+  const { x, rows, cols, group } = p;
+  const { mean, rstd } = layerNorm(p);
+  const groups = rows / group;
+  const g: LayerNormReferenceGradients = {
+    dx: new Float64Array(rows * cols),
+    dgamma: new Float64Array(cols),
+    dbeta: new Float64Array(cols),
+    dscale: new Float64Array(groups * cols),
+    dshift: new Float64Array(groups * cols),
+  };
+  const xhat = new Float64Array(cols);
+  const dxhat = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const b = Math.floor(r / group);
+    let sumDxhat = 0;
+    let sumDxhatXhat = 0;
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      xhat[c] = (x[i]! - mean[r]!) * rstd[r]!;
+      const gamma = p.gamma ? p.gamma[c]! : 1;
+      const z = xhat[c]! * gamma + (p.beta ? p.beta[c]! : 0);
+      const dz = dy[i]! * (p.scale ? 1 + p.scale[b * cols + c]! : 1);
+      g.dshift[b * cols + c]! += dy[i]!;
+      g.dscale[b * cols + c]! += dy[i]! * z;
+      g.dbeta[c]! += dz;
+      g.dgamma[c]! += dz * xhat[c]!;
+      dxhat[c] = dz * gamma;
+      sumDxhat += dxhat[c]!;
+      sumDxhatXhat += dxhat[c]! * xhat[c]!;
+    }
+    for (let c = 0; c < cols; c++) {
+      g.dx[r * cols + c] = rstd[r]! * (dxhat[c]! - sumDxhat / cols - (xhat[c]! * sumDxhatXhat) / cols);
+    }
+  }
+  return g;
 }
