@@ -168,6 +168,7 @@ describe('op matmul', () => {
       const random = rng();
       const cases: [Case, boolean][] = [
         [{ m: 70, n: 45, k: 90 }, false],
+        [{ m: 130, n: 200, k: 20 }, false],
         [{ batch: 2, m: 33, n: 80, k: 40 }, true],
       ];
       for (const [{ batch, m, n, k }, bf16] of cases) {
