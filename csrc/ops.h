@@ -227,6 +227,13 @@ struct ClampParams {
   float lo, hi;
 };
 
+// out[i] = sign(x[i]): -1, 0 or 1 (0 for NaN). out may alias x.
+struct SignParams {
+  const float* x;
+  float* out;
+  int64_t n;
+};
+
 // out[i] = value, for any dtype (value converted).
 struct FillParams {
   void* out;
@@ -391,6 +398,7 @@ struct LoraLinearBackwardParams {
   X(cast, CastParams)                                   \
   X(fill, FillParams)                                   \
   X(clamp, ClampParams)                                 \
+  X(sign, SignParams)                                   \
   X(attention, AttentionParams)                         \
   X(attention_backward, AttentionBackwardParams)        \
   X(dpo_loss, DpoLossParams)                            \
