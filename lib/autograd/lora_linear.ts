@@ -1,0 +1,31 @@
+// The LoRA-fused linear as a differentiable function (lib/ops/lora_linear.ts underneath).
+import * as lora from '../ops/lora_linear.js';
+import type { Tensor } from '../tensor.js';
+import { asVariable, record, type Input, type Variable } from './variable.js';
+
+/** y = x w^T + bias + scale (x down) up, x [M, K], w [N, K], down [K, r], up [r, N]. */
+export function loraLinear(x: Input, w: Input, bias: Input | null, down: Input, up: Input, options: { scale: number }): Variable {
+  const vx = asVariable(x);
+  const vw = asVariable(w);
+  const vb = bias === null ? null : asVariable(bias);
+  const vd = asVariable(down);
+  const vu = asVariable(up);
+  const { y, h } = lora.loraLinearForward(vx.value, vw.value, vb?.value ?? null, vd.value, vu.value, { scale: options.scale });
+  const parents = vb === null ? [vx, vw, vd, vu] : [vx, vw, vd, vu, vb];
+  return record(
+    'loraLinear',
+    y,
+    parents,
+    (g, needs) => {
+      const grads = lora.loraLinearBackward(vx.value, vw.value, vd.value, vu.value, h, g, {
+        scale: options.scale,
+        needDw: needs[1] === true,
+        needDbias: vb !== null && needs[4] === true,
+      });
+      const out: (Tensor<'f32'> | null)[] = [grads.dx, grads.dw ?? null, grads.ddown, grads.dup];
+      if (vb !== null) out.push(grads.dbias ?? null);
+      return out;
+    },
+    [h],
+  );
+}

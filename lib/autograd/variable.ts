@@ -1,0 +1,165 @@
+// The autograd tape in micrograd's shape: a Variable holds a Tensor value and, when an op made
+// it from inputs that need gradients, the Node that knows how to send its gradient back.
+//
+// Ownership: a Variable owns its value. Non-leaf values, and the tensors a node saved only for
+// its backward, are disposed when the graph is released (by backward() without retainGraph, or
+// by release()), except the root of the backward call and Variables marked with retain().
+// Leaves (parameters, inputs) are never disposed by the graph.
+import type { DeviceType } from '../device.js';
+import { keep } from '../scope.js';
+import type { Shape, Tensor } from '../tensor.js';
+
+/** Returns the gradient of each parent (null where not needed) from the gradient of the output. */
+export type BackwardFn = (grad: Tensor<'f32'>, needs: readonly boolean[]) => (Tensor<'f32'> | null)[];
+
+export interface Node {
+  readonly op: string;
+  readonly parents: readonly Variable[];
+  backward: BackwardFn | null;
+  /** Tensors kept only for the backward (not any Variable's value); disposed on release. */
+  owned: Tensor[];
+  freed: boolean;
+}
+
+let gradEnabled = true;
+
+/** Whether ops currently record the tape. */
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording: results need no gradient and keep no graph. */
+export function noGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    const result = fn();
+    if (result instanceof Promise) throw new TypeError('noGrad: fn must be synchronous (it returned a Promise)');
+    return result;
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+/** Runs fn with recording on (inside a noGrad, for example). */
+export function enableGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+export interface VariableOptions {
+  requiresGrad?: boolean;
+  name?: string;
+}
+
+export class Variable {
+  #value: Tensor<'f32'>;
+  requiresGrad: boolean;
+  /** Accumulated over backward calls until zeroGrad(); only on leaves. */
+  grad: Tensor<'f32'> | null = null;
+  readonly node: Node | null;
+  name: string | undefined;
+  #retained = false;
+
+  /** A leaf holding `value` (not copied: the Variable now owns it). */
+  constructor(value: Tensor<'f32'>, options: VariableOptions = {}, node: Node | null = null) {
+    if (value.dtype !== 'f32') throw new TypeError(`Variable: value has dtype ${value.dtype}, expected f32`);
+    this.#value = value;
+    this.requiresGrad = node !== null || (options.requiresGrad ?? false);
+    this.node = node;
+    this.name = options.name;
+  }
+
+  get value(): Tensor<'f32'> {
+    return this.#value;
+  }
+
+  /** Replaces a leaf's value (loading weights, merging adapters); the old one is disposed. */
+  set value(next: Tensor<'f32'>) {
+    if (this.node !== null) throw new TypeError(`Variable: only a leaf's value can be replaced (this one was made by ${this.node.op})`);
+    if (next.dtype !== 'f32') throw new TypeError(`Variable: value has dtype ${next.dtype}, expected f32`);
+    if (next !== this.#value) this.#value.dispose();
+    this.#value = next;
+  }
+
+  get shape(): Shape {
+    return this.#value.shape;
+  }
+
+  get ndim(): number {
+    return this.#value.ndim;
+  }
+
+  get size(): number {
+    return this.#value.size;
+  }
+
+  get device(): DeviceType {
+    return this.#value.device;
+  }
+
+  get isLeaf(): boolean {
+    return this.node === null;
+  }
+
+  get retained(): boolean {
+    return this.#retained;
+  }
+
+  /** Keeps this value alive when the graph is released (to read it after backward). */
+  retain(): this {
+    this.#retained = true;
+    return this;
+  }
+
+  /** A leaf sharing this value, outside the graph; marks this Variable retained. */
+  detach(): Variable {
+    this.#retained = true;
+    return new Variable(this.#value);
+  }
+
+  zeroGrad(): void {
+    this.grad?.dispose();
+    this.grad = null;
+  }
+
+  /** Adds `g` to the accumulated gradient (the tensor is not kept). */
+  accumulateGrad(g: Tensor<'f32'>, axpy: (alpha: number, x: Tensor<'f32'>, y: Tensor<'f32'>) => void): void {
+    if (this.grad === null || this.grad.disposed) this.grad = keep(g.clone());
+    else axpy(1, g, this.grad);
+  }
+
+  /** Disposes the value and the gradient. */
+  dispose(): void {
+    this.#value.dispose();
+    this.zeroGrad();
+  }
+
+  toString(): string {
+    return `Variable(${this.#value.describe()}${this.requiresGrad ? ', requiresGrad' : ''}${this.node ? `, from ${this.node.op}` : ''})`;
+  }
+}
+
+export type Input = Variable | Tensor<'f32'>;
+
+/** A Variable for an op input: Tensors become constant leaves (not owned: never disposed). */
+export function asVariable(x: Input): Variable {
+  return x instanceof Variable ? x : new Variable(x);
+}
+
+/**
+ * Makes the Variable for an op's result. When recording and some parent needs a gradient it
+ * carries a Node; otherwise the backward state is dropped and `owned` disposed at once.
+ */
+export function record(op: string, value: Tensor<'f32'>, parents: readonly Variable[], backward: BackwardFn, owned: Tensor[] = []): Variable {
+  if (gradEnabled && parents.some((p) => p.requiresGrad)) {
+    return new Variable(value, {}, { op, parents, backward, owned, freed: false });
+  }
+  for (const t of owned) t.dispose();
+  return new Variable(value);
+}
