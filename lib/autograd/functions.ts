@@ -25,6 +25,14 @@ function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
+/** `t` with another shape; `t`'s handle is given up (disposed when a view replaces it). */
+function reshapeOwned(t: Tensor<'f32'>, shape: Shape): Tensor<'f32'> {
+  if (sameShape(t.shape, shape)) return t;
+  const view = t.reshape(shape);
+  t.dispose();
+  return view;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Elementwise
 
@@ -62,7 +70,7 @@ export function biasAdd(x: Input, bias: Input, options: { axis?: number } = {}):
   const others = vx.shape.map((_, i) => i).filter((i) => i !== axis);
   return record('biasAdd', ew.biasAdd(vx.value, vb.value, { axis }), [vx, vb], (g, needs) => [
     g,
-    needs[1] ? (others.length === 0 ? g.clone() : red.sum(g, others)).reshape(vb.shape) : null,
+    needs[1] ? (others.length === 0 ? g.reshape(vb.shape) : reshapeOwned(red.sum(g, others), vb.shape)) : null,
   ]);
 }
 
