@@ -212,11 +212,35 @@ struct Allocation {
 // flagged unknown when there is none. Lock-free inside a launch (a snapshot of the registry).
 Allocation find_allocation(const void* p);
 
-// Records an out-of-bounds or misaligned access (cold path) and returns a zeroed scratch
-// element of at least `bytes` the access is redirected to.
+// The element type's name in error messages.
+template <class T>
+struct type_label {
+  static constexpr const char* name = nullptr;
+};
+#define RT_EMU_TYPE_LABEL(T, label)                 \
+  template <>                                       \
+  struct type_label<T> {                            \
+    static constexpr const char* name = label;      \
+  };
+RT_EMU_TYPE_LABEL(float, "float")
+RT_EMU_TYPE_LABEL(double, "double")
+RT_EMU_TYPE_LABEL(int, "int")
+RT_EMU_TYPE_LABEL(unsigned, "unsigned")
+RT_EMU_TYPE_LABEL(long, "int64")
+RT_EMU_TYPE_LABEL(long long, "int64")
+RT_EMU_TYPE_LABEL(unsigned long, "uint64")
+RT_EMU_TYPE_LABEL(unsigned long long, "uint64")
+RT_EMU_TYPE_LABEL(float2, "float2")
+RT_EMU_TYPE_LABEL(float4, "float4")
+RT_EMU_TYPE_LABEL(int4, "int4")
+RT_EMU_TYPE_LABEL(uint2, "uint2")
+RT_EMU_TYPE_LABEL(uint4, "uint4")
+
+// Records an out-of-bounds or misaligned access of `count` elements (cold path) and returns a
+// zeroed scratch area the access is redirected to.
 [[gnu::cold, gnu::noinline]] void* bad_access(const char* base, size_t size, const void* p,
-                                              size_t bytes, size_t align, const char* type,
-                                              bool is_const);
+                                              size_t count, size_t element_bytes, size_t align,
+                                              const char* type, bool is_const);
 
 template <class T>
 class checked_ptr {
@@ -303,7 +327,7 @@ class checked_ptr {
     const size_t off = reinterpret_cast<const char*>(q) - base_;
     const size_t bytes = count * sizeof(T);
     if (size_ < bytes || off > size_ - bytes || reinterpret_cast<uintptr_t>(q) % alignof(T) != 0) {
-      bad_access(base_, size_, q, bytes, alignof(T), type_name(), std::is_const_v<T>);
+      bad_access(base_, size_, q, count, sizeof(T), alignof(T), type_name(), std::is_const_v<T>);
       return nullptr;
     }
     return q;
@@ -314,22 +338,13 @@ class checked_ptr {
   size_t alloc_size() const { return size_; }
 
  private:
-  static const char* type_name() {
-    using U = std::remove_cv_t<T>;
-    if constexpr (std::is_same_v<U, float>) return "float";
-    else if constexpr (std::is_same_v<U, int>) return "int";
-    else if constexpr (std::is_same_v<U, unsigned>) return "unsigned";
-    else if constexpr (std::is_same_v<U, float4>) return "float4";
-    else if constexpr (std::is_same_v<U, uint4>) return "uint4";
-    else if constexpr (std::is_same_v<U, int64_t>) return "int64";
-    else return nullptr;
-  }
+  static const char* type_name() { return type_label<std::remove_cv_t<T>>::name; }
   T* checked(T* q) const {
     const size_t off = reinterpret_cast<const char*>(q) - base_;
     if (off > size_ - sizeof(T) || size_ < sizeof(T) ||
         reinterpret_cast<uintptr_t>(q) % alignof(T) != 0) [[unlikely]]
       return static_cast<T*>(
-          bad_access(base_, size_, q, sizeof(T), alignof(T), type_name(), std::is_const_v<T>));
+          bad_access(base_, size_, q, 1, sizeof(T), alignof(T), type_name(), std::is_const_v<T>));
     return q;
   }
 
@@ -588,6 +603,11 @@ struct __align__(4) __nv_bfloat162 {
   __nv_bfloat16 x, y;
 };
 using nv_bfloat162 = __nv_bfloat162;
+namespace emu {
+RT_EMU_TYPE_LABEL(__nv_bfloat16, "bf16")
+RT_EMU_TYPE_LABEL(__nv_bfloat162, "bf16x2")
+}  // namespace emu
+#undef RT_EMU_TYPE_LABEL
 
 inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }

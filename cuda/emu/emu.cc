@@ -556,26 +556,23 @@ std::string Scheduler::describe_wait(int t) const {
 
 void Scheduler::report_deadlock() {
   std::string message;
-  if (barrier_arrived_ > 0) {
+  for (int t = 0; t < threads_ && message.empty(); ++t) {
+    if (fibers_[t].state != FiberState::at_warp_op) continue;
+    const WarpSlots& w = warps_[t / 32];
+    const unsigned missing = w.mask[t % 32] & w.alive & ~w.arrived;
+    if (missing == 0) continue;
+    const int other = __builtin_ctz(missing);
+    message = format("warp %d: lane %d waits in %s (mask 0x%08x) but lane %d never arrives: ",
+                     t / 32, t % 32, op_name(w.op[t % 32]), w.mask[t % 32], other) +
+              describe_wait((t / 32) * 32 + other);
+  }
+  if (message.empty()) {
     message = format("__syncthreads() at %s reached by only %d of %d threads: ", barrier_site_,
                      barrier_arrived_, threads_);
     int shown = 0;
     for (int t = 0; t < threads_ && shown < 3; ++t)
-      if (fibers_[t].state != FiberState::at_barrier) {
-        message += (shown++ ? "; " : "") + describe_wait(t);
-      }
-    message += " (a barrier must be reached by every thread of the block)";
-  } else {
-    for (int t = 0; t < threads_; ++t) {
-      if (fibers_[t].state != FiberState::at_warp_op) continue;
-      const WarpSlots& w = warps_[t / 32];
-      const unsigned missing = w.mask[t % 32] & w.alive & ~w.arrived;
-      message = format("warp %d: lane %d waits in %s (mask 0x%08x) but lane %d never arrives: ",
-                       t / 32, t % 32, op_name(w.op[t % 32]), w.mask[t % 32],
-                       missing ? __builtin_ctz(missing) : -1);
-      if (missing) message += describe_wait((t / 32) * 32 + __builtin_ctz(missing));
-      break;
-    }
+      if (fibers_[t].state != FiberState::at_barrier) message += (shown++ ? "; " : "") + describe_wait(t);
+    message += " (every thread of a block must reach each barrier)";
   }
   record_error(here(false) + ": deadlock: " + message);
   aborted_ = true;
@@ -682,24 +679,27 @@ Allocation find_allocation(const void* p) {
   return Allocation{q, 0};
 }
 
-void* bad_access(const char* base, size_t size, const void* p, size_t bytes, size_t align,
-                 const char* type, bool is_const) {
+void* bad_access(const char* base, size_t size, const void* p, size_t count, size_t element_bytes,
+                 size_t align, const char* type, bool is_const) {
   alignas(64) thread_local unsigned char scratch[1024];
-  const std::string what = type ? std::string(type) : std::to_string(bytes) + "-byte element";
+  const size_t bytes = count * element_bytes;
+  const std::string element = type ? std::string(type) : std::to_string(element_bytes) + "-byte element";
+  const std::string what = count == 1 ? "a " + element : std::to_string(count) + " x " + element;
   const char* kind = is_const ? "read" : "access";
+  const char* q = static_cast<const char*>(p);
   std::string message;
   if (base == nullptr && size == 0)
-    message = format("%s of a %s through a null pointer", kind, what.c_str());
+    message = format("%s of %s through a null pointer", kind, what.c_str());
   else if (size == 0)
-    message = format("%s of a %s at %p, which is not inside any cudaMalloc allocation", kind,
+    message = format("%s of %s at %p, which is not inside any live cudaMalloc allocation", kind,
                      what.c_str(), p);
-  else if (reinterpret_cast<uintptr_t>(p) % align != 0 &&
-           static_cast<const char*>(p) >= base && static_cast<const char*>(p) + bytes <= base + size)
-    message = format("misaligned %s of a %s at byte offset %td of a %zu-byte allocation (needs %zu-byte alignment)",
-                     kind, what.c_str(), static_cast<const char*>(p) - base, size, align);
+  else if (reinterpret_cast<uintptr_t>(p) % align != 0 && q >= base && q + bytes <= base + size)
+    message = format("misaligned %s of %s at byte offset %td of a %zu-byte allocation (needs "
+                     "%zu-byte alignment)",
+                     kind, what.c_str(), q - base, size, align);
   else
-    message = format("out-of-bounds %s of %zu bytes (%s) at byte offset %td of a %zu-byte allocation",
-                     kind, bytes, what.c_str(), static_cast<const char*>(p) - base, size);
+    message = format("out-of-bounds %s of %s (%zu bytes) at byte offset %td of a %zu-byte allocation",
+                     kind, what.c_str(), bytes, q - base, size);
   record_error(here(true) + ": " + message);
   std::memset(scratch, 0, std::min(bytes, sizeof scratch));
   return scratch;
