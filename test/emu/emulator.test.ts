@@ -106,7 +106,7 @@ describe.runIf(hasEmu)('cuda-emu execution model', () => {
     const x = Array.from({ length: threads }, (_, t) => (t < 32 ? random() - 0.5 : random() + 0.1));
     x[3] = 1;
     x[4] = -1;
-    const p = x.map((v) => (v > 0 ? 1 : 0));
+    const p: number[] = x.map((v) => (v > 0 ? 1 : 0));
     const out = run('votes', x);
     const expected: number[] = [];
     const ballot = (from: number, to: number): number => {
@@ -114,7 +114,7 @@ describe.runIf(hasEmu)('cuda-emu execution model', () => {
       for (let l = from; l < to; l++) if (p[l]) bits |= 1 << (l % 32);
       return bits >>> 0;
     };
-    const count = p.reduce((s, v) => s + v, 0);
+    const count = p.reduce((s: number, v) => s + v, 0);
     for (let t = 0; t < threads; t++) {
       const w = t - (t % 32);
       const full = ballot(w, w + 32);
