@@ -84,7 +84,8 @@ export class Variable {
     if (this.node !== null) throw new TypeError(`Variable: only a leaf's value can be replaced (this one was made by ${this.node.op})`);
     if (next.dtype !== 'f32') throw new TypeError(`Variable: value has dtype ${next.dtype}, expected f32`);
     if (next !== this.#value) this.#value.dispose();
-    this.#value = next;
+    // A leaf outlives the tidy scope that happened to create its new value.
+    this.#value = keep(next);
   }
 
   get shape(): Shape {

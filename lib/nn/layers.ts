@@ -5,7 +5,7 @@ import { loraLinear } from '../autograd/lora_linear.js';
 import type { Input, Variable } from '../autograd/variable.js';
 import { defaultGenerator, Generator } from '../ops/random.js';
 import { fromArray, ones, shapeString, zeros, type Tensor } from '../tensor.js';
-import { linearDefault, normal } from './init.js';
+import { linearDefault, normal, xavierUniform } from './init.js';
 import { Module } from './module.js';
 
 /**
@@ -21,13 +21,24 @@ export abstract class LinearAdapter extends Module {
   constructor(public scale: number) {
     super();
   }
-  /** The current factors as Variables (differentiable towards what they are made from). */
-  abstract factors(): { down: Variable; up: Variable };
+  /**
+   * The current factors as Variables (differentiable towards what they are made from).
+   * `temporary`: they were computed for this call (not parameters) and are the caller's to free.
+   */
+  abstract factors(): AdapterFactors;
+}
+
+export interface AdapterFactors {
+  down: Variable;
+  up: Variable;
+  temporary: boolean;
 }
 
 export interface LinearOptions {
   bias?: boolean;
   generator?: Generator;
+  /** 'default': PyTorch's nn.Linear; 'xavier': Xavier-uniform weight, zero bias; 'zeros': all zero (adaLN-Zero). */
+  init?: 'default' | 'xavier' | 'zeros';
 }
 
 /** y = x w^T + b, w [out, in] (PyTorch's layout). */
@@ -43,8 +54,14 @@ export class Linear extends Module {
   ) {
     super();
     const generator = options.generator ?? defaultGenerator();
-    this.weight = this.addParameter('weight', linearDefault([outFeatures, inFeatures], inFeatures, generator));
-    this.bias = options.bias === false ? null : this.addParameter('bias', linearDefault([outFeatures], inFeatures, generator));
+    const init = options.init ?? 'default';
+    const shape = [outFeatures, inFeatures];
+    const weight = init === 'default' ? linearDefault(shape, inFeatures, generator) : init === 'xavier' ? xavierUniform(shape, generator) : zeros(shape);
+    this.weight = this.addParameter('weight', weight);
+    this.bias =
+      options.bias === false
+        ? null
+        : this.addParameter('bias', init === 'default' ? linearDefault([outFeatures], inFeatures, generator) : zeros([outFeatures]));
   }
 
   get adapter(): LinearAdapter | null {
@@ -85,8 +102,16 @@ export class Linear extends Module {
     const adapter = this.#adapter;
     let y: Variable;
     if (adapter !== null && adapter.enabled && !adapter.merged) {
-      const { down, up } = adapter.factors();
+      const { down, up, temporary } = adapter.factors();
       y = loraLinear(rows, this.weight, this.bias, down, up, { scale: adapter.scale });
+      if (temporary) {
+        // Factors outside the graph are freed with it (or now, when nothing was recorded).
+        for (const f of [down, up]) {
+          if (!f.isLeaf) continue;
+          if (y.node !== null) y.node.owned.push(f.value);
+          else f.value.dispose();
+        }
+      }
     } else {
       y = F.matmul(rows, this.weight, { transB: true });
       if (this.bias !== null) y = F.biasAdd(y, this.bias);
@@ -166,10 +191,11 @@ export class Embedding extends Module {
 export class MLP extends Module {
   readonly fc1: Linear;
   readonly fc2: Linear;
-  constructor(width: number, hidden: number, options: { generator?: Generator; outFeatures?: number } = {}) {
+  constructor(width: number, hidden: number, options: { generator?: Generator; outFeatures?: number; init?: LinearOptions['init'] } = {}) {
     super();
-    this.fc1 = this.addModule('fc1', new Linear(width, hidden, options));
-    this.fc2 = this.addModule('fc2', new Linear(hidden, options.outFeatures ?? width, options));
+    const linear = { ...(options.generator ? { generator: options.generator } : {}), ...(options.init ? { init: options.init } : {}) };
+    this.fc1 = this.addModule('fc1', new Linear(width, hidden, linear));
+    this.fc2 = this.addModule('fc2', new Linear(hidden, options.outFeatures ?? width, linear));
   }
 
   forward(x: Input): Variable {
@@ -196,13 +222,13 @@ export class Attention extends Module {
   constructor(
     readonly width: number,
     readonly heads: number,
-    options: { contextWidth?: number; generator?: Generator } = {},
+    options: { contextWidth?: number; generator?: Generator; init?: LinearOptions['init'] } = {},
   ) {
     super();
     if (width % heads !== 0) throw new RangeError(`Attention: width ${width} is not divisible by heads ${heads}`);
     this.headDim = width / heads;
     const contextWidth = options.contextWidth ?? width;
-    const generator = options.generator === undefined ? {} : { generator: options.generator };
+    const generator = { ...(options.generator ? { generator: options.generator } : {}), ...(options.init ? { init: options.init } : {}) };
     this.q = this.addModule('q', new Linear(width, width, generator));
     this.k = this.addModule('k', new Linear(contextWidth, width, generator));
     this.v = this.addModule('v', new Linear(contextWidth, width, generator));

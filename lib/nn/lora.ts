@@ -8,7 +8,7 @@ import { matmul } from '../ops/matmul.js';
 import { defaultGenerator, type Generator } from '../ops/random.js';
 import type { Tensor } from '../tensor.js';
 import { linearDefault, zeros } from './init.js';
-import { Linear, LinearAdapter } from './layers.js';
+import { Linear, LinearAdapter, type AdapterFactors } from './layers.js';
 import type { Module, StateDict } from './module.js';
 
 export class LoraAdapter extends LinearAdapter {
@@ -29,8 +29,8 @@ export class LoraAdapter extends LinearAdapter {
     this.up = this.addParameter('up', zeros([rank, outFeatures]));
   }
 
-  factors(): { down: Variable; up: Variable } {
-    return { down: this.down, up: this.up };
+  factors(): AdapterFactors {
+    return { down: this.down, up: this.up, temporary: false };
   }
 }
 
@@ -98,8 +98,13 @@ export function withAdaptersDisabled<T>(model: Module, fn: () => T): T {
 /** scale * (down up)^T, the [out, in] update an adapter adds to its Linear's weight. */
 export function adapterDelta(adapter: LinearAdapter): Tensor<'f32'> {
   return noGrad(() => {
-    const { down, up } = adapter.factors();
-    return matmul(up.value, down.value, { transA: true, transB: true, alpha: adapter.scale });
+    const { down, up, temporary } = adapter.factors();
+    const delta = matmul(up.value, down.value, { transA: true, transB: true, alpha: adapter.scale });
+    if (temporary) {
+      down.value.dispose();
+      up.value.dispose();
+    }
+    return delta;
   });
 }
 

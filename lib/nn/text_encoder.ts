@@ -1,0 +1,98 @@
+// A small CLIP-style text encoder: token embedding + learned positions, pre-LN causal
+// transformer blocks (padding masked through kvLengths), final LayerNorm. Takes token ids
+// (lib/text's tokenizer makes them) and returns every token's features plus a pooled vector
+// read at the EOS position (the last real token), which conditions adaLN.
+import * as F from '../autograd/functions.js';
+import type { Variable } from '../autograd/variable.js';
+import { defaultGenerator, type Generator } from '../ops/random.js';
+import { fromArray, shapeString, type Tensor } from '../tensor.js';
+import { normal } from './init.js';
+import { Attention, Embedding, LayerNorm, MLP } from './layers.js';
+import { Module, ModuleList } from './module.js';
+
+export interface TextEncoderConfig {
+  vocabSize: number;
+  /** Fixed token context (ids are padded to it). */
+  contextLength: number;
+  width: number;
+  depth: number;
+  heads: number;
+  mlpRatio: number;
+}
+
+export interface TextEncoding {
+  /** [B, contextLength, width] */
+  tokens: Variable;
+  /** [B, width]: the final features at position lengths[b] - 1 (EOS). */
+  pooled: Variable;
+  /** i32 [B]: real tokens per prompt (keys past it are masked by cross-attention). */
+  lengths: Tensor<'i32'>;
+}
+
+export class TextBlock extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: MLP;
+
+  constructor(width: number, heads: number, mlpRatio: number, generator: Generator) {
+    super();
+    this.norm1 = this.addModule('norm1', new LayerNorm(width));
+    this.attn = this.addModule('attn', new Attention(width, heads, { generator }));
+    this.norm2 = this.addModule('norm2', new LayerNorm(width));
+    this.mlp = this.addModule('mlp', new MLP(width, Math.round(width * mlpRatio), { generator }));
+  }
+
+  forward(x: Variable, lengths: Tensor<'i32'>): Variable {
+    const h = F.add(x, this.attn.forward(this.norm1.forward(x), { causal: true, kvLengths: lengths }));
+    return F.add(h, this.mlp.forward(this.norm2.forward(h)));
+  }
+}
+
+export class TextEncoder extends Module {
+  readonly config: TextEncoderConfig;
+  readonly token: Embedding;
+  readonly position: Variable;
+  readonly blocks: ModuleList<TextBlock>;
+  readonly norm: LayerNorm;
+
+  constructor(config: TextEncoderConfig, options: { generator?: Generator } = {}) {
+    super();
+    this.config = { ...config };
+    const generator = options.generator ?? defaultGenerator();
+    const { vocabSize, contextLength, width, depth, heads, mlpRatio } = config;
+    this.token = this.addModule('token', new Embedding(vocabSize, width, { std: 0.02, generator }));
+    this.position = this.addParameter('position', normal([contextLength, width], 0.01, generator));
+    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new TextBlock(width, heads, mlpRatio, generator))));
+    this.norm = this.addModule('norm', new LayerNorm(width));
+  }
+
+  /** ids i32 [B, contextLength]; lengths i32 [B] (1..contextLength) or numbers. */
+  forward(ids: Tensor<'i32'>, lengths: Tensor<'i32'> | readonly number[]): TextEncoding {
+    const { contextLength, width } = this.config;
+    if (ids.dtype !== 'i32' || ids.ndim !== 2 || ids.shape[1] !== contextLength) {
+      throw new RangeError(`TextEncoder: ids must be i32 [batch, ${contextLength}], got ${ids.dtype} ${shapeString(ids.shape)}`);
+    }
+    const batch = ids.shape[0]!;
+    const lengthTensor = Array.isArray(lengths) ? fromArray(lengths as number[], [batch], { dtype: 'i32', device: ids.device }) : (lengths as Tensor<'i32'>);
+    if (lengthTensor.ndim !== 1 || lengthTensor.shape[0] !== batch) {
+      throw new RangeError(`TextEncoder: lengths has shape ${shapeString(lengthTensor.shape)}, expected [${batch}]`);
+    }
+    const lengthValues = lengthTensor.toArray();
+    lengthValues.forEach((n, b) => {
+      if (!(n >= 1 && n <= contextLength)) throw new RangeError(`TextEncoder: lengths[${b}] is ${n}, expected 1..${contextLength}`);
+    });
+    const positions = F.expand(F.reshape(this.position, [1, contextLength, width]), [batch, contextLength, width]);
+    let x = F.add(this.token.forward(ids), positions);
+    for (const block of this.blocks) x = block.forward(x, lengthTensor);
+    const tokens = this.norm.forward(x);
+    const eos = fromArray(
+      Array.from(lengthValues, (n, b) => b * contextLength + n - 1),
+      [batch],
+      { dtype: 'i32', device: ids.device },
+    );
+    const pooled = F.embedding(F.reshape(tokens, [batch * contextLength, width]), eos);
+    eos.dispose();
+    return { tokens, pooled, lengths: lengthTensor };
+  }
+}
