@@ -1,0 +1,33 @@
+// npm run bench -- [suite] [--json FILE] [suite options]
+//   suites: ops (ops, GEMM vs OpenBLAS, machine peaks); no suite runs them all in order.
+// Each suite is a module exporting run(args) (see BenchSuite in bench/harness.ts); register a new
+// one with one line below. --json writes the suite's result (or { suite: result } for all).
+import { flagValue, writeJson, type BenchSuite } from './harness.js';
+
+const suites: Record<string, () => Promise<BenchSuite>> = {
+  ops: () => import('./ops.js'),
+};
+
+async function main(argv: string[]): Promise<void> {
+  const first = argv[0];
+  const chosen = first !== undefined && !first.startsWith('--') ? [first] : Object.keys(suites);
+  const args = first !== undefined && !first.startsWith('--') ? argv.slice(1) : argv;
+  const unknown = chosen.filter((name) => suites[name] === undefined);
+  if (unknown.length > 0) {
+    console.error(`bench: unknown suite ${unknown.join(', ')}; available: ${Object.keys(suites).join(', ')}`);
+    process.exit(2);
+  }
+  const results: Record<string, unknown> = {};
+  for (const name of chosen) {
+    console.log(`\n=== bench ${name} ===`);
+    const suite = await suites[name]!();
+    results[name] = await suite.run(args);
+  }
+  const jsonFile = flagValue(args, '--json');
+  if (jsonFile !== undefined) {
+    writeJson(jsonFile, chosen.length === 1 ? results[chosen[0]!] : results);
+    console.log(`\nwrote ${jsonFile}`);
+  }
+}
+
+await main(process.argv.slice(2));
