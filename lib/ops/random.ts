@@ -4,7 +4,7 @@
 import type { DeviceRequest } from '../device.js';
 import type { NativeHandle } from '../native.js';
 import { native } from '../native.js';
-import { empty, type Shape, type Tensor } from '../tensor.js';
+import { empty, shapeString, type Shape, type Tensor } from '../tensor.js';
 import { expectNumber } from './validate.js';
 
 declare module '../native.js' {
@@ -87,6 +87,9 @@ function draw(op: string, shape: Shape, options: RandomOptions, kind: number, a:
   }
   if (options.generator !== undefined && !(options.generator instanceof Generator)) {
     throw new TypeError(`${op}: generator must be a Generator, got ${typeof options.generator}`);
+  }
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new RangeError(`${op}: shape must be an array of integers >= 0, got ${Array.isArray(shape) ? shapeString(shape) : typeof shape}`);
   }
   const out = empty(shape, { dtype: 'f32', ...(options.device === undefined ? {} : { device: options.device }) });
   let seed: number;
