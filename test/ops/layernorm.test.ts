@@ -188,6 +188,16 @@ describe('op layernorm_backward', () => {
       }
     });
 
+    it(`writes zero parameter gradients for zero rows on ${device}`, () => {
+      const x = fromArray([], [0, 5], { device });
+      const gamma = fromArray([1, 2, 3, 4, 5], [5], { device });
+      const { y, mean, rstd } = layerNorm(x, { gamma });
+      expect(y.shape).toEqual([0, 5]);
+      const grads = layerNormBackward(x, x, { gamma, mean, rstd, needBeta: true });
+      expect(Array.from(grads.dgamma!.toArray())).toEqual([0, 0, 0, 0, 0]);
+      expect(Array.from(grads.dbeta!.toArray())).toEqual([0, 0, 0, 0, 0]);
+    });
+
     it(`computes only the requested parameter gradients on ${device}`, () => {
       const c: Case = { shape: [2, 4, 9], params: ['gamma', 'scale', 'shift'] };
       const inputs = makeInputs(c, rng());
