@@ -143,8 +143,8 @@ const cpuCases: Case[] = [
   { batch: 1, heads: 1, lq: 9, lk: 12, dim: 256, scale: 0.2 },
 ];
 
-// cuda-emu runs every CUDA thread as a fiber: small shapes. D multiples of 16 take the WMMA
-// path for bf16; 17 and 40 take the generic path.
+// cuda-emu runs every CUDA thread as a fiber: small shapes. For bf16, D = 16, 32, 48, 64 and
+// 128 take the WMMA path; 17 and 200 the SIMT one (as f32 always does).
 const acceleratorCases: Case[] = [
   { batch: 1, heads: 1, lq: 1, lk: 1, dim: 16 },
   { batch: 2, heads: 2, lq: 17, lk: 33, dim: 32, causal: true },
@@ -152,6 +152,8 @@ const acceleratorCases: Case[] = [
   { batch: 2, heads: 1, lq: 40, lk: 64, dim: 64, kvLengths: [0, 37] },
   { batch: 1, heads: 1, lq: 19, lk: 23, dim: 17 },
   { batch: 2, heads: 1, lq: 21, lk: 50, dim: 48, causal: true, kvLengths: [50, 30] },
+  { batch: 1, heads: 1, lq: 20, lk: 40, dim: 128, causal: true },
+  { batch: 1, heads: 1, lq: 9, lk: 20, dim: 200 },
 ];
 
 describe('op attention', () => {
