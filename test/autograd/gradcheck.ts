@@ -100,3 +100,58 @@ export function gradcheck(
     expect(err, `${label}: input ${i} relative gradient error (analytic ${Array.from(got!.slice(0, 4)).map((v) => v.toFixed(5))} vs numeric ${Array.from(numeric.slice(0, 4)).map((v) => v.toFixed(5))})`).toBeLessThan(tol);
   });
 }
+
+/**
+ * Checks the gradients a module's forward gives its parameters (and the listed inputs): the
+ * loss is sum(forward() * w); up to `perTensor` elements of each tensor are perturbed.
+ */
+export function moduleGradcheck(
+  label: string,
+  parameters: readonly [string, Variable][],
+  forward: () => Variable,
+  random: () => number,
+  options: GradcheckOptions & { perTensor?: number; zeroGradient?: RegExp } = {},
+): void {
+  // Module outputs pass through several f32 layers: the difference quotient is noisier than a
+  // single op's, so the defaults are looser (a wrong gradient is still off by O(1)).
+  const h = options.h ?? 2e-2;
+  const tol = options.tol ?? 3e-2;
+  const perTensor = options.perTensor ?? Infinity;
+  for (const [, p] of parameters) p.zeroGrad();
+  const weights = tidy(() => {
+    const y = forward();
+    const w = randomArray(y.size, random);
+    backward(F.sum(F.mul(y, fromArray(w, y.shape))));
+    return w;
+  });
+  const evaluate = (): number => tidy(() => noGrad(() => dot(forward().value.toArray(), weights)));
+  for (const [name, p] of parameters) {
+    expect(p.grad, `${label}: ${name} has a gradient`).not.toBeNull();
+    const analyticAll = p.grad!.toArray();
+    if (options.zeroGradient?.test(name)) {
+      // Zero in exact arithmetic (e.g. an attention key bias: softmax ignores a shared shift).
+      expect(Math.hypot(...analyticAll), `${label}: ${name} gradient is zero`).toBeLessThan(1e-5);
+      continue;
+    }
+    const data = p.value.toArray();
+    const picks = [...Array(data.length).keys()];
+    while (picks.length > perTensor) picks.splice(Math.floor(random() * picks.length), 1);
+    const numeric = new Float64Array(picks.length);
+    const analytic = new Float64Array(picks.length);
+    picks.forEach((j, k) => {
+      const saved = data[j]!;
+      data[j] = saved + h;
+      p.value.copy_(fromArray(data, p.shape));
+      const plus = evaluate();
+      data[j] = saved - h;
+      p.value.copy_(fromArray(data, p.shape));
+      const minus = evaluate();
+      data[j] = saved;
+      p.value.copy_(fromArray(data, p.shape));
+      numeric[k] = (plus - minus) / (2 * h);
+      analytic[k] = analyticAll[j]!;
+    });
+    const err = relativeError(analytic, numeric, options.floor ?? 1e-3);
+    expect(err, `${label}: ${name} relative gradient error (analytic ${Array.from(analytic.slice(0, 3)).map((v) => v.toFixed(5))} vs numeric ${Array.from(numeric.slice(0, 3)).map((v) => v.toFixed(5))})`).toBeLessThan(tol);
+  }
+}
