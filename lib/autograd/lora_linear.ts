@@ -1,10 +1,17 @@
 // The LoRA-fused linear as a differentiable function (lib/ops/lora_linear.ts underneath).
 import * as lora from '../ops/lora_linear.js';
 import type { Tensor } from '../tensor.js';
+import { reshape } from './functions.js';
 import { asVariable, record, type Input, type Variable } from './variable.js';
 
-/** y = x w^T + bias + scale (x down) up, x [M, K], w [N, K], down [K, r], up [r, N]. */
+/** y = x w^T + bias + scale (x down) up, x [..., K], w [N, K], down [K, r], up [r, N]. */
 export function loraLinear(x: Input, w: Input, bias: Input | null, down: Input, up: Input, options: { scale: number }): Variable {
+  if (x.shape.length !== 2) {
+    // The fused op runs on rows; leading axes are folded in and restored around it.
+    const k = x.shape[x.shape.length - 1]!;
+    const y = loraLinear(reshape(x, [-1, k]), w, bias, down, up, options);
+    return reshape(y, [...x.shape.slice(0, -1), y.shape[1]!]);
+  }
   const vx = asVariable(x);
   const vw = asVariable(w);
   const vb = bias === null ? null : asVariable(bias);
