@@ -197,20 +197,41 @@ class KernelError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// ---- the running fiber's identity (set by the block scheduler before each resume) -------------
-extern thread_local uint3 tl_thread_idx;
-extern thread_local uint3 tl_block_idx;
-extern thread_local dim3 tl_block_dim;
-extern thread_local dim3 tl_grid_dim;
-
 // ---- memory registry and checked pointers ------------------------------------------------------
 struct Allocation {
   const char* base;
   size_t size;
 };
+
+// Per-OS-thread state: the running fiber's identity (set by the block scheduler before each
+// resume) and the last allocations pointers resolved to. One constinit struct: one TLS lookup
+// and no TLS wrapper calls.
+struct ThreadState {
+  uint3 thread_idx;
+  uint3 block_idx;
+  dim3 block_dim;
+  dim3 grid_dim;
+  uint64_t launch_registry_version;  // the running launch's registry snapshot; 0 outside launches
+  uint64_t cached_version;           // the snapshot `cached` was filled from
+  static constexpr int kCached = 4;  // kernels take a few pointers, each resolved per thread
+  Allocation cached[kCached];
+  unsigned next_victim;
+};
+extern constinit thread_local ThreadState tl;
+
+Allocation find_allocation_slow(const void* p);
+
 // The live cudaMalloc allocation containing [p, p + 1) (or ending exactly at p), or {p, 0}
-// flagged unknown when there is none. Lock-free inside a launch (a snapshot of the registry).
-Allocation find_allocation(const void* p);
+// (unknown) when there is none. Lock-free inside a launch: a snapshot of the registry, with a
+// small cache in front of it.
+inline Allocation find_allocation(const void* p) {
+  const ThreadState& s = tl;
+  const char* q = static_cast<const char*>(p);
+  if (s.cached_version == s.launch_registry_version)
+    for (const Allocation& a : s.cached)
+      if (q >= a.base && q <= a.base + a.size) return a;
+  return find_allocation_slow(p);
+}
 
 // The element type's name in error messages.
 template <class T>
@@ -395,10 +416,10 @@ inline T from_bits(uint64_t bits) {
 
 }  // namespace emu
 
-#define threadIdx (static_cast<const uint3&>(::emu::tl_thread_idx))
-#define blockIdx (static_cast<const uint3&>(::emu::tl_block_idx))
-#define blockDim (static_cast<const dim3&>(::emu::tl_block_dim))
-#define gridDim (static_cast<const dim3&>(::emu::tl_grid_dim))
+#define threadIdx (static_cast<const uint3&>(::emu::tl.thread_idx))
+#define blockIdx (static_cast<const uint3&>(::emu::tl.block_idx))
+#define blockDim (static_cast<const dim3&>(::emu::tl.block_dim))
+#define gridDim (static_cast<const dim3&>(::emu::tl.grid_dim))
 
 #define RT_EMU_STRINGIFY2(x) #x
 #define RT_EMU_STRINGIFY(x) RT_EMU_STRINGIFY2(x)

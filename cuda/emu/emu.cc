@@ -21,10 +21,7 @@
 
 namespace emu {
 
-thread_local uint3 tl_thread_idx;
-thread_local uint3 tl_block_idx;
-thread_local dim3 tl_block_dim;
-thread_local dim3 tl_grid_dim;
+constinit thread_local ThreadState tl{{0, 0, 0}, {0, 0, 0}, dim3(), dim3(), 0, ~uint64_t(0), {}, 0};
 
 namespace {
 
@@ -42,15 +39,13 @@ std::string str(uint3 v) { return format("(%u,%u,%u)", v.x, v.y, v.z); }
 
 // ---- allocation registry: an immutable sorted snapshot, replaced on every malloc/free ---------
 struct Registry {
-  uint64_t version = 0;
+  uint64_t version = 1;  // 0 means "no launch running" in ThreadState
   std::vector<Allocation> allocations;  // sorted by base
 };
 
 std::mutex g_registry_mutex;
 std::atomic<std::shared_ptr<const Registry>> g_registry{std::make_shared<const Registry>()};
 thread_local const Registry* tl_registry = nullptr;  // the running launch's snapshot
-thread_local uint64_t tl_cache_version = ~uint64_t(0);
-thread_local Allocation tl_cache{nullptr, 0};
 
 void update_registry(const void* base, size_t size, bool add) {
   std::lock_guard lock(g_registry_mutex);
@@ -109,8 +104,8 @@ void record_error(const std::string& message) {
 }
 
 std::string here(bool with_thread) {
-  std::string s = "block " + str(tl_block_idx);
-  if (with_thread) s += ", thread " + str(tl_thread_idx);
+  std::string s = "block " + str(tl.block_idx);
+  if (with_thread) s += ", thread " + str(tl.thread_idx);
   return s;
 }
 
@@ -135,7 +130,10 @@ class StackPool {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) throw std::bad_alloc();
     mprotect(mem, page, PROT_NONE);
-    all_.push_back(Stack{static_cast<char*>(mem), static_cast<char*>(mem) + page + kStackBytes});
+    // Stagger the tops over the 64 cache-line offsets of a page: suspended fibers' frames then
+    // spread over the cache sets instead of all competing for the same few.
+    const size_t color = (all_.size() % 64) * 64;
+    all_.push_back(Stack{static_cast<char*>(mem), static_cast<char*>(mem) + page + kStackBytes - color});
     return all_.back();
   }
   void release(Stack s) { free_.push_back(s); }
@@ -150,8 +148,9 @@ class StackPool {
 };
 
 #if defined(__x86_64__)
-// switch(save, next): pushes the callee-saved registers and the FP control words, saves the
-// stack pointer to *save and resumes the context whose stack pointer is `next`.
+// switch(save, next): pushes the callee-saved registers, saves the stack pointer to *save and
+// resumes the context whose stack pointer is `next`. The FP control words (MXCSR, x87 CW) are
+// not switched: kernels never change them, and ldmxcsr/fldcw would dominate the cost.
 extern "C" void rt_emu_switch(void** save, void* next);
 extern "C" void rt_emu_trampoline();
 asm(R"(
@@ -166,14 +165,8 @@ rt_emu_switch:
   pushq %r13
   pushq %r14
   pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -207,14 +200,7 @@ void make_context(Context& c, const Stack& stack, void (*entry)(void*), void* ar
   sp[-5] = reinterpret_cast<void*>(entry);         // r13
   sp[-6] = nullptr;                                // r14
   sp[-7] = nullptr;                                // r15
-  uint32_t* control = reinterpret_cast<uint32_t*>(sp - 8);
-  uint32_t mxcsr;
-  uint16_t fpucw;
-  asm volatile("stmxcsr %0" : "=m"(mxcsr));
-  asm volatile("fnstcw %0" : "=m"(fpucw));
-  control[0] = mxcsr;
-  control[1] = fpucw;
-  c.sp = sp - 8;
+  c.sp = sp - 7;
 }
 
 inline void switch_context(Context& from, Context& to) { rt_emu_switch(&from.sp, to.sp); }
@@ -328,8 +314,9 @@ void Scheduler::run_grid(LaunchState& launch) {
   tl_launch = &launch;
   tl_scheduler = this;
   tl_registry = launch.registry;
-  tl_block_dim = launch.block;
-  tl_grid_dim = launch.grid;
+  tl.launch_registry_version = launch.registry->version;
+  tl.block_dim = launch.block;
+  tl.grid_dim = launch.grid;
   threads_ = static_cast<int>(launch.block.x * launch.block.y * launch.block.z);
   fibers_.resize(threads_);
   warps_.resize((threads_ + 31) / 32);
@@ -349,6 +336,7 @@ void Scheduler::run_grid(LaunchState& launch) {
   tl_launch = nullptr;
   tl_scheduler = nullptr;
   tl_registry = nullptr;
+  tl.launch_registry_version = 0;
   launch_ = nullptr;
 }
 
@@ -363,7 +351,7 @@ void Scheduler::fiber_main(void* self) {
 
 void Scheduler::run_block(uint64_t linear_block) {
   const dim3 g = launch_->grid;
-  tl_block_idx = uint3{unsigned(linear_block % g.x), unsigned((linear_block / g.x) % g.y),
+  tl.block_idx = uint3{unsigned(linear_block % g.x), unsigned((linear_block / g.x) % g.y),
                        unsigned(linear_block / (uint64_t(g.x) * g.y))};
   for (Fiber& f : fibers_) f.state = FiberState::fresh;
   for (size_t w = 0; w < warps_.size(); ++w) {
@@ -390,7 +378,7 @@ void Scheduler::run_block(uint64_t linear_block) {
       if (f.state != FiberState::runnable) continue;
       ran = true;
       current_ = t;
-      tl_thread_idx = f.idx;
+      tl.thread_idx = f.idx;
       switch_context(scheduler_context_, f.context);
       if (f.state == FiberState::done) {
         stacks_.release(f.stack);
@@ -463,7 +451,8 @@ uint64_t Scheduler::warp_collective(WarpOp op, unsigned mask, uint64_t value, in
   w.width[lane] = width;
   w.arrived |= 1u << lane;
   fibers_[t].state = FiberState::at_warp_op;
-  try_complete(warp);
+  // Only this lane's group can have become complete (exits rescan the whole warp).
+  if ((mask & w.alive & ~w.arrived) == 0) try_complete(warp);
   if (fibers_[t].state != FiberState::runnable) yield();
   return w.result[lane];
 }
@@ -661,7 +650,7 @@ std::string check_config(dim3 grid, dim3 block, size_t smem) {
 }  // namespace
 
 // ---- entry points used by cuda_emu.h ------------------------------------------------------------
-Allocation find_allocation(const void* p) {
+Allocation find_allocation_slow(const void* p) {
   const char* q = static_cast<const char*>(p);
   const Registry* r = tl_registry;
   std::shared_ptr<const Registry> hold;
@@ -669,14 +658,16 @@ Allocation find_allocation(const void* p) {
     hold = g_registry.load();
     r = hold.get();
   }
-  if (tl_cache_version == r->version && q >= tl_cache.base && q <= tl_cache.base + tl_cache.size)
-    return tl_cache;
-  if (const Allocation* a = lookup(*r, q)) {
-    tl_cache_version = r->version;
-    tl_cache = *a;
-    return *a;
+  const Allocation* a = lookup(*r, q);
+  if (a == nullptr) return Allocation{q, 0};
+  if (tl_registry != nullptr) {
+    if (tl.cached_version != r->version) {
+      std::fill(std::begin(tl.cached), std::end(tl.cached), Allocation{nullptr, 0});
+      tl.cached_version = r->version;
+    }
+    tl.cached[tl.next_victim++ % ThreadState::kCached] = *a;
   }
-  return Allocation{q, 0};
+  return *a;
 }
 
 void* bad_access(const char* base, size_t size, const void* p, size_t count, size_t element_bytes,
