@@ -53,6 +53,13 @@ void pack_panels(const T* src, int64_t stride_w, int64_t stride_k, int64_t w0, i
         for (int64_t w = 0; w < width; ++w) d[w] = load_f32(s, w);
         for (int64_t w = width; w < W; ++w) d[w] = 0.f;
       }
+    } else if (width == W) {
+      // Contiguous along k: W row streams read in step, each packed row written whole.
+      for (int64_t p = 0; p < kc; ++p) {
+        float* d = dst + p * W;
+#pragma GCC unroll 8
+        for (int w = 0; w < W; ++w) d[w] = load_f32(base + w * stride_w, p * stride_k);
+      }
     } else {
       for (int64_t w = 0; w < width; ++w) {
         const T* s = base + w * stride_w;
