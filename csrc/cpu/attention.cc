@@ -3,17 +3,18 @@
 // Forward: a task is one (batch, head, tile of 32 queries). It walks the keys in tiles of 64,
 // computes the tile's scores S = scale * Q K^T, and folds them into a running (max, sum, output)
 // per row (online softmax); the row's log-sum-exp is saved for the backward.
-// Backward: a task is one (batch, head), so dK and dV of that head are private to it (no races);
-// for each key tile it recomputes P = exp(S - lse) row by row and accumulates
-//   dV += P^T dO,  dS = P * (dO V^T - delta),  dQ += scale dS K,  dK += scale dS^T Q
-// with delta_i = sum_d dO_id O_id precomputed per row.
+// Backward: a task is one (batch, head), so dK and dV of that head are private to it (no races).
+// For each key tile and block of 32 query rows it recomputes P = exp(S - lse) and
+// dS = P * (dO V^T - delta) * scale row by row (delta_i = dO_i . O_i, precomputed), adds
+// dS K into dQ, then adds P^T dO into dV and dS^T Q into dK key by key over the block's rows.
 //
-// Every inner loop runs over a contiguous axis with no reduction (K and V are also kept
-// transposed in the tile), so the compiler vectorises them; D = 32, 64, 128 are compile-time
-// sizes whose row accumulators live in registers, any other D (up to 256) takes the same code
-// with a run-time size. Each kernel is compiled for AVX-512, AVX2 and baseline x86-64 and picked
-// with isa(). exp is a polynomial that vectorises (libm's expf does not without -ffast-math).
-// bf16 inputs are widened to f32 as tiles are loaded; all arithmetic is f32.
+// Every inner loop runs over a contiguous axis (K and V are also kept transposed in the tile);
+// row max and sum use 16 independent lanes, so the compiler vectorises everything without
+// reassociation. D = 32, 64, 128 are compile-time sizes whose accumulators stay in registers;
+// any other D (up to 256) takes the same code with a run-time size. Each kernel is compiled for
+// AVX-512, AVX2 and baseline x86-64 and picked with isa(). exp is a polynomial that vectorises
+// (libm's expf does not without -ffast-math). bf16 inputs are widened to f32 as they are
+// loaded; all arithmetic is f32.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -31,6 +32,7 @@ namespace {
 
 constexpr int64_t kQueryTile = 32;
 constexpr int64_t kKeyTile = 64;
+constexpr int64_t kRowBlock = 32;  // backward: rows whose P and dS are held for the dK/dV update
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 #define RT_ATTN_INLINE [[gnu::always_inline]] inline
@@ -104,10 +106,50 @@ RT_ATTN_INLINE void tile_scores(const float* q, const float* kt, int D, float sc
   for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = acc[j] * scale;
 }
 
-// acc[d] += w * row[d]
+// dst[d] = keep * dst[d] + sum_n weights[n * weight_stride] * rows[n * D + d]. With a
+// compile-time D the sum stays in registers across n (one load and store of dst per call).
 template <int kD>
-RT_ATTN_INLINE void axpy_row(float w, const float* row, int D, float* acc) {
-  for (int d = 0; d < (kD > 0 ? kD : D); ++d) acc[d] += w * row[d];
+RT_ATTN_INLINE void weighted_row_sum(const float* weights, int64_t weight_stride, const float* rows, int64_t count,
+                                     int D, float keep, float* dst) {
+  if constexpr (kD > 0) {
+    float acc[kD];
+    for (int d = 0; d < kD; ++d) acc[d] = dst[d] * keep;
+    for (int64_t n = 0; n < count; ++n) {
+      const float w = weights[n * weight_stride];
+      const float* row = rows + n * kD;
+      for (int d = 0; d < kD; ++d) acc[d] += w * row[d];
+    }
+    for (int d = 0; d < kD; ++d) dst[d] = acc[d];
+  } else {
+    for (int d = 0; d < D; ++d) dst[d] *= keep;
+    for (int64_t n = 0; n < count; ++n) {
+      const float w = weights[n * weight_stride];
+      const float* row = rows + n * D;
+      for (int d = 0; d < D; ++d) dst[d] += w * row[d];
+    }
+  }
+}
+
+// Max and sum over a tile row, in 16 independent lanes so they vectorise without reassociation.
+constexpr int kLanes = 16;
+
+RT_ATTN_INLINE float tile_max(const float* x) {
+  float lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = x[l];
+  for (int64_t j = kLanes; j < kKeyTile; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], x[j + l]);
+  float m = lanes[0];
+  for (int l = 1; l < kLanes; ++l) m = std::max(m, lanes[l]);
+  return m;
+}
+
+RT_ATTN_INLINE float tile_sum(const float* x) {
+  float lanes[kLanes] = {};
+  for (int64_t j = 0; j < kKeyTile; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l];
+  float s = 0.f;
+  for (int l = 0; l < kLanes; ++l) s += lanes[l];
+  return s;
 }
 
 template <int kD, class T>
@@ -154,20 +196,13 @@ RT_ATTN_INLINE void forward_tasks(const AttentionParams& p, int64_t begin, int64
         if (limit[r] <= k0) continue;
         const int64_t valid = std::min(kKeyTile, limit[r] - k0);
         tile_scores<kD>(q_tile + r * D, k_cols, D, p.scale, scores);
-        float tile_max = kNegInf;
-        for (int64_t j = 0; j < valid; ++j) tile_max = std::max(tile_max, scores[j]);
-        const float new_max = std::max(row_max[r], tile_max);
+        for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = j < valid ? scores[j] : kNegInf;
+        const float new_max = std::max(row_max[r], tile_max(scores));
         const float correction = fast_exp(row_max[r] - new_max);
-        float sum = 0.f;
-        for (int64_t j = 0; j < valid; ++j) {
-          scores[j] = fast_exp(scores[j] - new_max);
-          sum += scores[j];
-        }
-        row_sum[r] = row_sum[r] * correction + sum;
+        for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = fast_exp(scores[j] - new_max);
+        row_sum[r] = row_sum[r] * correction + tile_sum(scores);
         row_max[r] = new_max;
-        float* o = o_acc + r * D;
-        for (int d = 0; d < D; ++d) o[d] *= correction;
-        for (int64_t j = 0; j < valid; ++j) axpy_row<kD>(scores[j], v_rows + j * D, D, o);
+        weighted_row_sum<kD>(scores, 1, v_rows, valid, D, correction, o_acc + r * D);
       }
     }
 
@@ -186,9 +221,9 @@ template <int kD, class T>
 RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t begin, int64_t end) {
   const int D = kD > 0 ? kD : static_cast<int>(p.dim);
   const int64_t lq = p.lq, lk = p.lk;
-  // Scratch: Q, dO and the dQ accumulator for the whole head, delta, limits; the K tile (rows
-  // and transposed), V tile transposed, dK and dV tile accumulators, rows of P and dS.
-  std::vector<float> scratch(size_t(lq * D * 3 + lq + kKeyTile * D * 6 + kKeyTile * 3), 0.f);
+  // Scratch: Q, dO and the dQ accumulator for the whole head, delta; the K and V tiles (rows
+  // and transposed), dK and dV tile accumulators; P and dS for a block of rows; one dP row.
+  std::vector<float> scratch(size_t(lq * D * 3 + lq + kKeyTile * D * 6 + kRowBlock * kKeyTile * 2 + kKeyTile), 0.f);
   std::vector<int64_t> limit(static_cast<size_t>(lq));
   float* q_all = scratch.data();
   float* do_all = q_all + lq * D;
@@ -200,9 +235,9 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
   float* v_cols = v_rows + kKeyTile * D;
   float* dk_acc = v_cols + kKeyTile * D;
   float* dv_acc = dk_acc + kKeyTile * D;
-  float* probs = dv_acc + kKeyTile * D;
-  float* dprobs = probs + kKeyTile;
-  float* dscores = dprobs + kKeyTile;
+  float* probs = dv_acc + kKeyTile * D;  // [kRowBlock][kKeyTile]
+  float* dscores = probs + kRowBlock * kKeyTile;
+  float* dprobs = dscores + kRowBlock * kKeyTile;
 
   for (int64_t bh = begin; bh < end; ++bh) {
     const Masking mask(p.kv_lengths, bh / p.heads, lq, lk, p.causal);
@@ -236,24 +271,29 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
       load_key_tile<kD>(v + k0 * D, cols, D, v_rows, v_cols);
       std::fill(dk_acc, dk_acc + kKeyTile * D, 0.f);
       std::fill(dv_acc, dv_acc + kKeyTile * D, 0.f);
-      for (int64_t i = 0; i < lq; ++i) {
-        if (limit[i] <= k0) continue;
-        const int64_t valid = std::min(kKeyTile, limit[i] - k0);
-        const float* qi = q_all + i * D;
-        const float* doi = do_all + i * D;
-        tile_scores<kD>(qi, k_cols, D, p.scale, probs);
-        tile_scores<kD>(doi, v_cols, D, 1.f, dprobs);
-        const float row_lse = lse[i], row_delta = delta[i];
-        for (int64_t j = 0; j < kKeyTile; ++j) {
-          const float prob = j < valid ? fast_exp(probs[j] - row_lse) : 0.f;
-          probs[j] = prob;
-          dscores[j] = prob * (dprobs[j] - row_delta) * p.scale;
+      // limit is non-decreasing in the row: rows before first_row see none of this tile.
+      const int64_t first_row = std::upper_bound(limit.begin(), limit.end(), k0) - limit.begin();
+      for (int64_t i0 = first_row; i0 < lq; i0 += kRowBlock) {
+        const int64_t rows = std::min(kRowBlock, lq - i0);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = i0 + r;
+          const int64_t valid = std::min(kKeyTile, limit[i] - k0);
+          float* prob_row = probs + r * kKeyTile;
+          float* dscore_row = dscores + r * kKeyTile;
+          tile_scores<kD>(q_all + i * D, k_cols, D, p.scale, prob_row);
+          tile_scores<kD>(do_all + i * D, v_cols, D, 1.f, dprobs);
+          const float row_lse = lse[i], row_delta = delta[i];
+          for (int64_t j = 0; j < kKeyTile; ++j) {
+            const float prob = fast_exp((j < valid ? prob_row[j] : kNegInf) - row_lse);
+            prob_row[j] = prob;
+            dscore_row[j] = prob * (dprobs[j] - row_delta) * p.scale;
+          }
+          weighted_row_sum<kD>(dscore_row, 1, k_rows, valid, D, 1.f, dq_acc + i * D);
         }
-        float* dqi = dq_acc + i * D;
-        for (int64_t j = 0; j < valid; ++j) {
-          axpy_row<kD>(probs[j], doi, D, dv_acc + j * D);
-          axpy_row<kD>(dscores[j], qi, D, dk_acc + j * D);
-          axpy_row<kD>(dscores[j], k_rows + j * D, D, dqi);
+        // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows.
+        for (int64_t j = 0; j < cols; ++j) {
+          weighted_row_sum<kD>(probs + j, kKeyTile, do_all + i0 * D, rows, D, 1.f, dv_acc + j * D);
+          weighted_row_sum<kD>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, 1.f, dk_acc + j * D);
         }
       }
       for (int64_t j = 0; j < cols; ++j)
