@@ -3,4 +3,6 @@ export { devices, resolveDevice, getDefaultDevice, setDefaultDevice, type Device
 export { Tensor, empty, zeros, ones, full, fromArray, numel, type DType, type Shape, type CreateOptions } from './tensor.js';
 export { tidy, keep } from './scope.js';
 export { info, setNumThreads, version } from './info.js';
-export * from './ops/elementwise.js';
+export * from './ops/index.js';
+export * as diffusion from './diffusion/index.js';
+export * as optim from './optim/index.js';
