@@ -1,6 +1,6 @@
 // Reverse-mode sweep over the tape: topological order from the root, gradients summed where a
 // Variable feeds several ops, leaf gradients accumulated in place, and the graph released.
-import { add, axpy } from '../ops/elementwise.js';
+import { add } from '../ops/elementwise.js';
 import { full, type Tensor } from '../tensor.js';
 import type { Variable } from './variable.js';
 
@@ -82,9 +82,7 @@ export function backward(root: Variable, options: BackwardOptions = {}): void {
       pending.delete(v);
       const node = v.node;
       if (node === null) {
-        v.accumulateGrad(g, (alpha, x, y) => {
-          axpy(alpha, x, y);
-        });
+        v.accumulateGrad(g);
         release(g);
         continue;
       }
@@ -116,12 +114,16 @@ export function backward(root: Variable, options: BackwardOptions = {}): void {
     }
   } finally {
     for (const t of pending.values()) release(t);
-    if (!options.retainGraph) releaseOrder(order, root);
+    if (!options.retainGraph) releaseGraph(root);
   }
 }
 
-function releaseOrder(order: readonly Variable[], root: Variable): void {
-  for (const v of order) {
+/** Frees every node under `root` (differentiable or constant); leaves are left alone. */
+function releaseGraph(root: Variable): void {
+  const stack: Variable[] = [root];
+  const seen = new Set<Variable>([root]);
+  while (stack.length > 0) {
+    const v = stack.pop()!;
     const node = v.node;
     if (node === null || node.freed) continue;
     node.freed = true;
@@ -129,11 +131,19 @@ function releaseOrder(order: readonly Variable[], root: Variable): void {
     for (const t of node.owned) t.dispose();
     node.owned = [];
     if (v !== root && !v.retained) v.value.dispose();
+    for (const p of node.parents) {
+      if (!seen.has(p)) {
+        seen.add(p);
+        stack.push(p);
+      }
+    }
   }
 }
 
-/** Releases the graph under `root` without a backward pass (a forward whose result is not trained on). */
+/**
+ * Releases the graph under `root` without a backward pass: a forward whose result is not
+ * trained on, or one computed with grad enabled through frozen layers only.
+ */
 export function release(root: Variable): void {
-  if (root.node === null) return;
-  releaseOrder(topologicalOrder(root), root);
+  releaseGraph(root);
 }

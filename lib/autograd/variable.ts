@@ -1,11 +1,15 @@
 // The autograd tape in micrograd's shape: a Variable holds a Tensor value and, when an op made
 // it from inputs that need gradients, the Node that knows how to send its gradient back.
 //
-// Ownership: a Variable owns its value. Non-leaf values, and the tensors a node saved only for
-// its backward, are disposed when the graph is released (by backward() without retainGraph, or
-// by release()), except the root of the backward call and Variables marked with retain().
-// Leaves (parameters, inputs) are never disposed by the graph.
+// Ownership: a Variable owns its value. While recording (not under noGrad) every op result is a
+// node of the graph, including results that need no gradient (a frozen layer's output feeding a
+// LoRA): their values, and the tensors a node saved for its backward, are disposed when the graph
+// is released (by backward() without retainGraph, or by release()), except the root and
+// Variables marked with retain(). So a value reused across training steps is computed under
+// noGrad() (a leaf, owned by the caller: tidy() or dispose() frees it) or retained. Leaves
+// (parameters, inputs, noGrad results) are never disposed by the graph.
 import type { DeviceType } from '../device.js';
+import { axpy } from '../ops/elementwise.js';
 import { keep } from '../scope.js';
 import type { Shape, Tensor } from '../tensor.js';
 
@@ -19,6 +23,8 @@ export interface Node {
   /** Tensors kept only for the backward (not any Variable's value); disposed on release. */
   owned: Tensor[];
   freed: boolean;
+  /** No input needed a gradient: the node is only tracked so that release() frees its value. */
+  readonly constant: boolean;
 }
 
 let gradEnabled = true;
@@ -70,7 +76,7 @@ export class Variable {
   constructor(value: Tensor<'f32'>, options: VariableOptions = {}, node: Node | null = null) {
     if (value.dtype !== 'f32') throw new TypeError(`Variable: value has dtype ${value.dtype}, expected f32`);
     this.#value = value;
-    this.requiresGrad = node !== null || (options.requiresGrad ?? false);
+    this.requiresGrad = node !== null ? !node.constant : (options.requiresGrad ?? false);
     this.node = node;
     this.name = options.name;
   }
@@ -129,8 +135,8 @@ export class Variable {
     this.grad = null;
   }
 
-  /** Adds `g` to the accumulated gradient (the tensor is not kept). */
-  accumulateGrad(g: Tensor<'f32'>, axpy: (alpha: number, x: Tensor<'f32'>, y: Tensor<'f32'>) => void): void {
+  /** Adds `g` to the accumulated gradient (g itself is not kept). */
+  accumulateGrad(g: Tensor<'f32'>): void {
     if (this.grad === null || this.grad.disposed) this.grad = keep(g.clone());
     else axpy(1, g, this.grad);
   }
@@ -154,13 +160,20 @@ export function asVariable(x: Input): Variable {
 }
 
 /**
- * Makes the Variable for an op's result. When recording and some parent needs a gradient it
- * carries a Node; otherwise the backward state is dropped and `owned` disposed at once.
+ * Makes the Variable for an op's result. When recording it carries a Node (with the backward
+ * when some parent needs a gradient); under noGrad it is a leaf. Backward-only state that will
+ * not be used is disposed at once.
  */
 export function record(op: string, value: Tensor<'f32'>, parents: readonly Variable[], backward: BackwardFn, owned: Tensor[] = []): Variable {
-  if (gradEnabled && parents.some((p) => p.requiresGrad)) {
-    return new Variable(value, {}, { op, parents, backward, owned, freed: false });
-  }
-  for (const t of owned) t.dispose();
-  return new Variable(value);
+  const differentiable = parents.some((p) => p.requiresGrad);
+  if (!gradEnabled || !differentiable) for (const t of owned) t.dispose();
+  if (!gradEnabled) return new Variable(value);
+  return new Variable(value, {}, {
+    op,
+    parents,
+    backward: differentiable ? backward : null,
+    owned: differentiable ? owned : [],
+    freed: false,
+    constant: !differentiable,
+  });
 }

@@ -70,6 +70,25 @@ describe('autograd engine', () => {
     expect(() => backward(unused)).toThrow(/already released/);
   });
 
+  it('frees results that need no gradient with the graph, but not noGrad results', () => {
+    const frozen = new Variable(fromArray([1, 2]));
+    const w = leaf([3, 4]);
+    const constant = F.scale(frozen, 2);
+    expect(constant.requiresGrad).toBe(false);
+    expect(constant.isLeaf).toBe(false);
+    const cached = noGrad(() => F.scale(frozen, 3));
+    backward(F.sum(F.mul(F.add(constant, cached), w)));
+    expectClose(w.grad!.toArray(), [5, 10], {}, 'dw');
+    expect(constant.value.disposed).toBe(true);
+    expect(cached.value.disposed).toBe(false);
+    expect(frozen.value.disposed).toBe(false);
+    const forwardOnly = F.sum(F.scale(frozen, 5));
+    const inner = forwardOnly.node!.parents[0]!;
+    release(forwardOnly);
+    expect(inner.value.disposed).toBe(true);
+    expect(forwardOnly.value.item()).toBe(15);
+  });
+
   it('records nothing under noGrad', () => {
     const x = leaf([1, 2]);
     const y = noGrad(() => {
