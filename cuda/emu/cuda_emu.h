@@ -42,7 +42,8 @@
 //                8,32,16, __nv_bfloat16|float, row_major|col_major>, fill_fragment,
 //                load_matrix_sync, mma_sync (bf16 x bf16 + f32), store_matrix_sync; each thread's
 //                fragment holds the whole tile (num_elements = rows * cols). Pointers may be raw
-//                (shared memory) or dptr; ldm and 32-byte pointer alignment are checked.
+//                (shared memory) or dptr; ldm and 32-byte pointer alignment are checked, and the
+//                *_sync calls are warp-wide (every live lane of the warp must make the same call).
 //   runtime      cudaError_t cudaSuccess cudaGetErrorString cudaGetLastError cudaPeekAtLastError
 //                cudaMalloc cudaFree cudaMemcpy (all kinds) cudaMemset cudaGetDeviceCount (1)
 //                cudaGetDevice cudaSetDevice cudaDeviceProp cudaGetDeviceProperties
@@ -393,7 +394,10 @@ void* dynamic_shared();
 enum class BarrierKind : uint8_t { plain, count, all, any };
 int syncthreads(const char* site, BarrierKind kind, int predicate);
 
-enum class WarpOp : uint8_t { sync, shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all };
+enum class WarpOp : uint8_t {
+  sync, shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all,
+  wmma_load, wmma_store, wmma_mma  // warp-wide: every live lane of the warp must make the call
+};
 // A warp collective: waits for the live lanes of `mask`, then returns this lane's result (the
 // shuffled bits, or the vote).
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int arg, int width);
@@ -732,8 +736,11 @@ inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const T& value) 
 }
 
 namespace detail {
+inline void warp_wide(::emu::WarpOp op) { ::emu::warp_collective(op, 0xffffffffu, 0, 0, 32); }
+
 template <class Frag, class T>
 inline void load(Frag& f, const ::emu::TilePointer<const T>& p, unsigned ldm, bool col_major) {
+  warp_wide(::emu::WarpOp::wmma_load);
   if (!::emu::wmma_check(p.address(), ldm, sizeof(T), "load_matrix_sync")) return;
   const int outer = col_major ? Frag::cols : Frag::rows;
   const int inner = col_major ? Frag::rows : Frag::cols;
@@ -764,6 +771,7 @@ inline void mma_sync(fragment<accumulator, M, N, K, float>& d,
                      const fragment<matrix_a, M, N, K, __nv_bfloat16, LayoutA>& a,
                      const fragment<matrix_b, M, N, K, __nv_bfloat16, LayoutB>& b,
                      const fragment<accumulator, M, N, K, float>& c) {
+  detail::warp_wide(::emu::WarpOp::wmma_mma);
   float out[M * N];
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
@@ -777,6 +785,7 @@ inline void mma_sync(fragment<accumulator, M, N, K, float>& d,
 template <int M, int N, int K>
 inline void store_matrix_sync(::emu::TilePointer<float> p, const fragment<accumulator, M, N, K, float>& f,
                               unsigned ldm, layout_t layout) {
+  detail::warp_wide(::emu::WarpOp::wmma_store);
   if (!::emu::wmma_check(p.address(), ldm, sizeof(float), "store_matrix_sync")) return;
   const bool col = layout == mem_col_major;
   const int outer = col ? N : M, inner = col ? M : N;

@@ -239,6 +239,7 @@ struct Fiber {
 };
 
 struct WarpSlots {
+  unsigned exists = 0;   // lanes inside blockDim
   unsigned alive = 0;    // lanes that exist and have not exited
   unsigned arrived = 0;  // lanes waiting in a collective
   WarpOp op[32];
@@ -259,6 +260,9 @@ const char* op_name(WarpOp op) {
     case WarpOp::ballot: return "__ballot_sync";
     case WarpOp::any: return "__any_sync";
     case WarpOp::all: return "__all_sync";
+    case WarpOp::wmma_load: return "wmma::load_matrix_sync";
+    case WarpOp::wmma_store: return "wmma::store_matrix_sync";
+    case WarpOp::wmma_mma: return "wmma::mma_sync";
   }
   return "?";
 }
@@ -356,7 +360,8 @@ void Scheduler::run_block(uint64_t linear_block) {
   for (Fiber& f : fibers_) f.state = FiberState::fresh;
   for (size_t w = 0; w < warps_.size(); ++w) {
     const int lanes = std::min(32, threads_ - int(w) * 32);
-    warps_[w].alive = lanes == 32 ? ~0u : (1u << lanes) - 1;
+    warps_[w].exists = lanes == 32 ? ~0u : (1u << lanes) - 1;
+    warps_[w].alive = warps_[w].exists;
     warps_[w].arrived = 0;
   }
   live_ = threads_;
@@ -464,9 +469,16 @@ bool Scheduler::try_complete(int warp) {
   for (unsigned pending = w.arrived; pending != 0;) {
     const int lead = __builtin_ctz(pending);
     const unsigned mask = w.mask[lead];
-    const unsigned group = mask & w.alive;
+    // Shuffles and votes skip exited lanes (CUDA: "non-exited threads named in mask"); the
+    // warp-wide WMMA calls need every lane of the warp.
+    const bool warp_wide = w.op[lead] >= WarpOp::wmma_load;
+    const unsigned group = mask & (warp_wide ? w.exists : w.alive);
     pending &= ~(1u << lead);
-    if ((group & ~w.arrived) != 0) continue;
+    if ((group & w.alive & ~w.arrived) != 0) continue;
+    if (const unsigned gone = group & ~w.alive)
+      abort_block(format("warp %d: %s is warp-wide, but lane %d exited without making the call",
+                         warp, op_name(w.op[lead]), __builtin_ctz(gone)),
+                  true);
     for (unsigned g = group; g != 0; g &= g - 1) {
       const int lane = __builtin_ctz(g);
       if (w.mask[lane] != mask || w.op[lane] != w.op[lead] || w.width[lane] != w.width[lead])

@@ -441,6 +441,21 @@ Output wmma_tile_past_end(const Input&) {
   return as_output(d.host());
 }
 
+__global__ void wmma_divergent_kernel(dptr<const __nv_bfloat16> a, dptr<float> d) {
+  using namespace nvcuda;
+  if (threadIdx.x % 32 >= 16) return;  // half of the warp skips a warp-wide call
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::load_matrix_sync(fa, a, 16);
+  d[threadIdx.x] = float(fa.x[0]);
+}
+
+Output wmma_divergent(const Input&) {
+  DeviceBuffer<__nv_bfloat16> a(std::vector<__nv_bfloat16>(256, __float2bfloat16(1.f)));
+  DeviceBuffer<float> d(32);
+  RT_LAUNCH(wmma_divergent_kernel, 1, 32, 0, a.get(), d.get());
+  return as_output(d.host());
+}
+
 const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
   static const std::map<std::string, std::function<Output(const Input&)>> table = {
       {"block_reduce", block_reduce},
@@ -467,6 +482,7 @@ const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
       {"too_much_shared", too_much_shared},
       {"wmma_misaligned", wmma_misaligned},
       {"wmma_tile_past_end", wmma_tile_past_end},
+      {"wmma_divergent", wmma_divergent},
   };
   return table;
 }

@@ -231,6 +231,10 @@ describe.runIf(hasEmu)('cuda-emu catches broken kernels', () => {
     ['too_much_shared', /^cuda-emu: kernel reverse_kernel: invalid launch configuration: 65536 bytes of dynamic shared memory/],
     ['wmma_misaligned', /kernel wmma_misaligned_kernel: .*: wmma::load_matrix_sync: pointer 0x[0-9a-f]+ is not 32-byte aligned$/],
     ['wmma_tile_past_end', /kernel wmma_tile_past_end_kernel: .*: out-of-bounds read of 16 x bf16 \(32 bytes\) at byte offset 480 of a 480-byte allocation$/],
+    [
+      'wmma_divergent',
+      /kernel wmma_divergent_kernel: block \(0,0,0\), thread \(\d+,0,0\): warp 0: wmma::load_matrix_sync is warp-wide, but lane 16 exited without making the call$/,
+    ],
   ];
   for (const [name, pattern] of cases) {
     it(`reports ${name}`, () => {
