@@ -225,5 +225,9 @@ describe('op matmul', () => {
     const square = full([3, 3], 1);
     expect(() => native.matmul(square.handle, square.handle, square.handle, false, false, 1, 0)).toThrow(/matmul: out must not share memory with a or b/);
     expect(() => native.matmul(a.handle, full([3, 2], 1).handle, null, false, false, 1, 2)).toThrow(/matmul: beta is 2/);
+    // An empty batch is a batch of 0, not a broadcast operand.
+    expect(() => native.matmul(full([0, 2, 3], 1).handle, full([5, 3, 4], 1).handle, null, false, false, 1, 0)).toThrow(
+      /matmul: batch sizes differ: a \[0, 2, 3\] has 0, b \[5, 3, 4\] has 5/,
+    );
   });
 });
