@@ -370,9 +370,13 @@ void Scheduler::run_block(uint64_t linear_block) {
   barrier_true_ = 0;
   if (launch_->smem > 0) std::memset(dynamic_shared_, 0xff, launch_->smem);  // garbage, like a GPU
 
+  // Odd blocks run their threads last to first: a missing __syncthreads between one thread's
+  // shared-memory write and another's read then yields stale data in one order or the other.
+  const bool reverse = (linear_block & 1) != 0;
   while (live_ > 0 && !aborted_) {
     bool ran = false;
-    for (int t = 0; t < threads_ && !aborted_; ++t) {
+    for (int i = 0; i < threads_ && !aborted_; ++i) {
+      const int t = reverse ? threads_ - 1 - i : i;
       Fiber& f = fibers_[t];
       if (f.state == FiberState::fresh) {
         f.stack = stacks_.acquire();

@@ -456,6 +456,20 @@ Output wmma_divergent(const Input&) {
   return as_output(d.host());
 }
 
+// Reads its left neighbour's shared-memory slot with no barrier after the writes.
+__global__ void missing_barrier_kernel(dptr<const float> x, dptr<float> out) {
+  __shared__ float tile[64];
+  const int i = blockIdx.x * 64 + threadIdx.x;
+  tile[threadIdx.x] = x[i];
+  out[i] = tile[(threadIdx.x + 63) % 64];
+}
+
+Output missing_barrier(const Input& in) {
+  DeviceBuffer<float> x(as_floats(in)), out(in.size());
+  RT_LAUNCH(missing_barrier_kernel, int(in.size() / 64), 64, 0, x.get(), out.get());
+  return as_output(out.host());
+}
+
 const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
   static const std::map<std::string, std::function<Output(const Input&)>> table = {
       {"block_reduce", block_reduce},
@@ -483,6 +497,7 @@ const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
       {"wmma_misaligned", wmma_misaligned},
       {"wmma_tile_past_end", wmma_tile_past_end},
       {"wmma_divergent", wmma_divergent},
+      {"missing_barrier", missing_barrier},
   };
   return table;
 }

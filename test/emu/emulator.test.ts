@@ -189,6 +189,18 @@ describe.runIf(hasEmu)('cuda-emu execution model', () => {
     expectClose(out.slice(256), d.map((v) => 2 * v), { rtol: 1e-5, atol: 1e-5 }, '2D via col-major store');
   });
 
+  it('runs odd blocks last thread first, so a missing __syncthreads gives stale reads', () => {
+    const x = Array.from({ length: 128 }, (_, i) => i + 1);
+    const out = run('missing_barrier', x);
+    const neighbour = (i: number): number => x[i - (i % 64) + ((i + 63) % 64)]!;
+    // Block 0 runs in order: only thread 0 reads a slot not yet written (by thread 63).
+    expect(out.slice(1, 64)).toEqual(Float64Array.from({ length: 63 }, (_, t) => neighbour(t + 1)));
+    // Block 1 runs in reverse: every thread but 0 reads its neighbour's slot before it is written.
+    let stale = 0;
+    for (let t = 1; t < 64; t++) if (out[64 + t] !== neighbour(64 + t)) stale++;
+    expect(stale).toBe(63);
+  });
+
   it('runs the shared kernels fill and scale like cpu', () => {
     const x = randomArray(4099, rng());
     const onCpu = scale(fromArray(x), 0.75).toArray();
