@@ -5,9 +5,12 @@
 // Execution model
 //   Every CUDA thread is a fiber with its own 256 KB stack (mmap'd, guard page below, reused
 //   across launches; a thread that finishes without blocking hands its stack to the next one).
-//   The threads of a block run on one OS thread, scheduled round-robin; blocks are spread over
-//   a pool of worker threads (REALTUNE_EMU_THREADS, else std::thread::hardware_concurrency).
-//   Warps are 32 consecutive linear thread ids (x fastest); lanes past blockDim count as exited.
+//   The threads of a block run on one OS thread, scheduled round-robin (a thread runs until it
+//   blocks in a barrier or warp collective or exits; odd blocks go last thread first, so a
+//   missing __syncthreads shows up as stale shared-memory reads); blocks are spread over a pool
+//   of worker threads (REALTUNE_EMU_THREADS, else std::thread::hardware_concurrency); launches
+//   are synchronous and serialised. Warps are 32 consecutive linear thread ids (x fastest);
+//   lanes past blockDim count as exited. Dynamic shared memory starts as 0xff bytes (NaN).
 //
 // Supported, exactly:
 //   qualifiers   __global__ __device__ __host__ __forceinline__ __launch_bounds__(...)
@@ -63,7 +66,17 @@
 //     different call sites: the block is stopped;
 //   - warp operations: the caller must be in its mask, all lanes of a mask must use the same
 //     operation and mask, a lane never arriving (deadlock) is reported, and reading a lane that
-//     exited or is outside the mask is reported (its value is undefined on a GPU).
+//     exited or is outside the mask is reported (its value is undefined on a GPU); the WMMA
+//     calls need every lane of the warp; the mask-less cudaMemcpy/cudaMemset device ranges must
+//     lie inside one allocation (else cudaErrorInvalidValue).
+//
+// Not modelled: data races (fibers of a block interleave only at barriers and warp
+// collectives, so racy code may pass; the reverse order of odd blocks catches the common
+// missing-barrier case), raw pointers into global memory (only dptr is checked; shared memory
+// is not bounds-checked), infinite loops and inter-block spin waits (they hang), fiber stack
+// overflow past 256 KB (crashes on the guard page), __launch_bounds__ and the 48 KB static
+// shared-memory limit (not checked), cudaFuncSetAttribute, streams and events, the lane mapping
+// of WMMA fragments (opaque), tensor-core accumulation order (mma_sync sums k in order with fmaf).
 #pragma once
 
 #include <math.h>

@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#if !defined(__x86_64__)
+#if !defined(__x86_64__) || defined(RT_EMU_UCONTEXT)
 #include <ucontext.h>
 #endif
 
@@ -147,7 +147,7 @@ class StackPool {
   std::vector<Stack> all_;
 };
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(RT_EMU_UCONTEXT)
 // switch(save, next): pushes the callee-saved registers, saves the stack pointer to *save and
 // resumes the context whose stack pointer is `next`. The FP control words (MXCSR, x87 CW) are
 // not switched: kernels never change them, and ldmxcsr/fldcw would dominate the cost.
