@@ -31,6 +31,19 @@ namespace {
 
 constexpr int64_t kKc = 256;
 
+// 64-byte aligned scratch, so the packed panels' vector loads never straddle cache lines.
+class AlignedBuffer {
+ public:
+  float* get(size_t floats) {
+    if (storage_.size() < floats + 16) storage_.resize(floats + 16);
+    const auto address = reinterpret_cast<uintptr_t>(storage_.data());
+    return storage_.data() + ((64 - address % 64) % 64) / sizeof(float);
+  }
+
+ private:
+  std::vector<float> storage_;
+};
+
 // A read-only strided matrix: element (i, j) at p[i * rs + j * cs].
 struct View {
   const float* p;
@@ -113,11 +126,14 @@ __attribute__((target("avx512f,fma"))) void micro_avx512(const TileArgs& t) {
   constexpr int MR = 12;
   __m512 acc[MR][2];
 #pragma GCC unroll 12
-  for (int ii = 0; ii < MR; ++ii) acc[ii][0] = acc[ii][1] = _mm512_setzero_ps();
+  for (int ii = 0; ii < MR; ++ii) {
+    acc[ii][0] = acc[ii][1] = _mm512_setzero_ps();
+    _mm_prefetch(reinterpret_cast<const char*>(t.c + ii * t.ldc), _MM_HINT_T0);
+  }
   const float* a = t.a;
   const float* b = t.b;
   for (int64_t k = 0; k < t.kc; ++k, a += MR, b += 32) {
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
     for (int ii = 0; ii < MR; ++ii) {
       const __m512 av = _mm512_set1_ps(a[ii]);
@@ -184,11 +200,14 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const TileArgs& t) {
   constexpr int MR = 6;
   __m256 acc[MR][2];
 #pragma GCC unroll 6
-  for (int ii = 0; ii < MR; ++ii) acc[ii][0] = acc[ii][1] = _mm256_setzero_ps();
+  for (int ii = 0; ii < MR; ++ii) {
+    acc[ii][0] = acc[ii][1] = _mm256_setzero_ps();
+    _mm_prefetch(reinterpret_cast<const char*>(t.c + ii * t.ldc), _MM_HINT_T0);
+  }
   const float* a = t.a;
   const float* b = t.b;
   for (int64_t k = 0; k < t.kc; ++k, a += MR, b += 16) {
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
 #pragma GCC unroll 6
     for (int ii = 0; ii < MR; ++ii) {
       const __m256 av = _mm256_broadcast_ss(a + ii);
@@ -283,6 +302,12 @@ void pack_b_panel(const View& b, int64_t n, int64_t k0, int64_t kc, int64_t j0, 
       for (int64_t jj = 0; jj < cols; ++jj) dst[jj] = src[jj];
       for (int64_t jj = cols; jj < NR; ++jj) dst[jj] = 0;
     }
+  } else if (cols == NR) {
+    const float* base = b.p + j0 * b.cs + k0 * b.rs;
+    for (int64_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 16
+      for (int jj = 0; jj < NR; ++jj) out[k * NR + jj] = base[jj * b.cs + k * b.rs];
+    }
   } else {
     for (int64_t jj = 0; jj < NR; ++jj) {
       if (jj < cols) {
@@ -300,16 +325,20 @@ void pack_a_block(const View& a, int64_t m, int64_t i0, int64_t mc_padded, int64
   constexpr int MR = Kernel::MR;
   for (int64_t block = 0; block < mc_padded; block += MR) {
     float* dst = out + block * kc;
+    const float* base = a.p + (i0 + block) * a.rs + k0 * a.cs;
+    if (i0 + block + MR <= m) {
+      // A whole panel: MR row streams read in step, each packed k-row written whole.
+      for (int64_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 16
+        for (int ii = 0; ii < MR; ++ii) dst[k * MR + ii] = base[ii * a.rs + k * a.cs];
+      }
+      continue;
+    }
     for (int64_t ii = 0; ii < MR; ++ii) {
-      const int64_t i = i0 + block + ii;
-      if (i >= m) {
+      if (i0 + block + ii >= m) {
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + ii] = 0;
-      } else if (a.cs == 1) {
-        const float* src = a.p + i * a.rs + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + ii] = src[k];
       } else {
-        const float* src = a.p + i * a.rs + k0 * a.cs;
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + ii] = src[k * a.cs];
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + ii] = base[ii * a.rs + k * a.cs];
       }
     }
   }
@@ -329,7 +358,8 @@ void run_gemm(const Gemm& g) {
   for (int s = 0; s < g.segment_count; ++s)
     panel_offset[s + 1] = panel_offset[s] + (g.segments[s].n + NR - 1) / NR;
   const int64_t panels = panel_offset[g.segment_count];
-  std::vector<float> b_pack(size_t(panels * std::min(kKc, std::max<int64_t>(g.k, 1)) * NR));
+  AlignedBuffer b_buffer;
+  float* const b_pack = b_buffer.get(size_t(panels * std::min(kKc, std::max<int64_t>(g.k, 1)) * NR));
 
   for (int64_t k0 = 0; k0 < g.k; k0 += kKc) {
     const int64_t kc = std::min(kKc, g.k - k0);
@@ -338,26 +368,26 @@ void run_gemm(const Gemm& g) {
       int s = 0;
       while (panel >= panel_offset[s + 1]) ++s;
       const Segment& seg = g.segments[s];
-      pack_b_panel<Kernel>(seg.b, seg.n, k0, kc, (panel - panel_offset[s]) * NR, b_pack.data() + panel * kc * NR);
+      pack_b_panel<Kernel>(seg.b, seg.n, k0, kc, (panel - panel_offset[s]) * NR, b_pack + panel * kc * NR);
     });
     parallel_tasks(row_blocks, [&](int64_t block) {
-      thread_local std::vector<float> a_pack;
+      thread_local AlignedBuffer a_buffer;
       const int64_t i0 = block * mc;
       const int64_t rows = std::min(mc, g.m - i0);
       const int64_t rows_padded = (rows + MR - 1) / MR * MR;
-      if (a_pack.size() < size_t(rows_padded * kc)) a_pack.resize(size_t(rows_padded * kc));
-      pack_a_block<Kernel>(g.a, g.m, i0, rows_padded, k0, kc, a_pack.data());
+      float* const a_pack = a_buffer.get(size_t(rows_padded * kc));
+      pack_a_block<Kernel>(g.a, g.m, i0, rows_padded, k0, kc, a_pack);
       if (g.dot_vector) {
         for (int64_t i = i0; i < i0 + rows; ++i) {
           float d = Kernel::dot(g.a.p + i * g.a.rs + k0, g.dot_vector + k0, kc);
           g.dot_out[i] = k0 == 0 ? d : g.dot_out[i] + d;
         }
       }
-      float tile[MR * NR];
+      alignas(64) float tile[MR * NR];
       for (int s = 0; s < g.segment_count; ++s) {
         const Segment& seg = g.segments[s];
         for (int64_t j0 = 0; j0 < seg.n; j0 += NR) {
-          const float* b = b_pack.data() + (panel_offset[s] + j0 / NR) * kc * NR;
+          const float* b = b_pack + (panel_offset[s] + j0 / NR) * kc * NR;
           const int64_t cols = std::min<int64_t>(NR, seg.n - j0);
           TileEpilogue epilogue;
           const bool with_epilogue = last && (seg.bias || seg.up);
@@ -373,7 +403,7 @@ void run_gemm(const Gemm& g) {
             const int64_t i = i0 + r0;
             const int64_t tile_rows = std::min<int64_t>(MR, rows - r0);
             epilogue.row0 = i;
-            TileArgs t{kc, a_pack.data() + r0 * kc, b, nullptr, 0, seg.accumulate || k0 > 0, g.alpha,
+            TileArgs t{kc, a_pack + r0 * kc, b, nullptr, 0, seg.accumulate || k0 > 0, g.alpha,
                        with_epilogue ? &epilogue : nullptr};
             float* c = seg.c.p + i * seg.c.rs + j0 * seg.c.cs;
             if (tile_rows == MR && cols == NR && seg.c.cs == 1) {
