@@ -1,4 +1,6 @@
 // Elementwise ops on f32: memory-bound loops the compiler vectorises; parallel above 64K elements.
+// Outputs may alias inputs (in-place updates), so no pointer is declared __restrict__: the
+// compiler versions each loop on an overlap check instead.
 #include <algorithm>
 
 #include "../ops.h"
@@ -29,7 +31,7 @@ static void binary(const BinaryParams& p) {
 
 static void scale(const ScaleParams& p) {
   parallel_for(p.n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
-    const float* __restrict__ x = p.x;
+    const float* x = p.x;
     float* out = p.out;
     for (int64_t i = begin; i < end; ++i) out[i] = p.alpha * x[i];
   });
@@ -38,8 +40,8 @@ static void scale(const ScaleParams& p) {
 static void axpy(const AxpyParams& p) {
   const float alpha = p.alpha, beta = p.beta;
   parallel_for(p.n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
-    const float* __restrict__ x = p.x;
-    float* __restrict__ y = p.y;
+    const float* x = p.x;
+    float* y = p.y;
     // beta == 0 overwrites y, so whatever y held (even NaN) does not leak into the result.
     if (beta == 0.f) {
       for (int64_t i = begin; i < end; ++i) y[i] = alpha * x[i];
@@ -57,7 +59,7 @@ static void bias_add(const BiasAddParams& p) {
     // Bias along the last axis: every row is x[o, :] + bias.
     parallel_for(p.outer, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, channels)),
                  [&](int64_t begin, int64_t end) {
-                   const float* __restrict__ bias = p.bias;
+                   const float* bias = p.bias;
                    for (int64_t o = begin; o < end; ++o) {
                      const float* x = p.x + o * channels;
                      float* out = p.out + o * channels;
