@@ -199,6 +199,7 @@ describe('op lora_linear_backward', () => {
         [1, 1, 1, 1],
         [17, 33, 20, 1],
         [40, 70, 33, 4],
+        [20, 16, 9, 20],
       ] as const) {
         const c = makeCase(random, m, n, k, rank);
         const cpu = backward(c, 'cpu', 0.5);

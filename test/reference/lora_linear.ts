@@ -63,7 +63,9 @@ export function loraLinearBackward(
   const dw = new Float64Array(n * k);
   const dbias = new Float64Array(n);
   for (let j = 0; j < n; j++) {
-    for (let i = 0; i < m; i++) dbias[j] += dy[i * n + j]!;
+    let sum = 0;
+    for (let i = 0; i < m; i++) sum += dy[i * n + j]!;
+    dbias[j] = sum;
     for (let kk = 0; kk < k; kk++) {
       let s = 0;
       for (let i = 0; i < m; i++) s += dy[i * n + j]! * x[i * k + kk]!;
