@@ -15,6 +15,12 @@
 // AVX-512, AVX2 and baseline x86-64 and picked with isa(). exp is a polynomial that vectorises
 // (libm's expf does not without -ffast-math). bf16 inputs are widened to f32 as they are
 // loaded; all arithmetic is f32.
+//
+// No trapping math in this file (set before any header, so every inlined function agrees): with
+// it GCC will not if-convert the float compares in exp, max and the masks for AVX2 and SSE,
+// which leaves those loops scalar. The kernels never rely on floating-point exceptions.
+#pragma GCC optimize("no-trapping-math")
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
