@@ -162,7 +162,8 @@ export class Dropout extends Module {
   ) {
     super();
     if (!(p >= 0 && p < 1)) throw new RangeError(`Dropout: p must be in [0, 1), got ${p}`);
-    this.generator = new Generator(options.seed ?? 0);
+    // Its own stream when seeded; otherwise the global one (reproducible after manualSeed).
+    this.generator = options.seed === undefined ? defaultGenerator() : new Generator(options.seed);
   }
 
   forward(x: Input): Variable {
