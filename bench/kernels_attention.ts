@@ -5,14 +5,18 @@
 //     by Debian's /usr/bin/python3 when python3-torch is installed);
 //   - peak memory of one forward+backward at B=1 H=1 L=4096 D=64, measured in a child process
 //     as the growth of its peak RSS, against one L x L f32 score matrix (64 MiB) and PyTorch's.
-// Run: node --import tsx bench/kernels_attention.ts [--iters N] [--json out.json] [--no-peer]
+// Run: npm run bench -- kernels_attention [--runs N] [--json FILE] [--no-peer]
+//   or node --import tsx bench/kernels_attention.ts [...]
+// `cases()` returns the forward and forward+backward timings as OpCase entries for bench/ops.ts
+// (without the peer, which runs in another process).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { attentionBackward, attentionForward } from '../lib/ops/attention.js';
-import { info } from '../lib/info.js';
 import { fromArray, type Tensor } from '../lib/tensor.js';
+import * as h from './harness.js';
+import type { OpCase } from './ops.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const peerScript = path.join(here, 'peers', 'attention_torch.py');
@@ -26,7 +30,7 @@ interface Shape {
 }
 
 export interface AttentionBenchResult {
-  machine: { threads: number; isa: string };
+  machine: h.MachineInfo;
   shape: Shape;
   flop: { forward: number; forwardBackward: number };
   ours: { forwardMs: number; forwardBackwardMs: number; forwardGflops: number; forwardBackwardGflops: number };
@@ -54,18 +58,6 @@ function forwardBackward(q: Tensor<'f32'>, k: Tensor<'f32'>, v: Tensor<'f32'>, d
   const { out, lse } = attentionForward(q, k, v);
   const { dq, dk, dv } = attentionBackward(q, k, v, out, dout, lse);
   for (const t of [out, lse, dq, dk, dv]) t.dispose();
-}
-
-function medianMs(fn: () => void, iters: number, warmup: number): number {
-  for (let i = 0; i < warmup; i++) fn();
-  const times: number[] = [];
-  for (let i = 0; i < iters; i++) {
-    const start = performance.now();
-    fn();
-    times.push(performance.now() - start);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
 }
 
 function runPeer(args: string[]): Record<string, number> | string {
@@ -106,27 +98,47 @@ function measureMemory(shape: Shape): number {
 
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-export function run(args: string[]): AttentionBenchResult {
-  const flag = (name: string): string | undefined => {
-    const i = args.indexOf(name);
-    return i >= 0 ? args[i + 1] : undefined;
+const benchShape: Shape = { batch: 4, heads: 8, seq: 256, dim: 64 };
+const perMatmul = 2 * benchShape.batch * benchShape.heads * benchShape.seq * benchShape.seq * benchShape.dim;
+// Forward: Q K^T and P V. Backward: S recomputed, dV, dP, dQ, dK.
+const flop = { forward: 2 * perMatmul, forwardBackward: 7 * perMatmul };
+
+function forwardOnly(q: Tensor<'f32'>, k: Tensor<'f32'>, v: Tensor<'f32'>): void {
+  const { out, lse } = attentionForward(q, k, v);
+  out.dispose();
+  lse.dispose();
+}
+
+/** Forward and forward+backward at B=4 H=8 L=256 D=64 as cases for bench/ops.ts. */
+export function cases(): OpCase[] {
+  const s = benchShape;
+  const shape = `q, k, v [${s.batch}, ${s.heads}, ${s.seq}, ${s.dim}] f32`;
+  const setup = (withBackward: boolean) => async () => {
+    const [q, k, v, dout] = inputs(s) as [Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>];
+    return {
+      call: withBackward ? () => forwardBackward(q, k, v, dout) : () => forwardOnly(q, k, v),
+      dispose: () => [q, k, v, dout].forEach((t) => t.dispose()),
+    };
   };
-  const iters = Number(flag('--iters') ?? 10);
-  const { threads, isa } = info();
-  const shape: Shape = { batch: 4, heads: 8, seq: 256, dim: 64 };
-  const perMatmul = 2 * shape.batch * shape.heads * shape.seq * shape.seq * shape.dim;
-  const flop = { forward: 2 * perMatmul, forwardBackward: 7 * perMatmul };
+  return [
+    { name: 'attention forward', op: 'attention', shape, flops: flop.forward, setup: setup(false) },
+    { name: 'attention forward+backward', op: 'attention_backward', shape, flops: flop.forwardBackward, setup: setup(true) },
+  ];
+}
+
+export function run(args: string[]): AttentionBenchResult {
+  const runs = Number(h.flagValue(args, '--runs') ?? 7);
+  const machine = h.machineInfo();
+  const threads = machine.threads;
+  const shape = benchShape;
 
   const [q, k, v, dout] = inputs(shape) as [Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>];
-  const forwardMs = medianMs(() => {
-    const { out, lse } = attentionForward(q, k, v);
-    out.dispose();
-    lse.dispose();
-  }, iters, 2);
-  const forwardBackwardMs = medianMs(() => forwardBackward(q, k, v, dout), iters, 2);
+  const forwardMs = h.time(() => forwardOnly(q, k, v), { runs }).median * 1e3;
+  const forwardBackwardMs = h.time(() => forwardBackward(q, k, v, dout), { runs }).median * 1e3;
+  for (const t of [q, k, v, dout]) t.dispose();
   const gflops = (f: number, ms: number): number => f / (ms * 1e6);
   const result: AttentionBenchResult = {
-    machine: { threads, isa },
+    machine,
     shape,
     flop,
     ours: {
@@ -143,7 +155,7 @@ export function run(args: string[]): AttentionBenchResult {
   if (args.includes('--no-peer')) {
     result.peerSkipped = '--no-peer';
   } else {
-    const peer = runPeer([...shapeValues(shape), '--threads', String(threads), '--iters', String(iters)]);
+    const peer = runPeer([...shapeValues(shape), '--threads', String(threads), '--iters', String(runs)]);
     if (typeof peer === 'string') {
       result.peerSkipped = peer;
     } else {
@@ -161,21 +173,18 @@ export function run(args: string[]): AttentionBenchResult {
   result.memory.oursPeakGrowthBytes = measureMemory(result.memory.shape);
 
   const s = shape;
-  console.log(`attention on cpu (${threads} threads, ${isa}), f32, B=${s.batch} H=${s.heads} L=${s.seq} D=${s.dim}, median of ${iters}`);
-  const rows: string[][] = [['', 'ms', 'GFLOP/s', ...(result.peer ? ['torch ms', 'speedup'] : [])]];
-  rows.push([
-    'forward',
-    forwardMs.toFixed(2),
-    result.ours.forwardGflops.toFixed(1),
-    ...(result.peer ? [result.peer.forwardMs.toFixed(2), `${result.peer.speedupForward.toFixed(2)}x`] : []),
-  ]);
-  rows.push([
-    'forward+backward',
-    forwardBackwardMs.toFixed(2),
-    result.ours.forwardBackwardGflops.toFixed(1),
-    ...(result.peer ? [result.peer.forwardBackwardMs.toFixed(2), `${result.peer.speedupForwardBackward.toFixed(2)}x`] : []),
-  ]);
-  for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(18) : c.padStart(10))).join(''));
+  console.log(
+    `attention on cpu (${threads} threads, ${machine.isa}, load average ${machine.loadAverage.join(' ')}), f32, ` +
+      `B=${s.batch} H=${s.heads} L=${s.seq} D=${s.dim}, median of ${runs}`,
+  );
+  const peer = result.peer;
+  h.printTable(
+    ['', 'ms', 'GFLOP/s', 'torch ms', 'ours/torch speed'],
+    [
+      ['forward', h.fmt(forwardMs), h.fmt(result.ours.forwardGflops), h.fmt(peer?.forwardMs), h.fmt(peer?.speedupForward)],
+      ['forward+backward', h.fmt(forwardBackwardMs), h.fmt(result.ours.forwardBackwardGflops), h.fmt(peer?.forwardBackwardMs), h.fmt(peer?.speedupForwardBackward)],
+    ],
+  );
   if (result.peerSkipped) console.log(`peer skipped: ${result.peerSkipped}`);
   const m = result.memory;
   console.log(
@@ -183,9 +192,8 @@ export function run(args: string[]): AttentionBenchResult {
       (m.peerPeakGrowthBytes !== undefined ? `, torch ${mib(m.peerPeakGrowthBytes)}` : '') +
       ` (one L x L f32 matrix: ${mib(m.scoreMatrixBytes)})`,
   );
-  const json = flag('--json');
-  if (json) writeFileSync(json, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(JSON.stringify(result));
+  const json = h.flagValue(args, '--json');
+  if (json !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) h.writeJson(json, result);
   return result;
 }
 
