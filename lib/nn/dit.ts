@@ -151,10 +151,17 @@ export class DiTBlock extends Module {
     this.adaLN = this.addModule('adaLN', new Linear(width, 6 * width, { init: 'zeros' }));
   }
 
-  /** x [B, N, W]; cond SiLU(c) [B, W]; context [B, Lc, W] with its kvLengths. */
-  forward(x: Variable, cond: Variable, context: Variable, contextLengths: Tensor<'i32'>): Variable {
+  /**
+   * x [B, N, W]; cond SiLU(c) [B, W]; context [B, Lc, W] with its kvLengths. With frames > 1,
+   * each run of `frames` consecutive samples attends jointly in self-attention.
+   */
+  forward(x: Variable, cond: Variable, context: Variable, contextLengths: Tensor<'i32'>, frames = 1): Variable {
     const [shift1, scale1, gate1, shift2, scale2, gate2] = chunks(this.adaLN.forward(cond), 6) as [Variable, Variable, Variable, Variable, Variable, Variable];
-    let h = F.add(x, gated(gate1, this.attn.forward(this.norm1.forward(x, { scale: scale1, shift: shift1 }))));
+    const [b, n, w] = x.shape as [number, number, number];
+    const modulated = this.norm1.forward(x, { scale: scale1, shift: shift1 });
+    const attended =
+      frames === 1 ? this.attn.forward(modulated) : F.reshape(this.attn.forward(F.reshape(modulated, [b / frames, frames * n, w])), [b, n, w]);
+    let h = F.add(x, gated(gate1, attended));
     h = F.add(h, this.cross.forward(this.norm2.forward(h), { context, kvLengths: contextLengths }));
     return F.add(h, gated(gate2, this.mlp.forward(this.norm3.forward(h, { scale: scale2, shift: shift2 }))));
   }
@@ -206,6 +213,15 @@ export class FinalLayer extends Module {
 
 /** Text features as the denoiser reads them: tokens [B, Lc, textWidth], pooled [B, textWidth], lengths i32 [B]. */
 export type TextCondition = Pick<TextEncoding, 'tokens' | 'pooled' | 'lengths'> | { tokens: Input; pooled: Input; lengths: Tensor<'i32'> };
+
+export interface DiTForwardOptions {
+  /**
+   * Joint processing of frames (Diffusion Self-Distillation's parallel processing): the batch
+   * holds groups of `frames` consecutive samples (e.g. condition, target) whose tokens attend to
+   * each other in self-attention. Each frame keeps its own timestep and text. Default 1.
+   */
+  frames?: number;
+}
 
 export class DiT extends Module {
   readonly config: Required<Omit<DiTConfig, 'text' | 'seed'>> & Pick<DiTConfig, 'text' | 'seed'>;
@@ -285,9 +301,13 @@ export class DiT extends Module {
    * Predicts epsilon for x_t [B, C, H, W] at timesteps t (one per sample, or one for all) given
    * text features (from encodeText, or from outside with the same shapes).
    */
-  forward(x: Input, t: number | readonly number[], text: TextCondition): Variable {
+  forward(x: Input, t: number | readonly number[], text: TextCondition, options: DiTForwardOptions = {}): Variable {
     const { width, patchSize } = this.config;
     const [b, , h, w] = x.shape as [number, number, number, number];
+    const frames = options.frames ?? 1;
+    if (!Number.isInteger(frames) || frames < 1 || b % frames !== 0) {
+      throw new RangeError(`DiT: frames must be a positive integer dividing the batch ${b}, got ${frames}`);
+    }
     const gridH = h / patchSize;
     const gridW = w / patchSize;
     const [gh, gw] = this.gridSize;
@@ -299,7 +319,7 @@ export class DiT extends Module {
     let tokens = F.add(this.patch.forward(this.patchify(x)), F.expand(F.reshape(positions, [1, n, width]), [b, n, width]));
     const cond = F.silu(this.conditioning(t, text.pooled, b, x.device));
     const context = this.textProj.forward(text.tokens);
-    for (const block of this.blocks) tokens = block.forward(tokens, cond, context, text.lengths);
+    for (const block of this.blocks) tokens = block.forward(tokens, cond, context, text.lengths, frames);
     return this.unpatchify(this.final.forward(tokens, cond), gridH, gridW);
   }
 

@@ -42,6 +42,7 @@ export {
   resizeGrid,
   type DiTConfig,
   type DiTPreset,
+  type DiTForwardOptions,
   type TextCondition,
 } from './dit.js';
 export * as init from './init.js';

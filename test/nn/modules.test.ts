@@ -236,6 +236,29 @@ describe('DiT', () => {
     expect(() => noGrad(() => model.forward(randn([1, 3, 8, 8]), [1], model.encodeText(ids, [1])))).toThrow(/call interpolatePositions first/);
   });
 
+  it('processes frames jointly: tokens of a group attend to each other', () => {
+    const random = rng();
+    const model = new DiT(tinyDiT);
+    randomize(model, random);
+    const ids = zeros([4, 4], { dtype: 'i32' });
+    const x = input([4, 3, 8, 8], random);
+    const run = (images: Tensor<'f32'>, frames: number): Float32Array =>
+      noGrad(() => model.forward(images, [5, 5, 600, 600], model.encodeText(ids, [1, 2, 3, 4]), { frames }).value.toArray());
+    const data = x.toArray();
+    data[0] = data[0]! + 1; // a pixel of sample 0 (frame 0 of the first pair)
+    const changed = fromArray(data, x.shape);
+    const per = 3 * 64;
+    const diff = (a: Float32Array, b: Float32Array, sample: number): number =>
+      Math.max(...a.slice(sample * per, (sample + 1) * per).map((v, i) => Math.abs(v - b[sample * per + i]!)));
+    const [alone, aloneChanged] = [run(x, 1), run(changed, 1)];
+    expect(diff(alone, aloneChanged, 1)).toBe(0);
+    const [joint, jointChanged] = [run(x, 2), run(changed, 2)];
+    expect(diff(joint, jointChanged, 1)).toBeGreaterThan(1e-4);
+    expect(diff(joint, jointChanged, 2)).toBe(0);
+    expect(diff(joint, alone, 0)).toBeGreaterThan(1e-4);
+    expect(() => run(x, 3)).toThrow(/frames must be a positive integer dividing the batch 4/);
+  });
+
   it('a few AdamW steps of the tiny preset lower the epsilon loss on a fixed batch', async () => {
     const { AdamW } = await import('../../lib/optim/adamw.js');
     manualSeed(11);
