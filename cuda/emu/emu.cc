@@ -346,7 +346,15 @@ void Scheduler::run_grid(LaunchState& launch) {
 
 void Scheduler::fiber_main(void* self) {
   Scheduler* s = static_cast<Scheduler*>(self);
-  s->launch_->invoke(s->launch_->body);
+  // An exception must not unwind past this frame: nothing above it on the fiber stack can
+  // handle one. The thread counts as exited.
+  try {
+    s->launch_->invoke(s->launch_->body);
+  } catch (const std::exception& e) {
+    record_error(here(true) + ": the kernel threw a C++ exception: " + e.what());
+  } catch (...) {
+    record_error(here(true) + ": the kernel threw a C++ exception");
+  }
   const int t = s->current_;
   s->fibers_[t].state = FiberState::done;
   s->on_exit(t);

@@ -470,6 +470,17 @@ Output missing_barrier(const Input& in) {
   return as_output(out.host());
 }
 
+__global__ void throwing_kernel(dptr<float> out) {
+  if (threadIdx.x == 5) rt::fail("device code is not allowed to throw");
+  out[threadIdx.x] = 1.f;
+}
+
+Output kernel_throws(const Input&) {
+  DeviceBuffer<float> out(32);
+  RT_LAUNCH(throwing_kernel, 1, 32, 0, out.get());
+  return as_output(out.host());
+}
+
 const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
   static const std::map<std::string, std::function<Output(const Input&)>> table = {
       {"block_reduce", block_reduce},
@@ -498,6 +509,7 @@ const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
       {"wmma_tile_past_end", wmma_tile_past_end},
       {"wmma_divergent", wmma_divergent},
       {"missing_barrier", missing_barrier},
+      {"kernel_throws", kernel_throws},
   };
   return table;
 }

@@ -247,6 +247,7 @@ describe.runIf(hasEmu)('cuda-emu catches broken kernels', () => {
       'wmma_divergent',
       /kernel wmma_divergent_kernel: block \(0,0,0\), thread \(\d+,0,0\): warp 0: wmma::load_matrix_sync is warp-wide, but lane 16 exited without making the call$/,
     ],
+    ['kernel_throws', /kernel throwing_kernel: block \(0,0,0\), thread \(5,0,0\): the kernel threw a C\+\+ exception: device code is not allowed to throw$/],
   ];
   for (const [name, pattern] of cases) {
     it(`reports ${name}`, () => {
