@@ -31,11 +31,12 @@
 //   L=256:  forward 0.54 GFLOP, 4.2 MB bf16. Ideal ~1.4 us (memory); 128 blocks, one wave, so
 //           latency and launch bound: ~6-10 us bf16 WMMA, ~20-40 us f32 SIMT (~25% of the 60
 //           TFLOP/s non-tensor peak: dot products read shared memory at one FMA per load).
-//           Backward (f32 SIMT) 1.3 GFLOP: ~60-100 us.
+//           Backward (f32 SIMT) 1.3 GFLOP: the dK/dV kernel is latency bound (one warp per
+//           key tile walks the 256 rows one after another, ~2K cycles a row): ~0.2-0.4 ms.
 //   L=4096: forward 137 GFLOP: 0.17 ms at the 790 TFLOP/s bf16 peak; plain WMMA through shared
 //           memory without ldmatrix/cp.async pipelining and with the P and PV round trips reaches
 //           ~20-30%: ~0.6-0.9 ms. f32 SIMT: 2.3 ms ideal, ~8-10 ms expected. Backward 344 GFLOP
-//           on the SIMT kernels: ~25-35 ms (dK/dV lanes each walk D serially).
+//           on the SIMT kernels: ~25-35 ms (4096 rows per dK/dV block, ~5 waves of blocks).
 #include "launch.h"
 #include "warp.cuh"
 
