@@ -10,7 +10,7 @@
 import * as F from '../autograd/functions.js';
 import { noGrad, type Input, type Variable } from '../autograd/variable.js';
 import { defaultGenerator, Generator } from '../ops/random.js';
-import { fromArray, shapeString, zeros, type Tensor } from '../tensor.js';
+import { fromArray, shapeString, type Tensor } from '../tensor.js';
 import { normal } from './init.js';
 import { Attention, LayerNorm, Linear, MLP, timestepEmbedding } from './layers.js';
 import { Module, ModuleList } from './module.js';
