@@ -1,4 +1,4 @@
-// Bindings of the ops that make and convert tensors: fill, cast, random.
+// Binding of the fill op (zeros, ones, full).
 #include "args.h"
 
 namespace rt::napi {
