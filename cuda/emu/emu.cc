@@ -282,7 +282,7 @@ class Scheduler {
   static void fiber_main(void* self);
   void run_block(uint64_t linear_block);
   void yield();
-  [[noreturn]] void abort_block(const std::string& message, bool with_thread);
+  [[noreturn]] void abort_block(std::string message, bool with_thread);
   void on_exit(int thread);
   bool try_complete(int warp);
   void report_deadlock();
@@ -415,8 +415,10 @@ void Scheduler::run_block(uint64_t linear_block) {
 
 void Scheduler::yield() { switch_context(fibers_[current_].context, scheduler_context_); }
 
-void Scheduler::abort_block(const std::string& message, bool with_thread) {
+void Scheduler::abort_block(std::string message, bool with_thread) {
+  // This frame is never resumed: free the strings before leaving it.
   record_error(here(with_thread) + ": " + message);
+  std::string().swap(message);
   aborted_ = true;
   yield();
   __builtin_unreachable();
