@@ -67,11 +67,14 @@ const presets: Record<DiTPreset, DiTConfig> = {
   },
 };
 
-/** A preset's config, with overrides (e.g. the tokenizer's vocabulary size). */
-export function ditConfig(preset: DiTPreset, overrides: Partial<DiTConfig> = {}): DiTConfig {
+/** A preset's config, with overrides; `vocabSize` sets the text encoder's vocabulary (the tokenizer's). */
+export function ditConfig(preset: DiTPreset, overrides: Partial<DiTConfig> & { vocabSize?: number } = {}): DiTConfig {
   const base = presets[preset];
   if (base === undefined) throw new RangeError(`ditConfig: unknown preset ${JSON.stringify(preset)}, expected 'tiny' or 'small'`);
-  return { ...base, ...overrides, text: overrides.text ?? (base.text === undefined ? undefined : { ...base.text }) } as DiTConfig;
+  const { vocabSize, ...rest } = overrides;
+  const text = rest.text ?? (base.text === undefined ? undefined : { ...base.text });
+  if (vocabSize !== undefined && text !== undefined) text.vocabSize = vocabSize;
+  return { ...base, ...rest, ...(text === undefined ? {} : { text }) };
 }
 
 /** DiT's fixed 2-D sin-cos table [gh * gw, width]: first half from the column, second from the row. */

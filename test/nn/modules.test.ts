@@ -199,6 +199,8 @@ describe('DiT', () => {
     for (const n of ['blocks.3.attn.q', 'blocks.3.cross.k', 'blocks.3.mlp.fc1', 'blocks.5.adaLN', 'text.blocks.1.attn.q', 'final.linear', 'patch']) {
       expect(names.has(n), n).toBe(true);
     }
+    expect(ditConfig('small', { vocabSize: 300 }).text?.vocabSize).toBe(300);
+    expect(ditConfig('small').imageSize).toBe(64);
     const count = model.parameterCount();
     expect(count).toBeGreaterThan(2e6);
     expect(count).toBeLessThan(8e6);
