@@ -104,7 +104,10 @@ export function loraLinearForward(
   }
   const scale = expectNumber(op, 'scale', options.scale ?? 1, Number.isFinite, 'finite');
   const [y, h] = withMatrices([[x, m, k]], ([xh]) => native.loraLinear(xh!, w.handle, bias?.handle ?? null, down.handle, up.handle, scale));
-  return { y: wrap(y!, [...lead, n], 'f32', x.device), h: wrap(h!, [...lead, rank], 'f32', x.device) };
+  // The kernel works on [M, K] matrices; give the results x's leading axes natively too.
+  const yShape = [...lead, n];
+  const hShape = [...lead, rank];
+  return { y: wrap(native.view(y!, yShape), yShape, 'f32', x.device), h: wrap(native.view(h!, hShape), hShape, 'f32', x.device) };
 }
 
 /** y = x w^T + bias + scale (x down) up (see loraLinearForward). */
@@ -172,7 +175,7 @@ export function loraLinearBackward(
   );
   const device = x.device;
   const result: LoraLinearGradients = {
-    dx: wrap(handles[0]!, x.shape, 'f32', device),
+    dx: wrap(native.view(handles[0]!, x.shape), x.shape, 'f32', device),
     ddown: wrap(handles[3]!, [k, rank], 'f32', device),
     dup: wrap(handles[4]!, [rank, n], 'f32', device),
   };

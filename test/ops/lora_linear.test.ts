@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { DeviceType } from '../../lib/device.js';
 import { loraLinear, loraLinearBackward, loraLinearForward } from '../../lib/ops/lora_linear.js';
+import { sum } from '../../lib/ops/reduce.js';
 import { fromArray } from '../../lib/tensor.js';
 import * as ref from '../reference/lora_linear.js';
 import { acceleratorBackends, backends, checkMemoryGuards, expectClose, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
@@ -94,6 +95,12 @@ describe('op lora_linear', () => {
     }
   });
 
+  function colSums(values: ArrayLike<number>, rows: number, cols: number): Float64Array {
+    const out = new Float64Array(cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c]! += values[r * cols + c]!;
+    return out;
+  }
+
   it('flattens leading axes of x', () => {
     const c = makeCase(rng(), 6, 5, 4, 2);
     const want = ref.loraLinear(c.x, c.w, c.bias, c.down, c.up, c, 2);
@@ -102,6 +109,9 @@ describe('op lora_linear', () => {
     expect(y.shape).toEqual([2, 3, 5]);
     expect(h.shape).toEqual([2, 3, 2]);
     expectClose(y.toArray(), want.y, tol(4), 'y');
+    // The native handles carry the same shapes: a reduce over the leading axes works.
+    expectClose(sum(y, [0, 1]).toArray(), colSums(want.y, 6, 5), tol(4), 'sum over leading axes');
+    expect(sum(h, [0, 1]).shape).toEqual([2]);
   });
 
   for (const device of acceleratorBackends()) {
