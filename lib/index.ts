@@ -4,5 +4,9 @@ export { Tensor, empty, zeros, ones, full, fromArray, numel, type DType, type Sh
 export { tidy, keep } from './scope.js';
 export { info, setNumThreads, version } from './info.js';
 export * from './ops/index.js';
+export { Variable, backward, release, noGrad, enableGrad, isGradEnabled, type BackwardOptions } from './autograd/index.js';
+/** Differentiable functions (recording the autograd tape), named like the raw ops. */
+export * as F from './autograd/index.js';
+export * as nn from './nn/index.js';
 export * as diffusion from './diffusion/index.js';
 export * as optim from './optim/index.js';
