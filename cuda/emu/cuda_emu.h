@@ -36,7 +36,8 @@
 //                arithmetic types (CUDA's overloads), __ldg, __float_as_int __int_as_float
 //                __float_as_uint __uint_as_float __double_as_longlong __longlong_as_double
 //                __popc __popcll __clz __clzll __ffs __ffsll __brev, INFINITY
-//   bf16         __nv_bfloat16 (2-byte storage, implicit float conversions, + - * / and
+//   bf16         __nv_bfloat16 (2-byte storage; implicit conversions from float, double and
+//                integers and to float; + - * / and
 //                comparisons as cuda_bf16.h has them), __nv_bfloat162, __float2bfloat16(_rn)
 //                (round to nearest even, NaN -> 0x7fff), __bfloat162float,
 //                __floats2bfloat162_rn, __float22bfloat162_rn, __bfloat1622float2,
@@ -626,6 +627,8 @@ struct __align__(2) __nv_bfloat16 {
   __nv_bfloat16() = default;
   __nv_bfloat16(float f) : __x(from_float(f)) {}
   __nv_bfloat16(double d) : __x(from_float(float(d))) {}
+  template <std::integral I>
+  __nv_bfloat16(I v) : __x(from_float(float(v))) {}
   operator float() const { return std::bit_cast<float>(uint32_t(__x) << 16); }
 
   static unsigned short from_float(float f) {
