@@ -743,11 +743,13 @@ struct fragment {
   static constexpr int rows = tile_shape<Use, M, N, K>::rows;
   static constexpr int cols = tile_shape<Use, M, N, K>::cols;
   static constexpr int num_elements = rows * cols;
+  using element_type = T;
+  using storage_element_type = T;
   T x[num_elements];
 };
 
 template <class Use, int M, int N, int K, class T, class Layout>
-inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const T& value) {
+inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const std::type_identity_t<T>& value) {
   for (int i = 0; i < f.num_elements; ++i) f.x[i] = value;
 }
 
