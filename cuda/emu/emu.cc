@@ -594,13 +594,17 @@ void Scheduler::report_deadlock() {
 }
 
 // ---- the worker pool ----------------------------------------------------------------------------
+// Read when the first kernel launches (not at load), so a test can still choose it.
+int configured_workers() {
+  int n = 0;
+  if (const char* env = std::getenv("REALTUNE_EMU_THREADS")) n = std::atoi(env);
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(n, 1, 256);
+}
+
 class Pool {
  public:
-  Pool() {
-    int n = 0;
-    if (const char* env = std::getenv("REALTUNE_EMU_THREADS")) n = std::atoi(env);
-    if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
-    size_ = std::clamp(n, 1, 256);
+  Pool() : size_(configured_workers()) {
     for (int i = 1; i < size_; ++i) std::thread([this, i] { worker(i); }).detach();
   }
   int size() const { return size_; }
@@ -865,7 +869,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->maxGridSize[0] = 0x7fffffff;
   prop->maxGridSize[1] = 65535;
   prop->maxGridSize[2] = 65535;
-  prop->multiProcessorCount = emu::pool().size();
+  prop->multiProcessorCount = emu::configured_workers();
   prop->major = 9;
   prop->minor = 0;
   return cudaSuccess;

@@ -1,7 +1,6 @@
 // The CUDA execution-model emulator (cuda/emu): kernels exercising every supported feature
 // against known results, and deliberately broken kernels it must catch and name. The scenarios
 // live in cuda/emu/selftest.cc; this file feeds them inputs and checks what comes back.
-process.env.REALTUNE_EMU_THREADS ??= '4'; // several workers, so atomics race across blocks
 
 import { describe, expect, it } from 'vitest';
 import { native } from '../../lib/native.js';
@@ -17,6 +16,8 @@ declare module '../../lib/native.js' {
 }
 
 checkMemoryGuards();
+// Several workers, so atomics race across blocks (read at the first launch, after imports).
+process.env.REALTUNE_EMU_THREADS ??= '4';
 
 const hasEmu = native.devices().some((d) => d.type === 'cuda-emu' && d.available);
 
