@@ -1,47 +1,21 @@
 // Our DiT against PyTorch (scripts/fixtures/make_dit_parity.py): same weights and inputs, the
 // prediction, the epsilon-MSE loss and every parameter gradient to 1e-4 relative (fp32).
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as F from '../../lib/autograd/functions.js';
 import { backward } from '../../lib/autograd/backward.js';
 import { DiT } from '../../lib/nn/dit.js';
-import { fromArray, type Tensor } from '../../lib/tensor.js';
+import { loadSafetensors } from '../../lib/io/safetensors.js';
+import type { Tensor } from '../../lib/tensor.js';
 import { relativeError } from '../autograd/gradcheck.js';
 import { checkMemoryGuards } from '../helpers.js';
 
 checkMemoryGuards();
 
-interface Entry {
-  dtype: string;
-  shape: number[];
-  data_offsets: [number, number];
-}
-
-/** A minimal safetensors reader for F32/I32 (the format: u64 LE header size, JSON header, data). */
-function readSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  const bytes = readFileSync(path);
-  const headerSize = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + headerSize).toString('utf8')) as Record<string, Entry | Record<string, string>>;
-  const base = 8 + headerSize;
-  const tensors = new Map<string, Tensor>();
-  let metadata: Record<string, string> = {};
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      metadata = entry as Record<string, string>;
-      continue;
-    }
-    const { dtype, shape, data_offsets: [start, end] } = entry as Entry;
-    const raw = bytes.buffer.slice(bytes.byteOffset + base + start, bytes.byteOffset + base + end);
-    if (dtype === 'F32') tensors.set(name, fromArray(new Float32Array(raw), shape));
-    else if (dtype === 'I32') tensors.set(name, fromArray(new Int32Array(raw), shape, { dtype: 'i32' }));
-    else throw new Error(`fixture: unsupported dtype ${dtype} for ${name}`);
-  }
-  return { tensors, metadata };
-}
-
 describe('DiT parity with PyTorch', () => {
   it('matches the prediction, the loss and every parameter gradient', () => {
-    const { tensors, metadata } = readSafetensors('test/fixtures/dit_parity.safetensors');
+    const loaded = loadSafetensors('test/fixtures/dit_parity.safetensors');
+    const tensors = new Map(Object.entries(loaded.tensors));
+    const metadata = loaded.metadata;
     const c = JSON.parse(metadata.config!) as Record<string, number>;
     const model = new DiT({
       imageSize: c.image_size!,
