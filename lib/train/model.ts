@@ -1,0 +1,277 @@
+// The text-to-image bundle: tokenizer + DiT (its text encoder built in as `dit.text`) + noise
+// schedule + config, saved as a lib/io checkpoint directory (written atomically):
+//   state.json         format, preset, DiT config (current image size), schedule; training
+//                      state (step, RNG states, losses) when written by the trainer
+//   tokenizer.json     the BPE tokenizer the text encoder was trained with
+//   model.safetensors  every parameter and persistent buffer (f32, or bf16 to ship small)
+//   optimizer.safetensors, ema.safetensors   training checkpoints only
+// Sampling is classifier-free guidance with a negative prompt (the empty prompt by default)
+// over DDIM or DDPM, deterministic by seed; a LoRA file can be applied for one generate call.
+import { existsSync } from 'node:fs';
+import * as F from '../autograd/functions.js';
+import { noGrad, type Input, type Variable } from '../autograd/variable.js';
+import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
+import { guidedPredictor, sample, type SamplerKind } from '../diffusion/sampler.js';
+import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
+import { attachLora, detachAdapters, loadAdapterStateDict, findLinears } from '../nn/lora.js';
+import type { TextEncoding } from '../nn/text_encoder.js';
+import { cast } from '../ops/cast.js';
+import { tidy } from '../scope.js';
+import { fromArray, type Tensor } from '../tensor.js';
+import { Tokenizer } from '../text/tokenizer.js';
+import { loadSafetensors } from '../io/safetensors.js';
+import { isCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+
+export const checkpointFormat = 'realtune-text-to-image';
+const checkpointVersion = 1;
+
+export interface TextToImageConfig {
+  format: typeof checkpointFormat;
+  version: number;
+  preset: DiTPreset | 'custom';
+  dit: DiTConfig;
+  schedule: { kind: BetaScheduleKind; steps: number };
+}
+
+export interface CreateTextToImageOptions {
+  preset?: DiTPreset;
+  /** Overrides of the preset's DiT config (vocabSize always comes from the tokenizer). */
+  dit?: Partial<DiTConfig>;
+  schedule?: BetaScheduleKind;
+  /** Seeds the parameter initialisation. */
+  seed?: number;
+}
+
+export interface GenerateOptions {
+  /** One prompt, or one per group of `n` images. */
+  prompts: string | readonly string[];
+  /** The unconditional branch of guidance (default the empty prompt). */
+  negative?: string;
+  cfg?: number;
+  steps?: number;
+  sampler?: SamplerKind;
+  seed?: number;
+  /** Images per prompt (default 1): the result has prompts.length * n images, prompt-major. */
+  n?: number;
+  /** A LoRA adapter file (safetensors written by adapterStateDict) applied for this call. */
+  lora?: string;
+  loraScale?: number;
+  /** Called after each denoising step (progress bars). */
+  onStep?: (index: number, total: number) => void;
+}
+
+export interface SaveOptions {
+  /** Weight dtype on disk: f32 (exact, for resuming) or bf16 (half the size, for shipping). */
+  dtype?: 'f32' | 'bf16';
+  /** Training checkpoints: optimiser tensors, trainer state and extra files, in the same atomic write. */
+  optimizer?: Record<string, Tensor>;
+  trainer?: Record<string, unknown>;
+  extraFiles?: Record<string, Uint8Array | string>;
+}
+
+export class TextToImage {
+  constructor(
+    readonly tokenizer: Tokenizer,
+    readonly dit: DiT,
+    readonly schedule: NoiseSchedule,
+    readonly preset: DiTPreset | 'custom' = 'custom',
+  ) {
+    if (dit.text === null) throw new Error('TextToImage: the DiT must carry its text encoder (config.text)');
+    if (dit.text.config.vocabSize < tokenizer.vocabSize) {
+      throw new RangeError(`TextToImage: the text encoder has ${dit.text.config.vocabSize} token embeddings but the tokenizer has ${tokenizer.vocabSize} tokens`);
+    }
+  }
+
+  /** A freshly initialised model for `tokenizer`. */
+  static create(tokenizer: Tokenizer, options: CreateTextToImageOptions = {}): TextToImage {
+    const preset = options.preset ?? 'tiny';
+    const base = ditConfig(preset, options.dit ?? {});
+    const config: DiTConfig = {
+      ...base,
+      ...(options.seed === undefined ? {} : { seed: options.seed }),
+      text: { ...base.text!, vocabSize: tokenizer.vocabSize },
+    };
+    return new TextToImage(tokenizer, new DiT(config), NoiseSchedule.create(options.schedule ?? 'linear'), options.dit ? 'custom' : preset);
+  }
+
+  get config(): TextToImageConfig {
+    const { seed: _seed, ...dit } = this.dit.config;
+    return {
+      format: checkpointFormat,
+      version: checkpointVersion,
+      preset: this.preset,
+      dit: dit as DiTConfig,
+      schedule: { kind: this.schedule.kind, steps: this.schedule.steps },
+    };
+  }
+
+  get imageSize(): number {
+    return this.dit.config.imageSize;
+  }
+
+  get channels(): number {
+    return this.dit.config.channels;
+  }
+
+  /** Token ids i32 [B, contextLength] and lengths i32 [B] for prompts. */
+  tokenize(prompts: readonly string[]): { ids: Tensor<'i32'>; lengths: Tensor<'i32'> } {
+    const contextLength = this.dit.config.contextLength;
+    const { ids, lengths } = this.tokenizer.encodeBatch(prompts, contextLength);
+    return {
+      ids: fromArray(ids, [prompts.length, contextLength], { dtype: 'i32' }),
+      lengths: fromArray(lengths, [prompts.length], { dtype: 'i32' }),
+    };
+  }
+
+  /** Text features of prompts (recorded on the tape when gradients are on). */
+  encodePrompts(prompts: readonly string[]): TextEncoding {
+    if (prompts.length === 0) throw new RangeError('encodePrompts: expected at least one prompt');
+    const { ids, lengths } = this.tokenize(prompts);
+    const encoding = this.dit.encodeText(ids, lengths);
+    ids.dispose();
+    return encoding;
+  }
+
+  /** eps_theta(x_t, t, c): x_t [B, C, H, W], one timestep per sample or one for all. */
+  predictEps(xt: Input, t: number | readonly number[], text: TextCondition): Variable {
+    return this.dit.forward(xt, t, text);
+  }
+
+  /** Images [N, 3, H, W] in [-1, 1]: prompts.length * n of them, prompt-major. */
+  generate(options: GenerateOptions): Tensor<'f32'> {
+    const prompts = typeof options.prompts === 'string' ? [options.prompts] : [...options.prompts];
+    if (prompts.length === 0) throw new RangeError('generate: expected at least one prompt');
+    const n = options.n ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`generate: n must be an integer >= 1, got ${n}`);
+    const cfg = options.cfg ?? 5;
+    const steps = options.steps ?? 50;
+    const loraFile = options.lora;
+    const wasTraining = this.dit.training;
+    this.dit.eval();
+    if (loraFile !== undefined) applyLoraFile(this.dit, loraFile, options.loraScale ?? 1);
+    try {
+      return noGrad(() => {
+        const batchPrompts = prompts.flatMap((p) => Array<string>(n).fill(p));
+        const cond = this.#encodeConstant(batchPrompts);
+        const negative = this.#encodeConstant(Array<string>(batchPrompts.length).fill(options.negative ?? ''));
+        try {
+          const predict = (xt: Tensor<'f32'>, t: number, text: ConstantText): Tensor<'f32'> => this.predictEps(xt, t, text).value;
+          const size = this.imageSize;
+          const total = this.schedule.samplingTimesteps(steps).length;
+          return sample(guidedPredictor(predict, cond, negative, cfg), [batchPrompts.length, this.channels, size, size], this.schedule, {
+            sampler: options.sampler ?? 'ddim',
+            steps,
+            seed: options.seed ?? 0,
+            ...(options.onStep ? { onStep: (index: number) => options.onStep!(index, total) } : {}),
+          });
+        } finally {
+          disposeEncoding(cond);
+          disposeEncoding(negative);
+        }
+      });
+    } finally {
+      if (loraFile !== undefined) detachAdapters(this.dit);
+      this.dit.train(wasTraining);
+    }
+  }
+
+  /** Text features as plain tensors outside any graph (sampling reads them at every step). */
+  #encodeConstant(prompts: readonly string[]): ConstantText {
+    return tidy(() => {
+      const e = this.encodePrompts(prompts);
+      return { tokens: e.tokens.value, pooled: e.pooled.value, lengths: e.lengths };
+    });
+  }
+
+  /** Writes the checkpoint directory atomically (a temporary directory renamed into place). */
+  save(dir: string, options: SaveOptions = {}): void {
+    saveCheckpoint(
+      dir,
+      {
+        model: this.dit.stateDict(),
+        ...(options.optimizer ? { optimizer: options.optimizer } : {}),
+        state: { ...this.config, ...(options.trainer ? { trainer: options.trainer } : {}) },
+        files: { 'tokenizer.json': JSON.stringify(this.tokenizer.toJSON()), ...(options.extraFiles ?? {}) },
+      },
+      { floatFormat: (options.dtype ?? 'f32') === 'bf16' ? 'BF16' : 'F32' },
+    );
+  }
+
+  /** Reads a checkpoint directory written by save() (bf16 weights are widened to f32). */
+  static load(dir: string): TextToImage {
+    if (!isCheckpoint(dir)) throw new Error(`TextToImage.load: ${dir} is not a checkpoint directory (no model.safetensors and state.json)`);
+    const { model: tensors, optimizer, state, files } = loadCheckpoint(dir);
+    try {
+      const config = state as unknown as TextToImageConfig;
+      if (config.format !== checkpointFormat) throw new Error(`TextToImage.load: ${dir}/state.json has format ${JSON.stringify(config.format)}, expected ${checkpointFormat}`);
+      if (config.version > checkpointVersion) throw new Error(`TextToImage.load: ${dir} is version ${config.version}; this realtune reads up to ${checkpointVersion}`);
+      const tokenizerBytes = files['tokenizer.json'];
+      if (tokenizerBytes === undefined) throw new Error(`TextToImage.load: ${dir} has no tokenizer.json`);
+      const tokenizer = Tokenizer.fromJSON(JSON.parse(Buffer.from(tokenizerBytes).toString('utf8')));
+      const dit = new DiT(config.dit);
+      try {
+        tidy(() => {
+          const asF32: Record<string, Tensor> = {};
+          for (const [name, t] of Object.entries(tensors)) asF32[name] = t.dtype === 'bf16' ? cast(t, 'f32') : t;
+          dit.loadStateDict(asF32);
+        });
+      } catch (err) {
+        dit.dispose();
+        throw err;
+      }
+      return new TextToImage(tokenizer, dit, NoiseSchedule.create(config.schedule.kind, config.schedule.steps), config.preset);
+    } finally {
+      for (const t of [...Object.values(tensors), ...Object.values(optimizer)]) t.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.dit.dispose();
+  }
+}
+
+interface ConstantText {
+  tokens: Tensor<'f32'>;
+  pooled: Tensor<'f32'>;
+  lengths: Tensor<'i32'>;
+}
+
+function disposeEncoding(e: ConstantText): void {
+  e.tokens.dispose();
+  e.pooled.dispose();
+  e.lengths.dispose();
+}
+
+/**
+ * Attaches LoRA adapters for the layers a saved adapter file names (`<layer>.lora.down` [in, r],
+ * `<layer>.lora.up` [r, out]) and loads them with `scale`.
+ */
+export function applyLoraFile(dit: DiT, file: string, scale: number): void {
+  if (!existsSync(file)) throw new Error(`lora: file ${file} does not exist`);
+  const { tensors } = loadSafetensors(file, { dtype: 'f32' });
+  try {
+    const layers = new Map<string, number>();
+    for (const [key, t] of Object.entries(tensors)) {
+      const match = /^(.*)\.lora\.(down|up)$/.exec(key);
+      if (match === null) throw new Error(`lora: ${file} holds ${key}, which is not a LoRA factor (<layer>.lora.down / .up)`);
+      if (match[2] === 'down') layers.set(match[1]!, t.shape[1]!);
+    }
+    if (layers.size === 0) throw new Error(`lora: ${file} holds no LoRA factors`);
+    for (const [layer, rank] of layers) {
+      const escaped = layer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      if (findLinears(dit, new RegExp(`^${escaped}$`)).length !== 1) throw new Error(`lora: ${file} names layer ${layer}, which this model does not have`);
+      attachLora(dit, { pattern: new RegExp(`^${escaped}$`), rank, scale });
+    }
+    loadAdapterStateDict(dit, tensors);
+  } catch (err) {
+    detachAdapters(dit);
+    throw err;
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
+}
+
+/** Mean loss helper shared by training and tests: epsilon-MSE of a prediction. */
+export function epsilonLoss(prediction: Variable, noise: Input): Variable {
+  return F.mse(prediction, noise);
+}
