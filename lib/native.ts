@@ -21,7 +21,15 @@ export interface NativeDevice {
 
 export interface NativeModule {
   devices(): NativeDevice[];
-  info(): { threads: number; isa: string; memoryChecking: boolean; memoryCheckFailures: number };
+  info(): {
+    threads: number;
+    isa: string;
+    memoryChecking: boolean;
+    memoryCheckFailures: number;
+    /** Tensor memory blocks alive now (views share one) and their bytes, on every device. */
+    liveStorages: number;
+    liveBytes: number;
+  };
   setNumThreads(threads: number): void;
   opTable(): Record<string, string[]>;
   empty(shape: readonly number[], dtype: number, device: number): NativeHandle;

@@ -114,6 +114,22 @@ describe('tidy', () => {
     expect(made.disposed).toBe(true);
   });
 
+  it('counts live tensor memory exactly', () => {
+    const before = native.info();
+    const a = zeros([1000]);
+    const b = a.reshape([10, 100]);
+    expect(native.info().liveStorages - before.liveStorages).toBe(1);
+    expect(native.info().liveBytes - before.liveBytes).toBe(4000);
+    a.dispose();
+    expect(native.info().liveStorages - before.liveStorages).toBe(1);
+    b.dispose();
+    expect(native.info().liveStorages).toBe(before.liveStorages);
+    tidy(() => {
+      zeros([7]);
+    });
+    expect(native.info().liveBytes).toBe(before.liveBytes);
+  });
+
   it('a loop of tidy scopes does not grow native memory', () => {
     const rss = () => process.memoryUsage().rss;
     const step = () => {

@@ -52,6 +52,8 @@ RT_BINDING(info) {
   o.Set("isa", cpu::isa_name());
   o.Set("memoryChecking", cpu::memory_checking());
   o.Set("memoryCheckFailures", static_cast<double>(cpu::memory_check_failures()));
+  o.Set("liveStorages", static_cast<double>(Storage::live_count()));
+  o.Set("liveBytes", static_cast<double>(Storage::live_bytes()));
   return o;
 }
 

@@ -1,6 +1,7 @@
 #include "tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <sstream>
 
 #include "../cpu/memory.h"
@@ -24,6 +25,12 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s.str();
 }
 
+static std::atomic<int64_t> storages_alive{0};
+static std::atomic<int64_t> storage_bytes_alive{0};
+
+int64_t Storage::live_count() { return storages_alive.load(); }
+int64_t Storage::live_bytes() { return storage_bytes_alive.load(); }
+
 Storage::Storage(napi_env env_, BackendId device_, size_t bytes_)
     : env(env_), device(device_), data(nullptr), bytes(bytes_) {
   Backend& b = backend(device);
@@ -38,12 +45,16 @@ Storage::Storage(napi_env env_, BackendId device_, size_t bytes_)
   }
   int64_t total;
   napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &total);
+  storages_alive.fetch_add(1);
+  storage_bytes_alive.fetch_add(int64_t(bytes));
 }
 
 Storage::~Storage() {
   backend(device).release(data);
   int64_t total;
   napi_adjust_external_memory(env, -static_cast<int64_t>(bytes), &total);
+  storages_alive.fetch_sub(1);
+  storage_bytes_alive.fetch_sub(int64_t(bytes));
 }
 
 struct InstanceData {

@@ -19,6 +19,10 @@ struct Storage {
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
+  // Storages alive now and their bytes, across all devices (tests check steps do not leak).
+  static int64_t live_count();
+  static int64_t live_bytes();
+
   napi_env env;
   BackendId device;
   void* data;
