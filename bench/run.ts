@@ -6,6 +6,7 @@ import { flagValue, writeJson, type BenchSuite } from './harness.js';
 
 const suites: Record<string, () => Promise<BenchSuite>> = {
   ops: () => import('./ops.js'),
+  kernels: () => import('./kernels.js'),
 };
 
 async function main(argv: string[]): Promise<void> {
