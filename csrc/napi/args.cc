@@ -94,32 +94,29 @@ DType dtype_arg(const Napi::CallbackInfo& info, size_t index, const char* op) {
   return static_cast<DType>(d);
 }
 
-void expect(bool condition, const std::string& message, Error::Kind kind) {
-  if (!condition) fail(message, kind);
-}
+void expect_failed(const std::string& message, Error::Kind kind) { fail(message, kind); }
 
+// The checks run on every op call: build the message only when one fails.
 void expect_dtype(const NativeTensor& t, DType dtype, const char* op, const char* arg) {
-  expect(t.dtype() == dtype,
-         where(op, arg) + " must be " + dtype_name(dtype) + ", got " + t.describe(), Error::type);
+  if (t.dtype() != dtype)
+    fail(where(op, arg) + " must be " + dtype_name(dtype) + ", got " + t.describe(), Error::type);
 }
 
 void expect_numel(const NativeTensor& t, int64_t numel, const char* op, const char* arg) {
-  expect(t.numel() == numel,
-         where(op, arg) + " must have " + std::to_string(numel) + " elements, got " +
-             t.describe());
+  if (t.numel() != numel)
+    fail(where(op, arg) + " must have " + std::to_string(numel) + " elements, got " + t.describe(), Error::range);
 }
 
 void expect_shape(const NativeTensor& t, const std::vector<int64_t>& shape, const char* op,
                   const char* arg) {
-  expect(t.shape() == shape,
-         where(op, arg) + " must have shape " + shape_string(shape) + ", got " + t.describe());
+  if (t.shape() != shape)
+    fail(where(op, arg) + " must have shape " + shape_string(shape) + ", got " + t.describe(), Error::range);
 }
 
 void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char* op,
                         const char* arg) {
-  expect(a.device() == b.device(),
-         where(op, arg) + " is on " + device_type(b.device()) + " but the op runs on " +
-             device_type(a.device()),
+  if (a.device() != b.device())
+    fail(where(op, arg) + " is on " + device_type(b.device()) + " but the op runs on " + device_type(a.device()),
          Error::type);
 }
 

@@ -43,7 +43,15 @@ void expect_shape(const NativeTensor& t, const std::vector<int64_t>& shape, cons
                   const char* arg);
 void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char* op,
                         const char* arg);
-void expect(bool condition, const std::string& message, Error::Kind kind = Error::range);
+[[noreturn]] void expect_failed(const std::string& message, Error::Kind kind = Error::range);
+
+// Throws rt::Error (a RangeError in JS unless a kind is given) when `condition` is false. A
+// macro so that the message, often built from strings, is only made when the check fails:
+// these checks run on every op call.
+#define RT_EXPECT(condition, ...)                                      \
+  do {                                                                 \
+    if (!(condition)) ::rt::napi::expect_failed(__VA_ARGS__);          \
+  } while (0)
 
 template <class P>
 using OpFn = void (*)(const P&);

@@ -139,12 +139,12 @@ const OpenBlas& openblas() {
 
 const OpenBlas& require_openblas(const char* op) {
   const OpenBlas& o = openblas();
-  expect(o.sgemm != nullptr, std::string(op) + ": OpenBLAS is not loaded (" + o.error + ")", Error::generic);
+  RT_EXPECT(o.sgemm != nullptr, std::string(op) + ": OpenBLAS is not loaded (" + o.error + ")", Error::generic);
   return o;
 }
 
 float* cpu_f32(NativeTensor& t, int64_t numel, const char* op, const char* arg) {
-  expect(t.device() == BackendId::cpu, std::string(op) + ": " + arg + " must be on cpu, got " + t.describe(),
+  RT_EXPECT(t.device() == BackendId::cpu, std::string(op) + ": " + arg + " must be on cpu, got " + t.describe(),
          Error::type);
   expect_dtype(t, DType::f32, op, arg);
   expect_numel(t, numel, op, arg);
@@ -158,11 +158,11 @@ float* cpu_f32(NativeTensor& t, int64_t numel, const char* op, const char* arg) 
 RT_BINDING(benchCopyBandwidth) {
   const int64_t bytes = int_arg(info, 0, "benchCopyBandwidth", "bytes");
   const int64_t reps = int_arg(info, 1, "benchCopyBandwidth", "reps");
-  expect(bytes >= 4096 && reps >= 1, "benchCopyBandwidth: bytes must be >= 4096 and reps >= 1");
+  RT_EXPECT(bytes >= 4096 && reps >= 1, "benchCopyBandwidth: bytes must be >= 4096 and reps >= 1");
   const int64_t n = bytes / int64_t(sizeof(float));
   std::unique_ptr<float, FreeDeleter> src(static_cast<float*>(std::aligned_alloc(64, size_t(n) * 4)));
   std::unique_ptr<float, FreeDeleter> dst(static_cast<float*>(std::aligned_alloc(64, size_t(n) * 4)));
-  expect(src && dst, "benchCopyBandwidth: out of memory", Error::generic);
+  RT_EXPECT(src && dst, "benchCopyBandwidth: out of memory", Error::generic);
   cpu::parallel_for(n, 1 << 16, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) src.get()[i] = float(i & 1023), dst.get()[i] = 0.f;
   });
@@ -240,8 +240,8 @@ RT_BINDING(openblasInfo) {
 RT_BINDING(openblasSetThreads) {
   const OpenBlas& lib = require_openblas("openblasSetThreads");
   const int64_t n = int_arg(info, 0, "openblasSetThreads", "threads");
-  expect(n >= 1 && n <= 1024, "openblasSetThreads: threads must be in 1..1024");
-  expect(lib.set_num_threads != nullptr, "openblasSetThreads: this OpenBLAS has no openblas_set_num_threads");
+  RT_EXPECT(n >= 1 && n <= 1024, "openblasSetThreads: threads must be in 1..1024");
+  RT_EXPECT(lib.set_num_threads != nullptr, "openblasSetThreads: this OpenBLAS has no openblas_set_num_threads");
   lib.set_num_threads(int(n));
   return info.Env().Undefined();
 }
@@ -253,7 +253,7 @@ RT_BINDING(openblasSgemm) {
   const OpenBlas& lib = require_openblas(op);
   const bool trans_a = bool_arg(info, 3, op, "transA"), trans_b = bool_arg(info, 4, op, "transB");
   const int64_t m = int_arg(info, 5, op, "m"), n = int_arg(info, 6, op, "n"), k = int_arg(info, 7, op, "k");
-  expect(m >= 1 && n >= 1 && k >= 1 && m < (1 << 30) && n < (1 << 30) && k < (1 << 30),
+  RT_EXPECT(m >= 1 && n >= 1 && k >= 1 && m < (1 << 30) && n < (1 << 30) && k < (1 << 30),
          "openblasSgemm: m, n, k must be in 1..2^30");
   const float alpha = float(number_arg(info, 8, op, "alpha")), beta = float(number_arg(info, 9, op, "beta"));
   const float* a = cpu_f32(tensor_arg(info, 0, op, "a"), m * k, op, "a");

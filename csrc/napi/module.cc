@@ -59,7 +59,7 @@ RT_BINDING(info) {
 
 RT_BINDING(setNumThreads) {
   int64_t n = int_arg(info, 0, "setNumThreads", "threads");
-  expect(n >= 1 && n <= 1024, "setNumThreads: threads must be in 1..1024, got " + std::to_string(n));
+  RT_EXPECT(n >= 1 && n <= 1024, "setNumThreads: threads must be in 1..1024, got " + std::to_string(n));
   cpu::set_num_threads(static_cast<int>(n));
   return info.Env().Undefined();
 }
@@ -96,20 +96,20 @@ RT_BINDING(empty) {
 RT_BINDING(fromArray) {
   const char* op = "fromArray";
   Napi::Value v = info[0];
-  expect(v.IsTypedArray(), "fromArray: data must be a Float32Array or Int32Array", Error::type);
+  RT_EXPECT(v.IsTypedArray(), "fromArray: data must be a Float32Array or Int32Array", Error::type);
   Napi::TypedArray arr = v.As<Napi::TypedArray>();
   auto shape = shape_arg(info, 1, op, "shape");
   DType dtype = dtype_arg(info, 2, op);
   BackendId device = device_arg(info, 3, op);
   bool is_f32 = arr.TypedArrayType() == napi_float32_array;
   bool is_i32 = arr.TypedArrayType() == napi_int32_array;
-  expect(dtype == DType::i32 ? is_i32 : is_f32,
+  RT_EXPECT(dtype == DType::i32 ? is_i32 : is_f32,
          std::string("fromArray: a ") + dtype_name(dtype) + " tensor needs " +
              (dtype == DType::i32 ? "an Int32Array" : "a Float32Array"),
          Error::type);
   NativeTensor* t;
   Napi::Object obj = NativeTensor::create(info.Env(), device, dtype, shape, &t);
-  expect(size_t(t->numel()) == arr.ElementLength(),
+  RT_EXPECT(size_t(t->numel()) == arr.ElementLength(),
          "fromArray: data has " + std::to_string(arr.ElementLength()) + " elements, shape " +
              shape_string(shape) + " needs " + std::to_string(t->numel()));
   const char* src = static_cast<const char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
@@ -196,7 +196,7 @@ RT_BINDING(dispose) {
 RT_BINDING(isDisposed) {
   Napi::Value v = info[0];
   NativeTensor* t = nullptr;
-  expect(v.IsObject() && napi_unwrap(info.Env(), v, reinterpret_cast<void**>(&t)) == napi_ok && t,
+  RT_EXPECT(v.IsObject() && napi_unwrap(info.Env(), v, reinterpret_cast<void**>(&t)) == napi_ok && t,
          "isDisposed: argument must be a tensor handle", Error::type);
   return Napi::Boolean::New(info.Env(), t->disposed());
 }

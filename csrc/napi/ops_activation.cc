@@ -5,7 +5,7 @@ namespace rt::napi {
 
 static Activation activation_arg(const Napi::CallbackInfo& info, size_t index, const char* op) {
   const int64_t kind = int_arg(info, index, op, "kind");
-  expect(kind == int64_t(Activation::gelu_tanh) || kind == int64_t(Activation::silu),
+  RT_EXPECT(kind == int64_t(Activation::gelu_tanh) || kind == int64_t(Activation::silu),
          std::string(op) + ": kind must be 0 (gelu_tanh) or 1 (silu), got " + std::to_string(kind));
   return static_cast<Activation>(kind);
 }

@@ -20,10 +20,10 @@ AttentionShape check_qkv(const NativeTensor& q, const NativeTensor& k, const Nat
                          const char* op) {
   const std::string name(op);
   for (const auto& [t, arg] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}}) {
-    expect(t->shape().size() == 4,
+    RT_EXPECT(t->shape().size() == 4,
            name + ": " + arg + " has " + std::to_string(t->shape().size()) +
                " dims, expected 4 [batch, heads, seq, dim]");
-    expect(t->dtype() == DType::f32 || t->dtype() == DType::bf16,
+    RT_EXPECT(t->dtype() == DType::f32 || t->dtype() == DType::bf16,
            name + ": " + arg + " must be f32 or bf16, got " + t->describe(), Error::type);
   }
   expect_same_device(q, k, op, "k");
@@ -33,7 +33,7 @@ AttentionShape check_qkv(const NativeTensor& q, const NativeTensor& k, const Nat
   const auto& qs = q.shape();
   const auto& ks = k.shape();
   AttentionShape s{qs[0], qs[1], qs[2], ks[2], qs[3], q.dtype(), q.device()};
-  expect(s.dim >= 1 && s.dim <= kMaxHeadDim,
+  RT_EXPECT(s.dim >= 1 && s.dim <= kMaxHeadDim,
          name + ": head dim " + std::to_string(s.dim) + " must be in [1, 256]");
   expect_shape(k, {s.batch, s.heads, s.lk, s.dim}, op, "k");
   expect_shape(v, {s.batch, s.heads, s.lk, s.dim}, op, "v");

@@ -11,7 +11,7 @@ struct RowShape {
 
 static RowShape row_shape(const Napi::CallbackInfo& info, size_t index, const NativeTensor& a, const char* op) {
   RowShape s{int_arg(info, index, op, "batch"), int_arg(info, index + 1, op, "channels"), int_arg(info, index + 2, op, "n")};
-  expect(s.batch >= 1 && s.channels >= 1 && s.n >= 1 && s.batch * s.channels * s.n == a.numel(),
+  RT_EXPECT(s.batch >= 1 && s.channels >= 1 && s.n >= 1 && s.batch * s.channels * s.n == a.numel(),
          std::string(op) + ": [batch, channels, n] = [" + std::to_string(s.batch) + ", " + std::to_string(s.channels) +
              ", " + std::to_string(s.n) + "] must be positive and match a (" + a.describe() + ")");
   return s;
@@ -62,7 +62,7 @@ RT_BINDING(channelStatLossBackward) {
   expect_f32_on(a, mean_a, rows, op, "meanA");
   expect_f32_on(a, mean_b, rows, op, "meanB");
   if (match_std) {
-    expect(std_a != nullptr && std_b != nullptr, std::string(op) + ": matchStd needs stdA and stdB from the forward",
+    RT_EXPECT(std_a != nullptr && std_b != nullptr, std::string(op) + ": matchStd needs stdA and stdB from the forward",
            Error::type);
     expect_f32_on(a, *std_a, rows, op, "stdA");
     expect_f32_on(a, *std_b, rows, op, "stdB");

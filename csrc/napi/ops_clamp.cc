@@ -8,7 +8,7 @@ RT_BINDING(clamp) {
   expect_dtype(x, DType::f32, "clamp", "x");
   float lo = static_cast<float>(number_arg(info, 1, "clamp", "lo"));
   float hi = static_cast<float>(number_arg(info, 2, "clamp", "hi"));
-  expect(lo <= hi, "clamp: lo (" + std::to_string(lo) + ") must not exceed hi (" + std::to_string(hi) + ")");
+  RT_EXPECT(lo <= hi, "clamp: lo (" + std::to_string(lo) + ") must not exceed hi (" + std::to_string(hi) + ")");
   NativeTensor* out = optional_tensor_arg(info, 3, "clamp", "out");
   Napi::Value result = info[3];
   if (out != nullptr) {

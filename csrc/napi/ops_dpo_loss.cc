@@ -17,7 +17,7 @@ static void expect_like(const NativeTensor& first, const NativeTensor& t, const 
 
 static int64_t pairs_arg(const Napi::CallbackInfo& info, size_t index, const NativeTensor& first, const char* op) {
   int64_t pairs = int_arg(info, index, op, "pairs");
-  expect(pairs >= 1 && first.numel() % pairs == 0 && first.numel() / pairs >= 1,
+  RT_EXPECT(pairs >= 1 && first.numel() % pairs == 0 && first.numel() / pairs >= 1,
          std::string(op) + ": pairs must be >= 1 and divide the " + std::to_string(first.numel()) +
              " elements of predW into non-empty pairs, got " + std::to_string(pairs));
   return pairs;
@@ -25,7 +25,7 @@ static int64_t pairs_arg(const Napi::CallbackInfo& info, size_t index, const Nat
 
 static float beta_arg(const Napi::CallbackInfo& info, size_t index, const char* op) {
   double beta = number_arg(info, index, op, "beta");
-  expect(std::isfinite(beta), std::string(op) + ": beta must be finite, got " + std::to_string(beta));
+  RT_EXPECT(std::isfinite(beta), std::string(op) + ": beta must be finite, got " + std::to_string(beta));
   return static_cast<float>(beta);
 }
 
@@ -65,7 +65,7 @@ RT_BINDING(dpoLossBackward) {
   expect_dtype(inside, DType::f32, op, "inside");
   expect_same_device(*in[0], inside, op, "inside");
   const int64_t pairs = inside.numel();
-  expect(pairs >= 1 && in[0]->numel() % pairs == 0 && in[0]->numel() / pairs >= 1,
+  RT_EXPECT(pairs >= 1 && in[0]->numel() % pairs == 0 && in[0]->numel() / pairs >= 1,
          std::string(op) + ": inside has " + std::to_string(pairs) + " elements, expected one per pair of predW (" +
              in[0]->describe() + ")");
   const float beta = beta_arg(info, 5, op);

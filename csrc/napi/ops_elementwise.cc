@@ -30,7 +30,7 @@ RT_BINDING(binary) {
   expect_same_device(a, b, "binary", "b");
   expect_numel(b, a.numel(), "binary", "b");
   const int64_t op = int_arg(info, 2, "binary", "op");
-  expect(op >= 0 && op <= 2, "binary: op must be 0 (add), 1 (sub) or 2 (mul), got " + std::to_string(op));
+  RT_EXPECT(op >= 0 && op <= 2, "binary: op must be 0 (add), 1 (sub) or 2 (mul), got " + std::to_string(op));
   NativeTensor* out;
   Napi::Value result = output_like(info, 3, a, "binary", &out);
   BinaryParams p{f32_in(a, "binary", "a"), f32_in(b, "binary", "b"), static_cast<float*>(out->data("binary", "out")),
@@ -75,7 +75,7 @@ RT_BINDING(biasAdd) {
   expect_same_device(x, bias, "biasAdd", "bias");
   const int64_t ndim = static_cast<int64_t>(x.shape().size());
   const int64_t axis = int_arg(info, 2, "biasAdd", "axis");
-  expect(axis >= 0 && axis < ndim,
+  RT_EXPECT(axis >= 0 && axis < ndim,
          "biasAdd: axis must be in [0, " + std::to_string(ndim) + ") for x " + x.describe() + ", got " + std::to_string(axis));
   const int64_t channels = x.shape()[size_t(axis)];
   expect_numel(bias, channels, "biasAdd", "bias");

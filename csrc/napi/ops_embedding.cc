@@ -33,7 +33,7 @@ RT_BINDING(embedding) {
   expect_dtype(table, DType::f32, op, "table");
   expect_dtype(ids, DType::i32, op, "ids");
   expect_same_device(table, ids, op, "ids");
-  expect(table.shape().size() == 2, std::string(op) + ": table must have 2 dims [vocab, dim], got " + table.describe());
+  RT_EXPECT(table.shape().size() == 2, std::string(op) + ": table must have 2 dims [vocab, dim], got " + table.describe());
   const int64_t vocab = table.shape()[0], dim = table.shape()[1];
   expect_ids_in_range(ids, vocab, op);
   std::vector<int64_t> out_shape = ids.shape();
@@ -56,14 +56,14 @@ RT_BINDING(embeddingBackward) {
   expect_dtype(ids, DType::i32, op, "ids");
   expect_dtype(dy, DType::f32, op, "dy");
   expect_same_device(ids, dy, op, "dy");
-  expect(vocab >= 0, std::string(op) + ": vocab must be >= 0, got " + std::to_string(vocab));
+  RT_EXPECT(vocab >= 0, std::string(op) + ": vocab must be >= 0, got " + std::to_string(vocab));
   const auto& ids_shape = ids.shape();
   const auto& dy_shape = dy.shape();
   const bool shape_ok = dy_shape.size() == ids_shape.size() + 1 &&
                         std::equal(ids_shape.begin(), ids_shape.end(), dy_shape.begin());
   std::string expected = shape_string(ids_shape);
   expected.insert(expected.size() - 1, ids_shape.empty() ? "dim" : ", dim");
-  expect(shape_ok, std::string(op) + ": dy must have shape " + expected + " (the ids' shape, then dim), got " +
+  RT_EXPECT(shape_ok, std::string(op) + ": dy must have shape " + expected + " (the ids' shape, then dim), got " +
                        dy.describe());
   const int64_t dim = dy_shape.back();
   expect_ids_in_range(ids, vocab, op);

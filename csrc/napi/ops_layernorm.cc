@@ -12,7 +12,7 @@ struct RowsCols {
 };
 
 static RowsCols rows_cols(const NativeTensor& x, const char* op) {
-  expect(!x.shape().empty() && x.shape().back() > 0,
+  RT_EXPECT(!x.shape().empty() && x.shape().back() > 0,
          std::string(op) + ": x must have at least 1 dim with a last dim > 0, got " + x.describe());
   RowsCols rc{1, x.shape().back(), {x.shape().begin(), x.shape().end() - 1}};
   for (int64_t d : rc.row_shape) rc.rows *= d;
@@ -31,7 +31,7 @@ static const float* optional_vector(const Napi::CallbackInfo& info, size_t index
 
 static int64_t group_arg(const Napi::CallbackInfo& info, size_t index, int64_t rows, const char* op) {
   const int64_t group = int_arg(info, index, op, "group");
-  expect(group >= 1 && rows % group == 0, std::string(op) + ": group must be >= 1 and divide the " +
+  RT_EXPECT(group >= 1 && rows % group == 0, std::string(op) + ": group must be >= 1 and divide the " +
                                               std::to_string(rows) + " rows, got " + std::to_string(group));
   return group;
 }
@@ -64,7 +64,7 @@ RT_BINDING(layerNorm) {
   const RowsCols rc = rows_cols(x, op);
   const int64_t group = group_arg(info, 5, rc.rows, op);
   const double eps = number_arg(info, 6, op, "eps");
-  expect(eps >= 0, std::string(op) + ": eps must be >= 0, got " + std::to_string(eps));
+  RT_EXPECT(eps >= 0, std::string(op) + ": eps must be >= 0, got " + std::to_string(eps));
   LayerNormParams p{};
   p.x = static_cast<const float*>(x.data(op, "x"));
   p.gamma = optional_vector(info, 1, x, rc.cols, op, "gamma");
@@ -114,8 +114,8 @@ RT_BINDING(layerNormBackward) {
   p.scale = optional_modulation(info, 3, x, rc, group, op, "scale");
   p.mean = row_stat(info, 4, x, rc, op, "mean");
   p.rstd = row_stat(info, 5, x, rc, op, "rstd");
-  expect(!need_gamma || p.gamma, std::string(op) + ": needGamma is set but gamma is null");
-  expect(!need_scale || p.scale, std::string(op) + ": needScale is set but scale is null");
+  RT_EXPECT(!need_gamma || p.gamma, std::string(op) + ": needGamma is set but gamma is null");
+  RT_EXPECT(!need_scale || p.scale, std::string(op) + ": needScale is set but scale is null");
   p.rows = rc.rows;
   p.cols = rc.cols;
   p.group = group;

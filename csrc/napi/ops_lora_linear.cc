@@ -24,9 +24,9 @@ struct LoraShape {
 static LoraShape lora_shape(const NativeTensor& x, const NativeTensor& w, const NativeTensor& down,
                             const NativeTensor& up, const char* op) {
   expect_dtype(x, DType::f32, op, "x");
-  expect(x.shape().size() == 2, std::string(op) + ": x must be 2-D [M, K], got " + x.describe());
-  expect(w.shape().size() == 2, std::string(op) + ": w must be 2-D [N, K], got " + w.describe());
-  expect(down.shape().size() == 2, std::string(op) + ": down must be 2-D [K, rank], got " + down.describe());
+  RT_EXPECT(x.shape().size() == 2, std::string(op) + ": x must be 2-D [M, K], got " + x.describe());
+  RT_EXPECT(w.shape().size() == 2, std::string(op) + ": w must be 2-D [N, K], got " + w.describe());
+  RT_EXPECT(down.shape().size() == 2, std::string(op) + ": down must be 2-D [K, rank], got " + down.describe());
   LoraShape s{x.shape()[0], w.shape()[0], x.shape()[1], down.shape()[1]};
   expect_matrix(x, w, s.n, s.k, op, "w");
   expect_matrix(x, down, s.k, s.rank, op, "down");

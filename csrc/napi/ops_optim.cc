@@ -28,8 +28,8 @@ RT_BINDING(adamw) {
   p.eps = static_cast<float>(number_arg(info, 7, "adamw", "eps"));
   p.weight_decay = static_cast<float>(number_arg(info, 8, "adamw", "weightDecay"));
   p.step = int_arg(info, 9, "adamw", "step");
-  expect(p.step >= 1, "adamw: step must be an integer >= 1, got " + std::to_string(p.step));
-  expect(p.beta1 >= 0 && p.beta1 < 1 && p.beta2 >= 0 && p.beta2 < 1,
+  RT_EXPECT(p.step >= 1, "adamw: step must be an integer >= 1, got " + std::to_string(p.step));
+  RT_EXPECT(p.beta1 >= 0 && p.beta1 < 1 && p.beta2 >= 0 && p.beta2 < 1,
          "adamw: beta1 and beta2 must be in [0, 1), got " + std::to_string(p.beta1) + " and " + std::to_string(p.beta2));
   if (p.n > 0) run_op(param.device(), &OpTable::adamw, "adamw", p);
   return info.Env().Undefined();
@@ -58,7 +58,7 @@ RT_BINDING(clipByNorm) {
   expect_same_device(x, total, "clipByNorm", "totalSq");
   expect_numel(total, 1, "clipByNorm", "totalSq");
   const double max_norm = number_arg(info, 2, "clipByNorm", "maxNorm");
-  expect(max_norm >= 0 && std::isfinite(max_norm), "clipByNorm: maxNorm must be finite and >= 0, got " + std::to_string(max_norm));
+  RT_EXPECT(max_norm >= 0 && std::isfinite(max_norm), "clipByNorm: maxNorm must be finite and >= 0, got " + std::to_string(max_norm));
   ClipByNormParams p{static_cast<float*>(x.data("clipByNorm", "x")), static_cast<const float*>(total.data("clipByNorm", "totalSq")),
                      x.numel(), static_cast<float>(max_norm)};
   if (p.n > 0) run_op(x.device(), &OpTable::clip_by_norm, "clip_by_norm", p);

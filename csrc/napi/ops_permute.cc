@@ -8,15 +8,15 @@ RT_BINDING(permute) {
   NativeTensor& x = tensor_arg(info, 0, "permute", "x");
   const std::vector<int64_t> perm = shape_arg(info, 1, "permute", "perm");
   const size_t ndim = x.shape().size();
-  expect(ndim <= size_t(kMaxDims),
+  RT_EXPECT(ndim <= size_t(kMaxDims),
          "permute: x has " + std::to_string(ndim) + " dims, at most " + std::to_string(kMaxDims) + " are supported");
-  expect(perm.size() == ndim, "permute: perm has " + std::to_string(perm.size()) + " entries, expected " +
+  RT_EXPECT(perm.size() == ndim, "permute: perm has " + std::to_string(perm.size()) + " entries, expected " +
                                   std::to_string(ndim) + " for x " + x.describe());
   PermuteParams p{};
   bool seen[kMaxDims] = {};
   std::vector<int64_t> out_shape(ndim);
   for (size_t d = 0; d < ndim; ++d) {
-    expect(perm[d] < int64_t(ndim) && !seen[perm[d]],
+    RT_EXPECT(perm[d] < int64_t(ndim) && !seen[perm[d]],
            "permute: perm " + shape_string(perm) + " is not a permutation of 0.." + std::to_string(ndim - 1));
     seen[perm[d]] = true;
     p.perm[d] = static_cast<int32_t>(perm[d]);

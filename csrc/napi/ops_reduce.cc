@@ -12,7 +12,7 @@ static int64_t dims_product(const std::vector<int64_t>& shape, int64_t begin, in
 }
 
 static void expect_axis_range(int64_t begin, int64_t end, size_t ndim, const char* op) {
-  expect(begin >= 0 && begin <= end && end <= int64_t(ndim),
+  RT_EXPECT(begin >= 0 && begin <= end && end <= int64_t(ndim),
          std::string(op) + ": axes [" + std::to_string(begin) + ", " + std::to_string(end) +
              ") must be a range within the " + std::to_string(ndim) + " dimensions");
 }

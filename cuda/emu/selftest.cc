@@ -522,11 +522,11 @@ namespace rt::napi {
 // (rethrown as the JS Error every op would raise when `rethrow`).
 RT_BINDING(emuSelfTest) {
   Napi::Env env = info.Env();
-  expect(info.Length() >= 1 && info[0].IsString(), "emuSelfTest: name must be a string", Error::type);
+  RT_EXPECT(info.Length() >= 1 && info[0].IsString(), "emuSelfTest: name must be a string", Error::type);
   const std::string name = info[0].As<Napi::String>();
   const auto& table = rt_emu::selftest::scenarios();
   auto it = table.find(name);
-  expect(it != table.end(), "emuSelfTest: no scenario named '" + name + "'");
+  RT_EXPECT(it != table.end(), "emuSelfTest: no scenario named '" + name + "'");
   rt_emu::selftest::Input input;
   if (info.Length() >= 2 && info[1].IsTypedArray()) {
     Napi::Float64Array a = info[1].As<Napi::Float64Array>();
