@@ -19,6 +19,12 @@ describe('cli', () => {
     expect(out.threads).toBe(1);
   });
 
+  it('REALTUNE_ISA caps the cpu kernels dispatch', () => {
+    const run = (isa: string) => JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), 'info', '--json'], { cwd: root, encoding: 'utf8', env: { ...process.env, REALTUNE_ISA: isa } })) as { isa: string };
+    expect(run('scalar').isa).toBe('scalar');
+    expect(['avx2', 'scalar']).toContain(run('avx2').isa);
+  });
+
   it('an unknown command exits 2 with usage', () => {
     expect(() => cli(['frobnicate'])).toThrow(/unknown command "frobnicate"/);
   });

@@ -1,5 +1,8 @@
 #include "isa.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace rt::cpu {
 
 static Isa detect() {
@@ -11,9 +14,21 @@ static Isa detect() {
   return Isa::scalar;
 }
 
+// REALTUNE_ISA=avx2|scalar caps the dispatch below what the processor supports, so the tests
+// (and a user chasing a numerical difference) can run every kernel variant on one machine.
+static Isa choose() {
+  Isa best = detect();
+  const char* cap = std::getenv("REALTUNE_ISA");
+  if (cap == nullptr) return best;
+  Isa wanted = std::strcmp(cap, "scalar") == 0 ? Isa::scalar
+               : std::strcmp(cap, "avx2") == 0 ? Isa::avx2
+                                                : Isa::avx512;
+  return wanted < best ? wanted : best;
+}
+
 Isa isa() {
-  static const Isa best = detect();
-  return best;
+  static const Isa chosen = choose();
+  return chosen;
 }
 
 const char* isa_name() {

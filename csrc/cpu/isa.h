@@ -7,7 +7,7 @@ namespace rt::cpu {
 enum class Isa { scalar, avx2, avx512 };
 
 // The best instruction set this processor supports among those realtune has kernels for
-// (avx2 means AVX2 + FMA; avx512 means F, BW, DQ and VL).
+// (avx2 means AVX2 + FMA; avx512 means F, BW, DQ and VL), capped by REALTUNE_ISA when set.
 Isa isa();
 const char* isa_name();
 
