@@ -374,6 +374,13 @@ struct LoraLinearBackwardParams {
 
 // ---------------------------------------------------------------------------------------------
 
+// Where each op lives: a family name F gives csrc/cpu/F.cc, cuda/F.cu, csrc/napi/ops_F.cc,
+// lib/ops/F.ts, test/ops/F.test.ts and test/reference/F.ts; an op's backward sits beside it.
+//   elementwise: binary, scale, axpy, bias_add      reduce: reduce, broadcast
+//   optim: adamw, sum_squares, clip_by_norm          fill (ops_tensor.cc; lib/tensor.ts)
+//   every other op: the family named like the op (matmul, permute, softmax, layernorm,
+//   activation, embedding, random, cast, clamp, sign, attention, dpo_loss, channel_stat_loss,
+//   lora_linear)
 #define RT_OP_LIST(X)                                   \
   X(matmul, MatmulParams)                               \
   X(binary, BinaryParams)                               \
