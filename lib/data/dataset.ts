@@ -1,6 +1,10 @@
-// The dataset interface the training loops consume, and batching onto a device.
-import { fromArray, type Tensor } from '../tensor.js';
+// The dataset interface the training loops consume, batching onto a device, and datasets over
+// image files (a folder with .txt captions, or a JSON Lines manifest).
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import type { DeviceRequest } from '../device.js';
+import { loadImage, resizeImage, type CropMode } from '../io/images.js';
+import { fromArray, type Tensor } from '../tensor.js';
 
 /** One training example: an RGB image, CHW, values in [-1, 1], and its caption. */
 export interface Example {
@@ -26,4 +30,204 @@ export interface Dataset {
   get(i: number): Example;
   /** Makes `get` ready for these indices (default: all). */
   load(indices?: readonly number[]): Promise<void>;
+}
+
+export interface BatchOptions {
+  /** Image side of the batch; examples at another size are resampled (default: the dataset's). */
+  size?: number;
+  device?: DeviceRequest;
+}
+
+export interface Batch {
+  /** [N, 3, size, size], f32, values in [-1, 1]. */
+  images: Tensor;
+  captions: string[];
+}
+
+function checkIndex(op: string, dataset: Dataset, i: number): void {
+  if (!Number.isInteger(i) || i < 0 || i >= dataset.size) throw new RangeError(`${op}: index ${i} out of range [0, ${dataset.size})`);
+}
+
+/** Loads the examples at `indices` and stacks them into one image tensor on `device`. */
+export async function batchOf(dataset: Dataset, indices: readonly number[], options: BatchOptions = {}): Promise<Batch> {
+  if (indices.length === 0) throw new RangeError('batchOf: indices is empty');
+  for (const i of indices) checkIndex('batchOf', dataset, i);
+  const size = options.size ?? dataset.imageSize;
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`batchOf: size must be an integer >= 1, got ${size}`);
+  await dataset.load(indices);
+  const per = 3 * size * size;
+  const data = new Float32Array(indices.length * per);
+  const captions: string[] = [];
+  indices.forEach((index, k) => {
+    const { image, caption } = dataset.get(index);
+    const from = dataset.imageSize;
+    data.set(size === from ? image : resizeImage(image, from, from, size, size), k * per);
+    captions.push(caption);
+  });
+  const images = fromArray(data, [indices.length, 3, size, size], options.device === undefined ? {} : { device: options.device });
+  return { images, captions };
+}
+
+/** A permutation of 0..n-1 (Fisher-Yates, mulberry32 stream), the same for the same seed. */
+export function shuffledIndices(n: number, seed: number): number[] {
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`shuffledIndices: n must be an integer >= 0, got ${n}`);
+  const random = mulberry32(seed);
+  const out = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = out[i]!;
+    out[i] = out[j]!;
+    out[j] = t;
+  }
+  return out;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface FileDatasetOptions {
+  /** Image side in pixels: shorter side resized to it, then cropped square. */
+  size: number;
+  /** 'center' (default) or 'random': a random crop, fixed per example by `seed`. */
+  crop?: CropMode;
+  seed?: number;
+  /** Images decoded at once while loading (default 4). */
+  concurrency?: number;
+}
+
+interface FileEntry {
+  image: string;
+  caption: string;
+}
+
+/** A dataset over image files with known captions; images decode on first `load` and stay cached. */
+function fileDataset(entries: readonly FileEntry[], options: FileDatasetOptions, op: string): Dataset {
+  const size = options.size;
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`${op}: size must be an integer >= 1, got ${String(size)}`);
+  const crop = options.crop ?? 'center';
+  const seed = options.seed ?? 0;
+  const concurrency = options.concurrency ?? 4;
+  const cache = new Map<number, Float32Array>();
+  const pending = new Map<number, Promise<void>>();
+  const decode = (i: number): Promise<void> => {
+    const existing = pending.get(i);
+    if (existing) return existing;
+    const entry = entries[i]!;
+    const job = loadImage(entry.image, { size, crop, seed: (seed * 0x9e3779b1 + i) >>> 0 }).then(
+      (image) => {
+        cache.set(i, image);
+        pending.delete(i);
+      },
+      (error: unknown) => {
+        pending.delete(i);
+        throw error;
+      },
+    );
+    pending.set(i, job);
+    return job;
+  };
+  const dataset: Dataset = {
+    size: entries.length,
+    imageSize: size,
+    caption(i) {
+      checkIndex(op, dataset, i);
+      return entries[i]!.caption;
+    },
+    get(i) {
+      checkIndex(op, dataset, i);
+      const image = cache.get(i);
+      if (image === undefined) throw new Error(`${op}: image ${i} (${entries[i]!.image}) is not loaded yet: await dataset.load([${i}]) first (batchOf does this)`);
+      return { image, caption: entries[i]!.caption };
+    },
+    async load(indices) {
+      const wanted = (indices ?? entries.map((_, i) => i)).filter((i) => {
+        checkIndex(op, dataset, i);
+        return !cache.has(i);
+      });
+      const queue = [...new Set(wanted)];
+      const workers = Array.from({ length: Math.max(1, Math.min(concurrency, queue.length)) }, async () => {
+        for (let next = queue.shift(); next !== undefined; next = queue.shift()) await decode(next);
+      });
+      await Promise.all(workers);
+    },
+  };
+  return dataset;
+}
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+
+/**
+ * Every `*.png|*.jpg|*.jpeg|*.webp` in `dir` (not recursive, sorted by name) with the caption in
+ * the same-name `.txt` file beside it; a missing caption file is an error naming the image.
+ */
+export async function folderDataset(dir: string, options: FileDatasetOptions): Promise<Dataset> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    throw new Error(`folderDataset: cannot read directory ${dir}: ${(error as Error).message}`);
+  }
+  const images = names.filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
+  if (images.length === 0) throw new Error(`folderDataset: no images (*.png, *.jpg, *.jpeg, *.webp) in ${dir}`);
+  const entries: FileEntry[] = [];
+  for (const name of images) {
+    const image = path.join(dir, name);
+    const captionFile = path.join(dir, `${name.slice(0, name.length - path.extname(name).length)}.txt`);
+    let caption: string;
+    try {
+      caption = (await fs.readFile(captionFile, 'utf8')).trim();
+    } catch {
+      throw new Error(`folderDataset: image ${image} has no caption file ${captionFile}`);
+    }
+    entries.push({ image, caption });
+  }
+  return fileDataset(entries, options, 'folderDataset');
+}
+
+/**
+ * A JSON Lines manifest, one `{"image": "path", "caption": "..."}` per line (blank lines
+ * skipped); image paths are relative to the manifest's directory. Errors name file and line.
+ */
+export async function jsonlDataset(file: string, options: FileDatasetOptions): Promise<Dataset> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    throw new Error(`jsonlDataset: cannot read ${file}: ${(error as Error).message}`);
+  }
+  const base = path.dirname(file);
+  const entries: FileEntry[] = [];
+  const lines = text.split('\n');
+  for (let n = 0; n < lines.length; n++) {
+    const line = lines[n]!.trim();
+    if (line === '') continue;
+    const where = `${file}:${n + 1}`;
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch (error) {
+      throw new Error(`jsonlDataset: ${where}: not valid JSON (${(error as Error).message})`);
+    }
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new Error(`jsonlDataset: ${where}: expected an object {"image": ..., "caption": ...}`);
+    const { image, caption } = record as Record<string, unknown>;
+    if (typeof image !== 'string' || image === '') throw new Error(`jsonlDataset: ${where}: "image" must be a non-empty string path`);
+    if (typeof caption !== 'string') throw new Error(`jsonlDataset: ${where}: "caption" must be a string`);
+    const resolved = path.resolve(base, image);
+    try {
+      await fs.access(resolved);
+    } catch {
+      throw new Error(`jsonlDataset: ${where}: image ${resolved} does not exist`);
+    }
+    entries.push({ image: resolved, caption });
+  }
+  if (entries.length === 0) throw new Error(`jsonlDataset: ${file} has no entries`);
+  return fileDataset(entries, options, 'jsonlDataset');
 }
