@@ -231,10 +231,10 @@ function samplePose(random: () => number, pose: Pose): JointAngles {
     case 'running': {
       const running = pose === 'running';
       const forward: Ranges = running
-        ? { shoulderAbduction: [4, 12], shoulderFlexion: [-50, -25], elbowFlexion: [75, 110], hipAbduction: [0, 5], hipFlexion: [45, 75], kneeFlexion: [60, 100] }
+        ? { shoulderAbduction: [4, 12], shoulderFlexion: [-50, -25], elbowFlexion: [75, 110], hipAbduction: [0, 5], hipFlexion: [35, 55], kneeFlexion: [40, 70] }
         : { shoulderAbduction: [3, 10], shoulderFlexion: [-30, -15], elbowFlexion: [8, 30], hipAbduction: [0, 5], hipFlexion: [18, 32], kneeFlexion: [4, 18] };
       const back: Ranges = running
-        ? { shoulderAbduction: [4, 12], shoulderFlexion: [40, 70], elbowFlexion: [70, 100], hipAbduction: [0, 5], hipFlexion: [-28, -15], kneeFlexion: [55, 100] }
+        ? { shoulderAbduction: [4, 12], shoulderFlexion: [40, 70], elbowFlexion: [70, 100], hipAbduction: [0, 5], hipFlexion: [-25, -12], kneeFlexion: [45, 80] }
         : { shoulderAbduction: [3, 10], shoulderFlexion: [15, 30], elbowFlexion: [10, 30], hipAbduction: [0, 5], hipFlexion: [-22, -10], kneeFlexion: [15, 35] };
       // The arm swings opposite to the leg of its side: mix the two range sets per limb.
       const a = limb(random, back);
@@ -635,9 +635,13 @@ function valueNoise(random: () => number, cells: number): (u: number, v: number)
     const fy = y - j;
     const sx = fx * fx * (3 - 2 * fx);
     const sy = fy * fy * (3 - 2 * fy);
-    const at = (a: number, b: number) => grid[b * (cells + 1) + a]!;
-    const top = at(i, j) + (at(i + 1, j) - at(i, j)) * sx;
-    const bottom = at(i, j + 1) + (at(i + 1, j + 1) - at(i, j + 1)) * sx;
+    const row = j * (cells + 1) + i;
+    const g00 = grid[row]!;
+    const g10 = grid[row + 1]!;
+    const g01 = grid[row + cells + 1]!;
+    const g11 = grid[row + cells + 2]!;
+    const top = g00 + (g10 - g00) * sx;
+    const bottom = g01 + (g11 - g01) * sx;
     return top + (bottom - top) * sy;
   };
 }
@@ -982,10 +986,11 @@ function drawHead(
     items.push({
       depth: -0.05,
       draw: () => {
-        const x0 = cx - hr * 1.08 + backX * hr * 0.3;
-        const x1 = cx + hr * 1.08 + backX * hr * 0.3;
+        const x0 = cx - hr * 1.02 + backX * hr * 0.3;
+        const x1 = cx + hr * 1.02 + backX * hr * 0.3;
         const bottom = cy + hr * 2.1;
-        canvas.each(x0, cy - hr, x1, bottom, (x, y, ix, iy) => {
+        // From the head's middle down: the top of the hair is the round cap drawn over the head.
+        canvas.each(x0, cy, x1, bottom, (x, y, ix, iy) => {
           const u = (x - (x0 + x1) / 2) / ((x1 - x0) / 2);
           const taper = 1 - 0.25 * Math.max(0, (y - cy) / (bottom - cy));
           if (Math.abs(u) > taper) return;

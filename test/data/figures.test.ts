@@ -179,13 +179,11 @@ describe('procedural figures', () => {
       // The face: just below the head centre, on the side the figure faces.
       const [hx, hy] = layout.head;
       const face = pixel(image, size, hx, hy + layout.headRadius * 0.45);
-      const skinDistances = Object.entries(SKIN_TONES).map(([name, c]) => [name, Math.hypot(face[0] / c[0] - 1, face[1] / c[1] - 1, face[2] / c[2] - 1)] as const);
       // Shading scales all channels; ratios between channels identify the tone family.
       const ratio = (c: readonly number[]) => [c[0]! / (c[2]! + 0.02), c[1]! / (c[2]! + 0.02)];
       const target = ratio(SKIN_TONES[attrs.skinTone]);
       const got = ratio(face);
       if (Math.hypot(target[0]! - got[0]!, target[1]! - got[1]!) < 0.5 * Math.hypot(target[0]!, target[1]!)) skinHits++;
-      expect(skinDistances.length).toBe(5);
       total++;
     }
     expect(shirtHits / total).toBeGreaterThanOrEqual(0.9);
