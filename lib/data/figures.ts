@@ -257,7 +257,7 @@ function samplePose(random: () => number, pose: Pose): JointAngles {
       return { yaw: uniform(random, -20, 20), left: limb(random, ranges), right: limb(random, ranges) };
     }
     case 'sitting': {
-      const ranges: Ranges = { shoulderAbduction: [4, 14], shoulderFlexion: [25, 50], elbowFlexion: [35, 70], hipAbduction: [4, 14], hipFlexion: [82, 96], kneeFlexion: [80, 98] };
+      const ranges: Ranges = { shoulderAbduction: [6, 16], shoulderFlexion: [5, 20], elbowFlexion: [40, 65], hipAbduction: [4, 14], hipFlexion: [82, 96], kneeFlexion: [80, 98] };
       return { yaw: uniform(random, -50, 50), left: limb(random, ranges), right: limb(random, ranges) };
     }
     case 'waving': {

@@ -163,11 +163,13 @@ describe('procedural figures', () => {
     expect(captionFor(a)).toBe('a person with brown skin and short black hair wearing a red shirt and blue trousers, walking, in front of a green park, lit from the left');
   });
 
-  it('the shirt colour dominates the chest, the skin tone the face', () => {
+  it('the shirt colour dominates the chest, the skin tone the face (figures facing the viewer)', () => {
     let shirtHits = 0;
     let skinHits = 0;
     let total = 0;
-    for (const seed of seeds) {
+    // In profile the near arm hangs over the narrow chest, so only figures turned less than 30 degrees count.
+    const frontal = Array.from({ length: 400 }, (_, i) => testSeed * 400 + i).filter((seed) => Math.abs(sampleFigureAttributes(seed).joints.yaw) <= 30).slice(0, 40);
+    for (const seed of frontal) {
       const attrs = sampleFigureAttributes(seed);
       const size = 64;
       const image = renderFigure(attrs, size, { noise: 0 });
@@ -186,7 +188,8 @@ describe('procedural figures', () => {
       if (Math.hypot(target[0]! - got[0]!, target[1]! - got[1]!) < 0.5 * Math.hypot(target[0]!, target[1]!)) skinHits++;
       total++;
     }
-    expect(shirtHits / total).toBeGreaterThanOrEqual(0.9);
+    expect(total).toBe(40);
+    expect(shirtHits / total).toBeGreaterThanOrEqual(0.95);
     expect(skinHits / total).toBeGreaterThanOrEqual(0.85);
   });
 
