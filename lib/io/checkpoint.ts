@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DeviceRequest } from '../device.js';
 import type { Tensor } from '../tensor.js';
-import { writeDirectoryAtomic } from './atomic.js';
+import { lastCompleteDirectory, writeDirectoryAtomic } from './atomic.js';
 import { encodeSafetensors, loadSafetensors, type EncodeOptions } from './safetensors.js';
 
 export interface Checkpoint {
@@ -31,13 +31,24 @@ export function saveCheckpoint(dir: string, checkpoint: Checkpoint, options: Pic
   writeDirectoryAtomic(dir, files);
 }
 
-export function isCheckpoint(dir: string): boolean {
+function holdsCheckpoint(dir: string): boolean {
   return existsSync(path.join(dir, 'model.safetensors')) && existsSync(path.join(dir, 'state.json'));
 }
 
-/** Reads a checkpoint directory; extra files come back as bytes. */
-export function loadCheckpoint(dir: string, options: { device?: DeviceRequest } = {}): Required<Checkpoint> {
-  if (!isCheckpoint(dir)) throw new Error(`loadCheckpoint: ${dir} is not a checkpoint (needs model.safetensors and state.json)`);
+/** Whether loadCheckpoint(dir) finds a checkpoint (possibly the previous version of an interrupted save). */
+export function isCheckpoint(dir: string): boolean {
+  const complete = lastCompleteDirectory(dir);
+  return complete !== undefined && holdsCheckpoint(complete);
+}
+
+/**
+ * Reads a checkpoint directory; extra files come back as bytes. When `dir` is missing because a
+ * save crashed while swapping versions, the previous version left beside it is read instead.
+ */
+export function loadCheckpoint(requested: string, options: { device?: DeviceRequest } = {}): Required<Checkpoint> {
+  const dir = lastCompleteDirectory(requested) ?? requested;
+  if (dir !== requested) process.emitWarning(`loadCheckpoint: ${requested} is missing (a save was interrupted); reading the previous version ${dir}`, { code: 'REALTUNE_CHECKPOINT_RECOVERED' });
+  if (!holdsCheckpoint(dir)) throw new Error(`loadCheckpoint: ${dir} is not a checkpoint (needs model.safetensors and state.json)`);
   const model = loadSafetensors(path.join(dir, 'model.safetensors'), options).tensors;
   const optimizerFile = path.join(dir, 'optimizer.safetensors');
   const optimizer = existsSync(optimizerFile) ? loadSafetensors(optimizerFile, options).tensors : {};

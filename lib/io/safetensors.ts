@@ -13,6 +13,7 @@ export type FileDType = 'F32' | 'BF16' | 'F16' | 'I32' | 'F64' | 'I64';
 
 const elementBytes: Record<FileDType, number> = { F32: 4, BF16: 2, F16: 2, I32: 4, F64: 8, I64: 8 };
 const maxHeaderBytes = 100 << 20;
+const maxFloat32 = 3.4028234663852886e38;
 
 export interface SafetensorsContents {
   tensors: Record<string, Tensor>;
@@ -224,8 +225,16 @@ function decodeEntry(bytes: Uint8Array, entry: Entry, dataStart: number, source:
       return { values: bf16BitsToFloat32(new Uint16Array(raw)), dtype: 'bf16' };
     case 'F16':
       return { values: f16BitsToFloat32(new Uint16Array(raw)), dtype: 'f32' };
-    case 'F64':
-      return { values: Float32Array.from(new Float64Array(raw)), dtype: 'f32' };
+    case 'F64': {
+      const wide = new Float64Array(raw);
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) {
+        const v = wide[i]!;
+        if (Math.abs(v) > maxFloat32 && Number.isFinite(v)) throw new Error(`safetensors: ${source}: tensor ${JSON.stringify(entry.name)} element ${i} (${v}) does not fit in f32`);
+        out[i] = v;
+      }
+      return { values: out, dtype: 'f32' };
+    }
     case 'I32':
       return { values: new Int32Array(raw), dtype: 'i32' };
     case 'I64': {

@@ -1,6 +1,7 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { atomicWriteFile, writeDirectoryAtomic } from '../../lib/io/atomic.js';
 import { isCheckpoint, loadCheckpoint, saveCheckpoint } from '../../lib/io/checkpoint.js';
@@ -47,6 +48,23 @@ describe('checkpoints', () => {
     expect(() => saveCheckpoint(path.join(parent, 'c'), { model: {}, state: {}, files: { 'state.json': '{}' } })).toThrow(/would overwrite/);
     expect(readFileSync(file, 'utf8')).toBe('first');
     expect(readdirSync(parent).sort()).toEqual(['f.json']);
+  });
+
+  it('a save that crashed mid-swap: the previous version is read, and the next save cleans up', () => {
+    const parent = scratch();
+    const dir = path.join(parent, 'latest');
+    saveCheckpoint(dir, { model: { a: fromArray([1]) }, state: { step: 1 } });
+    // What a process killed between its two renames leaves: the previous version moved aside,
+    // the new one (maybe partial) under its temporary name, and nothing at `dir`.
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!;
+    renameSync(dir, `${dir}.old-${deadPid}-abc123`);
+    mkdirSync(`${dir}.tmp-${deadPid}-def456`);
+    writeFileSync(path.join(`${dir}.tmp-${deadPid}-def456`, 'model.safetensors'), 'partial');
+    expect(isCheckpoint(dir)).toBe(true);
+    expect(loadCheckpoint(dir).state).toEqual({ step: 1 });
+    saveCheckpoint(dir, { model: { a: fromArray([2]) }, state: { step: 2 } });
+    expect(readdirSync(parent)).toEqual(['latest']);
+    expect(loadCheckpoint(dir).state).toEqual({ step: 2 });
   });
 
   it('names the problem when a directory is not a checkpoint or its state is corrupt', () => {

@@ -106,6 +106,11 @@ describe('safetensors', () => {
     const wide = header({ x: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, 8);
     wide.writeBigInt64LE(1n << 40n, wide.length - 8);
     expect(() => decodeSafetensors(wide)).toThrow(/element 0 \(1099511627776\) does not fit in i32/);
+    const double = header({ x: { dtype: 'F64', shape: [2], data_offsets: [0, 16] } }, 16);
+    double.writeDoubleLE(-1e300, double.length - 8);
+    expect(() => decodeSafetensors(double)).toThrow(/element 1 \(-1e\+300\) does not fit in f32/);
+    double.writeDoubleLE(-Infinity, double.length - 8);
+    expectIdentical(decodeSafetensors(double).tensors.x!.toArray(), new Float32Array([0, -Infinity]), 'F64 infinities stay infinite');
     expect(() => loadSafetensors(path.join(dir, 'missing'))).toThrow(/cannot read .*missing/);
   });
 });
