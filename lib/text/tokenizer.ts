@@ -4,6 +4,9 @@
 // text encodes: unknown words fall back to their bytes.
 //
 // Ids: 0 = PAD, 1 = BOS, 2 = EOS, 3..258 = bytes 0..255, 259.. = merges in learned order.
+import { readFileSync } from 'node:fs';
+import { writeJsonAtomic } from '../io/atomic.js';
+
 export const PAD = 0;
 export const BOS = 1;
 export const EOS = 2;
@@ -175,6 +178,27 @@ export class Tokenizer {
       if (!Array.isArray(m) || m.length !== 2 || !m.every(Number.isInteger)) throw new TypeError(`Tokenizer.fromJSON: invalid merge ${JSON.stringify(m)}`);
     }
     return new Tokenizer(j.merges);
+  }
+
+  /** Writes the tokenizer as JSON (atomically: the file is whole or absent). */
+  save(file: string): void {
+    writeJsonAtomic(file, this.toJSON());
+  }
+
+  static load(file: string): Tokenizer {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`Tokenizer.load: cannot read ${file}: ${(err as Error).message}`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw new Error(`Tokenizer.load: ${file} is not valid JSON (${(err as Error).message})`);
+    }
+    return Tokenizer.fromJSON(json);
   }
 
   #applyMerges(ids: number[]): number[] {

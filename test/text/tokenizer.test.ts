@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BOS, EOS, PAD, Tokenizer } from '../../lib/text/tokenizer.js';
 import { rng } from '../helpers.js';
@@ -58,5 +61,17 @@ describe('byte-level BPE tokenizer', () => {
     expect(() => tok.decode([99999])).toThrow(/id 99999 at position 0 is outside the vocabulary/);
     expect(() => tok.encode('x', { contextLength: 1 })).toThrow(/contextLength must be an integer >= 2/);
     expect(() => Tokenizer.train([], { vocabSize: 10 })).toThrow(/vocabSize must be an integer >= 259/);
+  });
+
+  it('saves to a file beside the model and loads it back', () => {
+    const tok = Tokenizer.train(captions, { vocabSize: 330 });
+    const dir = mkdtempSync(path.join(tmpdir(), 'realtune-tok-'));
+    const file = path.join(dir, 'tokenizer.json');
+    tok.save(file);
+    expect(readdirSync(dir)).toEqual(['tokenizer.json']);
+    expect(Tokenizer.load(file).merges).toEqual(tok.merges);
+    writeFileSync(file, '{"kind": "byte-bpe", ');
+    expect(() => Tokenizer.load(file)).toThrow(/tokenizer.json is not valid JSON/);
+    expect(() => Tokenizer.load(path.join(dir, 'absent.json'))).toThrow(/cannot read .*absent.json/);
   });
 });
