@@ -10,3 +10,6 @@ export * as F from './autograd/index.js';
 export * as nn from './nn/index.js';
 export * as diffusion from './diffusion/index.js';
 export * as optim from './optim/index.js';
+export * as io from './io/index.js';
+export * as data from './data/index.js';
+export * as text from './text/index.js';

@@ -1,0 +1,1 @@
+export { Tokenizer, PAD, BOS, EOS, type EncodedText, type EncodedBatch, type TokenizerJSON } from './tokenizer.js';
