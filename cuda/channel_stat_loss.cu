@@ -12,27 +12,13 @@
 #include <cstdint>
 
 #include "launch.h"
+#include "chunked_reduce.cuh"
 #include "warp.cuh"
 
 namespace RT_BACKEND_NS {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMinChunk = 4096;
-constexpr int64_t kTargetBlocks = 1056;
-
-struct ChunkPlan {
-  int64_t chunks, chunk;
-  dim3 grid(int64_t rows) const { return dim3(unsigned(chunks), unsigned(std::min<int64_t>(rows, 65535))); }
-};
-
-inline ChunkPlan plan_chunks(int64_t rows, int64_t n) {
-  int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(kTargetBlocks / rows, rt::ceil_div(n, kMinChunk)));
-  chunks = std::min<int64_t>(chunks, 65535);
-  return {chunks, rt::ceil_div(n, chunks)};
-}
-
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunkThreads)
     channel_partials_kernel(dptr<const float> a, dptr<const float> b, dptr<float> partials, int64_t rows, int64_t n,
                             int64_t chunk) {
   __shared__ float scratch[32];
@@ -42,7 +28,7 @@ __global__ void __launch_bounds__(kThreads)
     const float shift_a = a[base], shift_b = b[base];
     const int64_t end = std::min(n, (c + 1) * chunk);
     float a1 = 0, a2 = 0, b1 = 0, b2 = 0;
-    for (int64_t i = c * chunk + threadIdx.x; i < end; i += kThreads) {
+    for (int64_t i = c * chunk + threadIdx.x; i < end; i += kChunkThreads) {
       const float da = a[base + i] - shift_a, db = b[base + i] - shift_b;
       a1 += da;
       a2 += da * da;
@@ -63,25 +49,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Sum over the block in double; every thread must call it. `scratch` holds kThreads doubles.
-__device__ __forceinline__ double block_sum_double(double v, double* scratch) {
-  __syncthreads();
-  scratch[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
-    if (int(threadIdx.x) < stride) scratch[threadIdx.x] += scratch[threadIdx.x + stride];
-    __syncthreads();
-  }
-  return scratch[0];
-}
-
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunkThreads)
     channel_finish_kernel(dptr<const float> a, dptr<const float> b, dptr<const float> partials, dptr<float> loss,
                           dptr<float> mean_a, dptr<float> mean_b, dptr<float> std_a, dptr<float> std_b, int64_t rows,
                           int64_t chunks, int64_t n, bool match_std) {
-  __shared__ double scratch[kThreads];
+  __shared__ double scratch[kChunkThreads];
   double total = 0;
-  for (int64_t row = threadIdx.x; row < rows; row += kThreads) {
+  for (int64_t row = threadIdx.x; row < rows; row += kChunkThreads) {
     double s[4] = {0, 0, 0, 0};
     for (int64_t c = 0; c < chunks; ++c)
       for (int q = 0; q < 4; ++q) s[q] += partials[(row * chunks + c) * 4 + q];
@@ -115,14 +89,14 @@ static void channel_stat_loss(const rt::ChannelStatLossParams& p) {
   const ChunkPlan plan = plan_chunks(rows, p.n);
   Scratch scratch(size_t(rows * plan.chunks * 4));
   float* partials = scratch.data;  // RT_LAUNCH captures arguments by value
-  RT_LAUNCH(channel_partials_kernel, plan.grid(rows), kThreads, 0, p.a, p.b, partials, rows, p.n, plan.chunk);
-  RT_LAUNCH(channel_finish_kernel, 1, kThreads, 0, p.a, p.b, partials, p.loss, p.mean_a, p.mean_b, p.std_a, p.std_b,
+  RT_LAUNCH(channel_partials_kernel, plan.grid(rows), kChunkThreads, 0, p.a, p.b, partials, rows, p.n, plan.chunk);
+  RT_LAUNCH(channel_finish_kernel, 1, kChunkThreads, 0, p.a, p.b, partials, p.loss, p.mean_a, p.mean_b, p.std_a, p.std_b,
             rows, plan.chunks, p.n, p.match_std);
 }
 
 // da = unit * ((mean_a - mean_b) + [match_std] (std_a - std_b) / std_a * (a - mean_a)), unit = 2 dloss / (rows n);
 // the std term is 0 where std_a is 0 (std is not differentiable there).
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunkThreads)
     channel_backward_kernel(dptr<const float> a, dptr<const float> mean_a, dptr<const float> mean_b,
                             dptr<const float> std_a, dptr<const float> std_b, dptr<float> da, int64_t rows, int64_t n,
                             int64_t chunk, bool match_std, float unit) {
@@ -136,7 +110,7 @@ __global__ void __launch_bounds__(kThreads)
       if (sa > 0) slope = unit * (sa - std_b[row]) / sa;
     }
     const int64_t base = row * n, end = std::min(n, (c + 1) * chunk);
-    for (int64_t i = c * chunk + threadIdx.x; i < end; i += kThreads) da[base + i] = constant + slope * (a[base + i] - ma);
+    for (int64_t i = c * chunk + threadIdx.x; i < end; i += kChunkThreads) da[base + i] = constant + slope * (a[base + i] - ma);
   }
 }
 
@@ -144,7 +118,7 @@ static void channel_stat_loss_backward(const rt::ChannelStatLossBackwardParams& 
   const int64_t rows = p.batch * p.channels;
   const ChunkPlan plan = plan_chunks(rows, p.n);
   const float unit = float(2.0 * double(p.dloss) / (double(rows) * double(p.n)));
-  RT_LAUNCH(channel_backward_kernel, plan.grid(rows), kThreads, 0, p.a, p.mean_a, p.mean_b, p.std_a, p.std_b, p.da,
+  RT_LAUNCH(channel_backward_kernel, plan.grid(rows), kChunkThreads, 0, p.a, p.mean_a, p.mean_b, p.std_a, p.std_b, p.da,
             rows, p.n, plan.chunk, p.match_std, unit);
 }
 

@@ -12,27 +12,13 @@
 #include <cstdint>
 
 #include "launch.h"
+#include "chunked_reduce.cuh"
 #include "warp.cuh"
 
 namespace RT_BACKEND_NS {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMinChunk = 4096;
-constexpr int64_t kTargetBlocks = 1056;  // a few waves over an H100's 132 SMs
-
-struct ChunkPlan {
-  int64_t chunks, chunk;
-  dim3 grid(int64_t pairs) const { return dim3(unsigned(chunks), unsigned(std::min<int64_t>(pairs, 65535))); }
-};
-
-inline ChunkPlan plan_chunks(int64_t pairs, int64_t per_pair) {
-  int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(kTargetBlocks / pairs, rt::ceil_div(per_pair, kMinChunk)));
-  chunks = std::min<int64_t>(chunks, 65535);
-  return {chunks, rt::ceil_div(per_pair, chunks)};
-}
-
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunkThreads)
     dpo_partials_kernel(dptr<const float> pred_w, dptr<const float> pred_l, dptr<const float> ref_w,
                         dptr<const float> ref_l, dptr<const float> noise_w, dptr<const float> noise_l,
                         dptr<float> partials, int64_t pairs, int64_t per_pair, int64_t chunk) {
@@ -42,7 +28,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t begin = pair * per_pair + c * chunk;
     const int64_t end = pair * per_pair + std::min(per_pair, (c + 1) * chunk);
     float w = 0, l = 0, rw = 0, rl = 0;
-    for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    for (int64_t i = begin + threadIdx.x; i < end; i += kChunkThreads) {
       const float nw = noise_w[i], nl = noise_l[i];
       const float dw = pred_w[i] - nw, dl = pred_l[i] - nl, drw = ref_w[i] - nw, drl = ref_l[i] - nl;
       w += dw * dw;
@@ -66,25 +52,13 @@ __global__ void __launch_bounds__(kThreads)
 
 __device__ __forceinline__ double log_sigmoid(double x) { return fmin(x, 0.0) - log1p(exp(-fabs(x))); }
 
-// Sum over the block in double; every thread must call it. `scratch` holds kThreads doubles.
-__device__ __forceinline__ double block_sum_double(double v, double* scratch) {
-  __syncthreads();
-  scratch[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
-    if (int(threadIdx.x) < stride) scratch[threadIdx.x] += scratch[threadIdx.x + stride];
-    __syncthreads();
-  }
-  return scratch[0];
-}
-
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunkThreads)
     dpo_finish_kernel(dptr<const float> partials, dptr<float> loss, dptr<float> accuracy, dptr<float> inside,
                       dptr<float> mse_w, dptr<float> mse_l, dptr<float> ref_mse_w, dptr<float> ref_mse_l,
                       int64_t pairs, int64_t chunks, int64_t per_pair, float beta) {
-  __shared__ double scratch[kThreads];
+  __shared__ double scratch[kChunkThreads];
   double loss_sum = 0, wins = 0;
-  for (int64_t pair = threadIdx.x; pair < pairs; pair += kThreads) {
+  for (int64_t pair = threadIdx.x; pair < pairs; pair += kChunkThreads) {
     double sums[4] = {0, 0, 0, 0};
     for (int64_t c = 0; c < chunks; ++c)
       for (int q = 0; q < 4; ++q) sums[q] += partials[(pair * chunks + c) * 4 + q];
@@ -120,13 +94,13 @@ static void dpo_loss(const rt::DpoLossParams& p) {
   const ChunkPlan plan = plan_chunks(p.pairs, p.per_pair);
   Scratch scratch(size_t(p.pairs * plan.chunks * 4));
   float* partials = scratch.data;  // RT_LAUNCH captures arguments by value
-  RT_LAUNCH(dpo_partials_kernel, plan.grid(p.pairs), kThreads, 0, p.pred_w, p.pred_l,
+  RT_LAUNCH(dpo_partials_kernel, plan.grid(p.pairs), kChunkThreads, 0, p.pred_w, p.pred_l,
             p.ref_w, p.ref_l, p.noise_w, p.noise_l, partials, p.pairs, p.per_pair, plan.chunk);
-  RT_LAUNCH(dpo_finish_kernel, 1, kThreads, 0, partials, p.loss, p.accuracy, p.inside, p.mse_w, p.mse_l,
+  RT_LAUNCH(dpo_finish_kernel, 1, kChunkThreads, 0, partials, p.loss, p.accuracy, p.inside, p.mse_w, p.mse_l,
             p.ref_mse_w, p.ref_mse_l, p.pairs, plan.chunks, p.per_pair, p.beta);
 }
 
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kChunkThreads)
     dpo_backward_kernel(dptr<const float> pred_w, dptr<const float> pred_l, dptr<const float> noise_w,
                         dptr<const float> noise_l, dptr<const float> inside, dptr<float> d_pred_w,
                         dptr<float> d_pred_l, int64_t pairs, int64_t per_pair, int64_t chunk, float unit) {
@@ -138,7 +112,7 @@ __global__ void __launch_bounds__(kThreads)
     const float cw = unit * (x >= 0 ? e / (1.f + e) : 1.f / (1.f + e));
     const int64_t begin = pair * per_pair + c * chunk;
     const int64_t end = pair * per_pair + std::min(per_pair, (c + 1) * chunk);
-    for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    for (int64_t i = begin + threadIdx.x; i < end; i += kChunkThreads) {
       d_pred_w[i] = cw * (pred_w[i] - noise_w[i]);
       d_pred_l[i] = -cw * (pred_l[i] - noise_l[i]);
     }
@@ -148,7 +122,7 @@ __global__ void __launch_bounds__(kThreads)
 static void dpo_loss_backward(const rt::DpoLossBackwardParams& p) {
   const ChunkPlan plan = plan_chunks(p.pairs, p.per_pair);
   const float unit = float(2.0 * double(p.beta) * double(p.dloss) / (double(p.pairs) * double(p.per_pair)));
-  RT_LAUNCH(dpo_backward_kernel, plan.grid(p.pairs), kThreads, 0, p.pred_w, p.pred_l,
+  RT_LAUNCH(dpo_backward_kernel, plan.grid(p.pairs), kChunkThreads, 0, p.pred_w, p.pred_l,
             p.noise_w, p.noise_l, p.inside, p.d_pred_w, p.d_pred_l, p.pairs, p.per_pair, plan.chunk, unit);
 }
 
