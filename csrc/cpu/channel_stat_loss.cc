@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "hsum.h"
 #include "isa.h"
 #include "parallel.h"
 
@@ -36,14 +37,6 @@ void tail_sums(const float* a, const float* b, float shift_a, float shift_b, int
   }
 }
 
-__attribute__((target("avx512f"))) double hsum512(__m512 v) {
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, v);
-  double s = 0;
-  for (float x : lanes) s += x;
-  return s;
-}
-
 __attribute__((target("avx512f"))) RowSums sums_avx512(const float* a, const float* b, float shift_a, float shift_b,
                                                        int64_t begin, int64_t end, bool squares) {
   const __m512 ka = _mm512_set1_ps(shift_a), kb = _mm512_set1_ps(shift_b);
@@ -59,13 +52,6 @@ __attribute__((target("avx512f"))) RowSums sums_avx512(const float* a, const flo
   RowSums out{hsum512(a1), hsum512(a2), hsum512(b1), hsum512(b2)};
   tail_sums(a, b, shift_a, shift_b, i, end, squares, out);
   return out;
-}
-
-__attribute__((target("avx2,fma"))) double hsum256(__m256 v) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
-  return _mm_cvtss_f32(x);
 }
 
 __attribute__((target("avx2,fma"))) RowSums sums_avx2(const float* a, const float* b, float shift_a, float shift_b,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "hsum.h"
 #include "isa.h"
 #include "parallel.h"
 
@@ -37,14 +38,6 @@ void tail_sums(const Streams& s, int64_t begin, int64_t end, ErrorSums& out) {
   }
 }
 
-__attribute__((target("avx512f"))) double hsum512(__m512 v) {
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, v);
-  double s = 0;
-  for (float x : lanes) s += x;
-  return s;
-}
-
 __attribute__((target("avx512f"))) ErrorSums sums_avx512(const Streams& s, int64_t begin, int64_t end) {
   __m512 w = _mm512_setzero_ps(), l = w, rw = w, rl = w;
   int64_t i = begin;
@@ -62,13 +55,6 @@ __attribute__((target("avx512f"))) ErrorSums sums_avx512(const Streams& s, int64
   ErrorSums out{hsum512(w), hsum512(l), hsum512(rw), hsum512(rl)};
   tail_sums(s, i, end, out);
   return out;
-}
-
-__attribute__((target("avx2,fma"))) double hsum256(__m256 v) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_shuffle_ps(x, x, 1));
-  return _mm_cvtss_f32(x);
 }
 
 __attribute__((target("avx2,fma"))) ErrorSums sums_avx2(const Streams& s, int64_t begin, int64_t end) {
