@@ -23,6 +23,18 @@ const commands: Record<string, Command> = {
       }
     },
   },
+  'train-base': {
+    summary: 'base training of the text-to-image model (--data DIR | --manifest FILE | --figures N; --help)',
+    run: async (args) => (await import('./train-base.js')).run(args),
+  },
+  sample: {
+    summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png (--help)',
+    run: async (args) => (await import('./sample.js')).run(args),
+  },
+  demo: {
+    summary: 'short training from the shipped model on procedural figures + a sample grid in ./realtune-demo',
+    run: async (args) => (await import('./demo.js')).run(args),
+  },
 };
 
 function usage(): string {

@@ -305,11 +305,6 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
       await new Promise<void>((resolve) => setImmediate(resolve));
 
       const finished = step === stopAt;
-      if (options.out !== undefined && options.sampleEvery && (step % options.sampleEvery === 0 || (finished && step === options.steps))) {
-        const file = path.join(options.out, 'samples', `step-${String(step).padStart(6, '0')}.png`);
-        await writeSamples(model, ema, options, file, seed);
-        options.onArtifact?.('samples', file);
-      }
       if (options.out !== undefined && ((options.ckptEvery && step % options.ckptEvery === 0) || finished)) {
         lastCheckpoint = path.join(options.out, 'checkpoint');
         saveTrainingCheckpoint(lastCheckpoint, model, optimizer, ema, {
@@ -322,6 +317,11 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
           ema: ema !== null,
         });
         options.onArtifact?.('checkpoint', lastCheckpoint);
+      }
+      if (options.out !== undefined && options.sampleEvery && (step % options.sampleEvery === 0 || (finished && step === options.steps))) {
+        const file = path.join(options.out, 'samples', `step-${String(step).padStart(6, '0')}.png`);
+        await writeSamples(model, ema, options, file, seed);
+        options.onArtifact?.('samples', file);
       }
     }
   }

@@ -1,0 +1,94 @@
+// The training commands from source (`node --import tsx lib/cli/run.ts ...`) with tiny step
+// counts: train-base, resume, sample from what it wrote, and argument errors.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { imageToPng } from '../../lib/io/images.js';
+import { checkMemoryGuards } from '../helpers.js';
+
+checkMemoryGuards();
+
+const root = path.join(__dirname, '..', '..');
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'realtune-cli-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function cli(args: string[]): string {
+  return execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), ...args], { cwd: root, encoding: 'utf8', env: process.env });
+}
+
+/** Runs a command expected to fail; returns its exit code and stderr. */
+function cliFails(args: string[]): { status: number | null; stderr: string } {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), ...args], { cwd: root, encoding: 'utf8', env: process.env });
+  return { status: result.status, stderr: result.stderr };
+}
+
+describe('cli train-base / sample', () => {
+  const out = path.join(scratch, 'run');
+
+  it('train-base trains on figures, writes a checkpoint, a model and a sample grid', () => {
+    const log = cli(['train-base', '--figures', '12', '--preset', 'tiny', '--steps', '2', '--batch', '2', '--lr', '1e-3', '--out', out, '--sample-every', '2', '--sample-steps', '2', '--sample-prompts', 'a person', '--quiet']);
+    expect(log).toMatch(/train-base: model written to/);
+    for (const f of ['state.json', 'tokenizer.json', 'model.safetensors', 'optimizer.safetensors']) expect(existsSync(path.join(out, 'checkpoint', f)), f).toBe(true);
+    expect(existsSync(path.join(out, 'model', 'model.safetensors'))).toBe(true);
+    expect(existsSync(path.join(out, 'samples', 'step-000002.png'))).toBe(true);
+    const { trainer } = JSON.parse(readFileSync(path.join(out, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } };
+    expect(trainer.step).toBe(2);
+    expect(trainer.losses).toHaveLength(2);
+  });
+
+  it('--resume continues from the checkpoint to the new step count', () => {
+    const log = cli(['train-base', '--figures', '12', '--steps', '3', '--batch', '2', '--lr', '1e-3', '--out', out, '--resume', '--sample-steps', '2', '--sample-prompts', 'a person', '--quiet']);
+    expect(log).toMatch(/resuming from/);
+    const { trainer } = JSON.parse(readFileSync(path.join(out, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } };
+    expect(trainer.step).toBe(3);
+    expect(trainer.losses).toHaveLength(3);
+  });
+
+  it('sample writes a grid from the trained model', () => {
+    const grid = path.join(scratch, 'grid.png');
+    const log = cli(['sample', '--ckpt', path.join(out, 'model'), '--prompt', 'a person in a red shirt', '--negative', 'blurry', '--steps', '2', '--n', '2', '--seed', '3', '--out', grid, '--quiet']);
+    expect(log).toMatch(/2 images written to/);
+    expect(readFileSync(grid).subarray(1, 4).toString()).toBe('PNG');
+  });
+
+  it('train-base reads a folder of captioned images and a JSONL manifest', async () => {
+    const dir = path.join(scratch, 'images');
+    mkdirSync(dir, { recursive: true });
+    const lines: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const image = new Float32Array(3 * 40 * 40).map((_, k) => Math.sin(k * (i + 1) * 0.01));
+      await imageToPng(image, path.join(dir, `img${i}.png`), { height: 40, width: 40 });
+      writeFileSync(path.join(dir, `img${i}.txt`), `picture number ${i}`);
+      lines.push(JSON.stringify({ image: `images/img${i}.png`, caption: `picture number ${i}` }));
+    }
+    writeFileSync(path.join(scratch, 'manifest.jsonl'), `${lines.join('\n')}\n`);
+    const fromFolder = cli(['train-base', '--data', dir, '--steps', '1', '--batch', '2', '--out', path.join(scratch, 'folder-run'), '--quiet']);
+    expect(fromFolder).toMatch(/step 1\/1/);
+    const fromManifest = cli(['train-base', '--manifest', path.join(scratch, 'manifest.jsonl'), '--steps', '1', '--batch', '2', '--out', path.join(scratch, 'manifest-run'), '--quiet']);
+    expect(fromManifest).toMatch(/step 1\/1/);
+  });
+
+  it('argument errors name the flag and the expectation', () => {
+    const cases: [string[], RegExp][] = [
+      [['train-base', '--steps', '2'], /give the training data: --data DIR, --manifest FILE.jsonl or --figures N/],
+      [['train-base', '--figures', '4', '--steps', 'many'], /--steps expects an integer, got "many"/],
+      [['train-base', '--figures', '4', '--batch', '0'], /--batch must be >= 1, got 0/],
+      [['train-base', '--figures', '4', '--preset', 'huge'], /--preset must be one of tiny, small, got "huge"/],
+      [['train-base', '--figures', '4', '--stages', '32-100'], /--stages expects RESOLUTION:STEPS pairs/],
+      [['train-base', '--figures', '4', '--frobnicate'], /unknown flag --frobnicate/],
+      [['train-base', '--figures', '4', '--data', scratch], /give one of --data, --manifest, --figures \(got --data and --figures\)/],
+      [['train-base', '--data', path.join(scratch, 'nowhere'), '--steps', '1'], /folderDataset: cannot read directory .*nowhere/],
+      [['sample', '--prompt', 'x'], /--ckpt is required/],
+      [['sample', '--ckpt', path.join(scratch, 'missing'), '--prompt', 'x'], /--ckpt .*missing: no such directory/],
+      [['sample', '--ckpt', path.join(out, 'model'), '--prompt', 'x', '--cfg', '-1'], /--cfg must be >= 0, got -1/],
+      [['sample', '--ckpt', path.join(out, 'model'), '--prompt', 'x', '--sampler', 'euler'], /--sampler must be one of ddim, ddpm, got "euler"/],
+    ];
+    for (const [args, message] of cases) {
+      const { status, stderr } = cliFails(args);
+      expect(status, args.join(' ')).toBe(1);
+      expect(stderr, args.join(' ')).toMatch(message);
+    }
+  });
+});
