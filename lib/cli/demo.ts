@@ -2,7 +2,8 @@
 // install: a short base-training run continuing from the shipped tiny checkpoint on procedural
 // figures, then a labelled sample grid of prompts that differ in their colour words, written to
 // ./realtune-demo/.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { isCheckpoint } from '../io/checkpoint.js';
 import path from 'node:path';
 import { packageRoot } from '../native.js';
 import { TextToImage } from '../train/model.js';
@@ -41,7 +42,13 @@ export async function run(argv: string[]): Promise<void> {
   }
   const out = path.resolve(String(flags.out ?? 'realtune-demo'));
   const ckpt = path.resolve(String(flags.ckpt ?? shippedCheckpoint));
-  if (!existsSync(path.join(ckpt, 'config.json'))) throw new Error(`--ckpt ${ckpt}: no checkpoint there (config.json missing)`);
+  if (!isCheckpoint(ckpt)) {
+    throw new Error(
+      ckpt === shippedCheckpoint
+        ? `the shipped checkpoint ${ckpt} is missing (reinstall realtune, or train one with scripts/train-shipped.sh)`
+        : `--ckpt ${ckpt}: no checkpoint there (needs model.safetensors and state.json)`,
+    );
+  }
   mkdirSync(out, { recursive: true });
   const quiet = Boolean(flags.quiet);
   const steps = Number(flags.steps ?? 40);

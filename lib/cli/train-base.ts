@@ -102,11 +102,10 @@ export async function runTraining(model: TextToImage, spec: DataSpec, options: B
   const result = await trainBase(model, (size) => loadTrainingData(spec, size), {
     ...options,
     writeGrid: writeLabelledGrid,
-    onStep: (r) => {
-      if (quiet) return;
-      bar ??= new ProgressBar({ total: r.total - r.step + 1, label: `${label} (from step ${r.step - 1})` });
-      bar.tick({ loss: r.loss, lr: r.lr });
+    onStart: (start) => {
+      if (!quiet) bar = new ProgressBar({ total: options.steps - start, label: start > 0 ? `${label} (from step ${start})` : label });
     },
+    onStep: (r) => (bar as ProgressBar | null)?.tick({ loss: r.loss, lr: r.lr }),
     onArtifact: (kind, file) => {
       if (kind === 'samples' && !quiet) process.stderr.write(`\n${label}: samples ${file}\n`);
     },

@@ -82,6 +82,8 @@ export interface BaseTrainOptions {
   resume?: string;
   /** Stop after this step even though `steps` is larger (an interrupted run; for tests). */
   stopAt?: number;
+  /** Called once before the first step with the step training starts from (0, or the resume point). */
+  onStart?: (startStep: number) => void;
   onStep?: (report: StepReport) => void;
   /** Called with the path of each sample grid and checkpoint written. */
   onArtifact?: (kind: 'samples' | 'checkpoint', file: string) => void;
@@ -271,6 +273,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
   let lastCheckpoint: string | undefined;
   const stageStart = (index: number): number => stages.slice(0, index).reduce((n, s) => n + s.steps, 0);
   model.dit.train();
+  options.onStart?.(step);
 
   while (step < stopAt) {
     while (step >= stageStart(stageIndex + 1)) stageIndex += 1;

@@ -53,6 +53,14 @@ describe('cli train-base / sample', () => {
     expect(readFileSync(grid).subarray(1, 4).toString()).toBe('PNG');
   });
 
+  it('demo continues a checkpoint on figures and writes a labelled grid, ending with where it is', () => {
+    const demoOut = path.join(scratch, 'demo');
+    const log = cli(['demo', '--ckpt', path.join(out, 'model'), '--steps', '1', '--figures', '4', '--sample-steps', '2', '--n', '1', '--out', demoOut, '--quiet']);
+    const lastLine = log.trim().split('\n').at(-1)!;
+    expect(lastLine).toBe(`demo: sample grid written to ${path.join(demoOut, 'samples.png')}`);
+    expect(readFileSync(path.join(demoOut, 'samples.png')).subarray(1, 4).toString()).toBe('PNG');
+  });
+
   it('train-base reads a folder of captioned images and a JSONL manifest', async () => {
     const dir = path.join(scratch, 'images');
     mkdirSync(dir, { recursive: true });
