@@ -32,6 +32,7 @@
 #include "bf16.h"
 #include "isa.h"
 #include "parallel.h"
+#include "vec_math.h"
 
 namespace rt::cpu {
 namespace {
@@ -47,25 +48,6 @@ RT_ATTN_INLINE float to_f32(float x) { return x; }
 RT_ATTN_INLINE float to_f32(uint16_t x) { return bf16_to_f32(x); }
 RT_ATTN_INLINE void store(float* dst, float v) { *dst = v; }
 RT_ATTN_INLINE void store(uint16_t* dst, float v) { *dst = f32_to_bf16(v); }
-
-// exp(x) to ~2 ulp for x in [-87, 88]; 0 below (so exp(-inf) = 0). Cephes' expf: Cody-Waite
-// reduction x = n ln2 + r, a degree-6 polynomial for e^r, then 2^n through the exponent bits.
-RT_ATTN_INLINE float fast_exp(float x) {
-  const float clamped = std::min(std::max(x, -87.f), 88.f);
-  const float round_magic = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (clamped * 1.44269504088896341f + round_magic) - round_magic;
-  float r = clamped - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float poly = 1.9875691500e-4f;
-  poly = poly * r + 1.3981999507e-3f;
-  poly = poly * r + 8.3334519073e-3f;
-  poly = poly * r + 4.1665795894e-2f;
-  poly = poly * r + 1.6666665459e-1f;
-  poly = poly * r + 5.0000001201e-1f;
-  const float e_r = poly * r * r + r + 1.f;
-  const float two_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  return x < -87.f ? 0.f : e_r * two_n;
-}
 
 // Keys row i may attend to are [0, limit(i)): the kv length and the causal diagonal (aligned
 // to the end, so with Lq < Lk the last query sees every key).
@@ -204,8 +186,8 @@ RT_ATTN_INLINE void forward_tasks(const AttentionParams& p, int64_t begin, int64
         tile_scores<kD>(q_tile + r * D, k_cols, D, p.scale, scores);
         for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = j < valid ? scores[j] : kNegInf;
         const float new_max = std::max(row_max[r], tile_max(scores));
-        const float correction = fast_exp(row_max[r] - new_max);
-        for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = fast_exp(scores[j] - new_max);
+        const float correction = exp_approx(row_max[r] - new_max);
+        for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = exp_approx(scores[j] - new_max);
         row_sum[r] = row_sum[r] * correction + tile_sum(scores);
         row_max[r] = new_max;
         weighted_row_sum<kD>(scores, 1, v_rows, valid, D, correction, o_acc + r * D);
@@ -290,7 +272,7 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
           tile_scores<kD>(do_all + i * D, v_cols, D, 1.f, dprobs);
           const float row_lse = lse[i], row_delta = delta[i];
           for (int64_t j = 0; j < kKeyTile; ++j) {
-            const float prob = fast_exp((j < valid ? prob_row[j] : kNegInf) - row_lse);
+            const float prob = exp_approx((j < valid ? prob_row[j] : kNegInf) - row_lse);
             prob_row[j] = prob;
             dscore_row[j] = prob * (dprobs[j] - row_delta) * p.scale;
           }
