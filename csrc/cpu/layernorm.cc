@@ -20,6 +20,7 @@
 
 #include "../ops.h"
 #include "parallel.h"
+#include "vec_math.h"
 
 namespace rt::cpu {
 namespace {
@@ -46,17 +47,6 @@ float centred_squares(const float* __restrict__ x, int64_t n, float mean) {
     for (int l = 0; l < kLanes; ++l) lanes[l] += (x[i + l] - mean) * (x[i + l] - mean);
   float sum = 0.f;
   for (; i < n; ++i) sum += (x[i] - mean) * (x[i] - mean);
-  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
-  return sum;
-}
-
-float dot(const float* __restrict__ a, const float* __restrict__ b, int64_t n) {
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
-  float sum = 0.f;
-  for (; i < n; ++i) sum += a[i] * b[i];
   for (int l = 0; l < kLanes; ++l) sum += lanes[l];
   return sum;
 }
@@ -156,7 +146,7 @@ void backward_segment(const LayerNormBackwardParams& p, const Segments& seg, int
       for (int64_t c = 0; c < cols; ++c) dxhat[c] *= gamma[c];
 
     const float mean_dxhat = sum_of(dxhat, cols) * inv_cols;
-    const float mean_dxhat_xhat = dot(dxhat, xhat, cols) * inv_cols;
+    const float mean_dxhat_xhat = dot16(dxhat, xhat, cols) * inv_cols;
     for (int64_t c = 0; c < cols; ++c) dx[c] = rstd * (dxhat[c] - mean_dxhat - xhat[c] * mean_dxhat_xhat);
   }
 }

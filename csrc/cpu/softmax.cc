@@ -52,17 +52,6 @@ constexpr int64_t kElementsPerChunk = 1 << 14;
   return sum;
 }
 
-[[gnu::always_inline]] inline float dot(const float* __restrict__ a, const float* __restrict__ b, int64_t n) {
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
-  float sum = 0.f;
-  for (; i < n; ++i) sum += a[i] * b[i];
-  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
-  return sum;
-}
-
 [[gnu::always_inline]] inline void softmax_rows(const SoftmaxParams& p, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
     const float* x = p.x + r * p.cols;
@@ -79,7 +68,7 @@ constexpr int64_t kElementsPerChunk = 1 << 14;
     const float* __restrict__ y = p.y + r * p.cols;
     const float* __restrict__ dy = p.dy + r * p.cols;
     float* __restrict__ dx = p.dx + r * p.cols;
-    const float inner = dot(y, dy, p.cols);
+    const float inner = dot16(y, dy, p.cols);
     for (int64_t c = 0; c < p.cols; ++c) dx[c] = y[c] * (dy[c] - inner);
   }
 }

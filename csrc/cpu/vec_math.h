@@ -1,5 +1,6 @@
-// Branch-free scalar math that GCC auto-vectorises (shared by the softmax and activation
-// kernels): a float select and a Cephes-style exp.
+// Branch-free scalar math that GCC auto-vectorises (shared by the softmax, layernorm,
+// activation and attention kernels): a float select, a Cephes-style exp, and a dot product
+// over 16 independent accumulators (the compiler will not reorder a float sum by itself).
 #pragma once
 
 #include <bit>
@@ -34,6 +35,19 @@ namespace rt::cpu {
   poly = poly * r + 5.0000001201e-1f;
   const float e = poly * (r * r) + r + 1.0f;
   return select(x < -87.3f, 0.f, e * std::bit_cast<float>((n_int + 127) << 23));
+}
+
+
+[[gnu::always_inline]] inline float dot16(const float* __restrict__ a, const float* __restrict__ b, int64_t n) {
+  constexpr int lanes_count = 16;
+  float lanes[lanes_count] = {};
+  int64_t i = 0;
+  for (; i + lanes_count <= n; i += lanes_count)
+    for (int l = 0; l < lanes_count; ++l) lanes[l] += a[i + l] * b[i + l];
+  float sum = 0.f;
+  for (; i < n; ++i) sum += a[i] * b[i];
+  for (int l = 0; l < lanes_count; ++l) sum += lanes[l];
+  return sum;
 }
 
 }  // namespace rt::cpu
