@@ -34,24 +34,6 @@ constexpr int kRowLanes = 16;
 constexpr int64_t kMaxGridY = 65535;
 
 template <int W>
-__device__ __forceinline__ void load_chunk(dptr<const float> p, int64_t k, float (&v)[W]) {
-  if constexpr (W == 4) {
-    const float4 q = dptr_cast<const float4>(p)[k];
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    v[0] = p[k];
-  }
-}
-
-template <int W>
-__device__ __forceinline__ void store_chunk(dptr<float> p, int64_t k, const float (&v)[W]) {
-  if constexpr (W == 4)
-    dptr_cast<float4>(p)[k] = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    p[k] = v[0];
-}
-
-template <int W>
 __global__ void __launch_bounds__(kThreads)
     layernorm_kernel(dptr<const float> x, dptr<const float> gamma, dptr<const float> beta, dptr<const float> scale,
                      dptr<const float> shift, dptr<float> y, dptr<float> mean_out, dptr<float> rstd_out, int64_t rows,

@@ -19,25 +19,6 @@ namespace RT_BACKEND_NS {
 constexpr int kRowsPerBlock = 4;
 constexpr int kThreads = 32 * kRowsPerBlock;
 
-// W consecutive floats starting at element k * W of p (W = 4: one 16-byte load).
-template <int W>
-__device__ __forceinline__ void load_chunk(dptr<const float> p, int64_t k, float (&v)[W]) {
-  if constexpr (W == 4) {
-    const float4 q = dptr_cast<const float4>(p)[k];
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-  } else {
-    v[0] = p[k];
-  }
-}
-
-template <int W>
-__device__ __forceinline__ void store_chunk(dptr<float> p, int64_t k, const float (&v)[W]) {
-  if constexpr (W == 4)
-    dptr_cast<float4>(p)[k] = make_float4(v[0], v[1], v[2], v[3]);
-  else
-    p[k] = v[0];
-}
-
 // Folds x into a running (max, sum of exp(. - max)); -inf entries contribute 0 and never
 // produce inf - inf.
 __device__ __forceinline__ void online_add(float& max, float& sum, float x) {
