@@ -1,5 +1,6 @@
 // npm run bench -- [suite] [--json FILE] [suite options]
-//   suites: ops (ops, GEMM vs OpenBLAS, machine peaks); no suite runs them all in order.
+//   suites: ops (ops, GEMM vs OpenBLAS, machine peaks), kernels (attention, losses, LoRA linear),
+//   train (a tiny-DiT training step vs PyTorch); no suite runs them all in order.
 // Each suite is a module exporting run(args) (see BenchSuite in bench/harness.ts); register a new
 // one with one line below. --json writes the suite's result (or { suite: result } for all).
 import { flagValue, writeJson, type BenchSuite } from './harness.js';
@@ -7,6 +8,7 @@ import { flagValue, writeJson, type BenchSuite } from './harness.js';
 const suites: Record<string, () => Promise<BenchSuite>> = {
   ops: () => import('./ops.js'),
   kernels: () => import('./kernels.js'),
+  train: () => import('./train.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

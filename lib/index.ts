@@ -13,3 +13,5 @@ export * as optim from './optim/index.js';
 export * as io from './io/index.js';
 export * as data from './data/index.js';
 export * as text from './text/index.js';
+export { TextToImage, applyLoraFile, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig } from './train/model.js';
+export { trainBase, resolveStages, type BaseTrainOptions, type StepReport, type Stage, type Example as TrainExample } from './train/base.js';
