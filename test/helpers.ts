@@ -2,6 +2,7 @@
 // messages, finite-difference gradients in float64, and memory-guard checks.
 import { afterAll, expect } from 'vitest';
 import { devices, type DeviceType } from '../lib/device.js';
+import { seededRandom } from '../lib/host_random.js';
 import { native } from '../lib/native.js';
 
 /** Backends that can run here: cpu, cuda-emu, and cuda when a GPU is present. */
@@ -20,16 +21,9 @@ export function acceleratorBackends(): DeviceType[] {
 export const testSeed = Number(process.env.REALTUNE_TEST_SEED ?? (Date.now() % 1_000_000));
 console.log(`[realtune tests] seed ${testSeed} (replay with REALTUNE_TEST_SEED=${testSeed})`);
 
-/** mulberry32: a small deterministic generator for test inputs. */
+/** A seeded stream of test inputs in [0, 1). */
 export function rng(seed: number = testSeed): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom(seed);
 }
 
 /** n values uniform in [-scale, scale). */

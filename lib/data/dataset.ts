@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { DeviceRequest } from '../device.js';
 import { loadImage, resizeImage, type CropMode } from '../io/images.js';
 import { fromArray, type Tensor } from '../tensor.js';
+import { seededRandom } from '../host_random.js';
 
 /** One training example: an RGB image, CHW, values in [-1, 1], and its caption. */
 export interface Example {
@@ -68,10 +69,10 @@ export async function batchOf(dataset: Dataset, indices: readonly number[], opti
   return { images, captions };
 }
 
-/** A permutation of 0..n-1 (Fisher-Yates, mulberry32 stream), the same for the same seed. */
+/** A permutation of 0..n-1 (Fisher-Yates over a seeded host stream), the same for the same seed. */
 export function shuffledIndices(n: number, seed: number): number[] {
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`shuffledIndices: n must be an integer >= 0, got ${n}`);
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   const out = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
@@ -80,17 +81,6 @@ export function shuffledIndices(n: number, seed: number): number[] {
     out[j] = t;
   }
   return out;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface FileDatasetOptions {

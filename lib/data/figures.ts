@@ -8,6 +8,7 @@
 // down, so edges are smooth at 32x32 and 64x64. Every visible attribute has a named value from
 // a small palette, so captions use the words that describe the pixels.
 import type { Dataset, Example } from './dataset.js';
+import { seededRandom } from '../host_random.js';
 
 type RGB = readonly [number, number, number];
 
@@ -148,17 +149,6 @@ export interface FigureAttributes extends IdentityAttributes {
 // ---------------------------------------------------------------------------------------------
 // Sampling
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A 32-bit hash of integers, to derive independent streams from one seed. */
 export function mixSeed(...parts: number[]): number {
   let h = 0x811c9dc5;
@@ -183,7 +173,7 @@ const IDENTITY_STREAM = 1;
 const SCENE_STREAM = 2;
 
 export function sampleIdentity(seed: number): IdentityAttributes {
-  const random = mulberry32(mixSeed(seed, IDENTITY_STREAM));
+  const random = seededRandom(mixSeed(seed, IDENTITY_STREAM));
   return {
     skinTone: pick(random, Object.keys(SKIN_TONES) as SkinTone[]),
     hairColor: pick(random, Object.keys(HAIR_COLORS) as HairColor[]),
@@ -278,7 +268,7 @@ export interface SampleFigureOptions {
 
 export function sampleFigureAttributes(seed: number, options: SampleFigureOptions = {}): FigureAttributes {
   const identity = { ...sampleIdentity(seed), ...options.fixed };
-  const random = mulberry32(mixSeed(seed, SCENE_STREAM));
+  const random = seededRandom(mixSeed(seed, SCENE_STREAM));
   const sampledPose = pick(random, POSES);
   const pose = options.pose ?? sampledPose;
   const joints = samplePose(random, pose);
@@ -833,7 +823,7 @@ export function renderFigure(attrs: FigureAttributes, size: number, options: Ren
   const ss = options.supersample ?? 4;
   if (!Number.isInteger(ss) || ss < 1) throw new RangeError(`renderFigure: supersample must be an integer >= 1, got ${ss}`);
   const S = size * ss;
-  const random = mulberry32(options.seed ?? attrs.detailSeed);
+  const random = seededRandom(options.seed ?? attrs.detailSeed);
   const canvas = new Canvas(S, S);
   const skeleton = buildSkeleton(attrs);
   const placement = place(skeleton, attrs, S);

@@ -16,18 +16,6 @@ export interface AugmentOptions {
   maxRotation?: number;
 }
 
-/** mulberry32: small, fast, good enough to draw augmentation parameters. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function flipHorizontal(image: HostImage): HostImage {
   const { data, channels, height, width } = image;
   const out = new Float32Array(data.length);

@@ -28,7 +28,7 @@ import { fromArray, type Tensor } from '../tensor.js';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.js';
 import { augment, type AugmentOptions } from './augment.js';
 import { TextToImage } from './model.js';
-import { HostRandom } from './rng.js';
+import { HostRandom } from '../host_random.js';
 
 /** One training image (CHW, values in [-1, 1]) and its caption. */
 export interface Example {

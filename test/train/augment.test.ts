@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { augment, cropResize, flipHorizontal, rotate, seededRandom, type HostImage } from '../../lib/train/augment.js';
+import { seededRandom } from '../../lib/host_random.js';
+import { augment, cropResize, flipHorizontal, rotate, type HostImage } from '../../lib/train/augment.js';
 
 function ramp(width: number, height: number): HostImage {
   const data = new Float32Array(3 * width * height);

@@ -1,6 +1,7 @@
-// A host-side random stream whose whole state is one 32-bit integer, so a checkpoint can save
-// it and a resumed run draws exactly the numbers the uninterrupted run would have drawn
-// (batch indices, timesteps, condition dropout, augmentation parameters).
+// Host-side random streams (mulberry32) for choices made in JS: data order, timesteps,
+// condition dropout, augmentation, the figures generator, test inputs. The whole state is one
+// 32-bit integer, so a checkpoint can save it and a resumed run draws exactly the numbers the
+// uninterrupted run would have drawn. Tensor noise comes from the native Philox generator.
 export class HostRandom {
   #state: number;
 
@@ -30,4 +31,10 @@ export class HostRandom {
     if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new RangeError(`HostRandom: state must be a 32-bit unsigned integer, got ${value}`);
     this.#state = value;
   }
+}
+
+/** A stream as a plain function returning numbers in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  const random = new HostRandom(seed);
+  return () => random.next();
 }
