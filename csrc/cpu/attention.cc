@@ -94,6 +94,55 @@ RT_ATTN_INLINE void tile_scores(const float* q, const float* kt, int D, float sc
   for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = acc[j] * scale;
 }
 
+// tile_scores for two query rows at once: each loaded column of kt feeds two accumulators, which
+// halves the loads per FMA (the backward is load-bound with one row at a time).
+template <int kD>
+RT_ATTN_INLINE void tile_scores2(const float* q0, const float* q1, const float* kt, int D, float scale,
+                                 float* scores0, float* scores1) {
+  float acc0[kKeyTile] = {};
+  float acc1[kKeyTile] = {};
+  for (int d = 0; d < (kD > 0 ? kD : D); ++d) {
+    const float a = q0[d], b = q1[d];
+    const float* kd = kt + d * kKeyTile;
+    for (int64_t j = 0; j < kKeyTile; ++j) {
+      acc0[j] += a * kd[j];
+      acc1[j] += b * kd[j];
+    }
+  }
+  for (int64_t j = 0; j < kKeyTile; ++j) {
+    scores0[j] = acc0[j] * scale;
+    scores1[j] = acc1[j] * scale;
+  }
+}
+
+// Two weighted_row_sum calls over the same rows (keys j and j + 1), sharing every row load.
+template <int kD>
+RT_ATTN_INLINE void weighted_row_sum2(const float* weights0, const float* weights1, int64_t weight_stride,
+                                      const float* rows, int64_t count, int D, float* dst0, float* dst1) {
+  if constexpr (kD > 0) {
+    float acc0[kD], acc1[kD];
+    for (int d = 0; d < kD; ++d) acc0[d] = dst0[d], acc1[d] = dst1[d];
+    for (int64_t n = 0; n < count; ++n) {
+      const float w0 = weights0[n * weight_stride], w1 = weights1[n * weight_stride];
+      const float* row = rows + n * kD;
+      for (int d = 0; d < kD; ++d) {
+        acc0[d] += w0 * row[d];
+        acc1[d] += w1 * row[d];
+      }
+    }
+    for (int d = 0; d < kD; ++d) dst0[d] = acc0[d], dst1[d] = acc1[d];
+  } else {
+    for (int64_t n = 0; n < count; ++n) {
+      const float w0 = weights0[n * weight_stride], w1 = weights1[n * weight_stride];
+      const float* row = rows + n * D;
+      for (int d = 0; d < D; ++d) {
+        dst0[d] += w0 * row[d];
+        dst1[d] += w1 * row[d];
+      }
+    }
+  }
+}
+
 // dst[d] = keep * dst[d] + sum_n weights[n * weight_stride] * rows[n * D + d]. With a
 // compile-time D the sum stays in registers across n (one load and store of dst per call).
 template <int kD>
@@ -210,8 +259,8 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
   const int D = kD > 0 ? kD : static_cast<int>(p.dim);
   const int64_t lq = p.lq, lk = p.lk;
   // Scratch: Q, dO and the dQ accumulator for the whole head, delta; the K and V tiles (rows
-  // and transposed), dK and dV tile accumulators; P and dS for a block of rows; one dP row.
-  std::vector<float> scratch(size_t(lq * D * 3 + lq + kKeyTile * D * 6 + kRowBlock * kKeyTile * 2 + kKeyTile), 0.f);
+  // and transposed), dK and dV tile accumulators; P, dS and dP for a block of rows.
+  std::vector<float> scratch(size_t(lq * D * 3 + lq + kKeyTile * D * 6 + kRowBlock * kKeyTile * 3), 0.f);
   std::vector<int64_t> limit(static_cast<size_t>(lq));
   float* q_all = scratch.data();
   float* do_all = q_all + lq * D;
@@ -225,7 +274,7 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
   float* dv_acc = dk_acc + kKeyTile * D;
   float* probs = dv_acc + kKeyTile * D;  // [kRowBlock][kKeyTile]
   float* dscores = probs + kRowBlock * kKeyTile;
-  float* dprobs = dscores + kRowBlock * kKeyTile;
+  float* dprobs = dscores + kRowBlock * kKeyTile;  // [kRowBlock][kKeyTile]
 
   for (int64_t bh = begin; bh < end; ++bh) {
     const Masking mask(p.kv_lengths, bh / p.heads, lq, lk, p.causal);
@@ -263,23 +312,43 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
       const int64_t first_row = std::upper_bound(limit.begin(), limit.end(), k0) - limit.begin();
       for (int64_t i0 = first_row; i0 < lq; i0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, lq - i0);
+        // S = scale Q K^T and dP = dO V^T for the block's rows, two rows per pass over the tile.
+        for (int64_t r = 0; r < rows; r += 2) {
+          const int64_t i = i0 + r;
+          if (r + 1 < rows) {
+            tile_scores2<kD>(q_all + i * D, q_all + (i + 1) * D, k_cols, D, p.scale, probs + r * kKeyTile,
+                             probs + (r + 1) * kKeyTile);
+            tile_scores2<kD>(do_all + i * D, do_all + (i + 1) * D, v_cols, D, 1.f, dprobs + r * kKeyTile,
+                             dprobs + (r + 1) * kKeyTile);
+          } else {
+            tile_scores<kD>(q_all + i * D, k_cols, D, p.scale, probs + r * kKeyTile);
+            tile_scores<kD>(do_all + i * D, v_cols, D, 1.f, dprobs + r * kKeyTile);
+          }
+        }
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = i0 + r;
           const int64_t valid = std::min(kKeyTile, limit[i] - k0);
           float* prob_row = probs + r * kKeyTile;
           float* dscore_row = dscores + r * kKeyTile;
-          tile_scores<kD>(q_all + i * D, k_cols, D, p.scale, prob_row);
-          tile_scores<kD>(do_all + i * D, v_cols, D, 1.f, dprobs);
+          const float* dprob_row = dprobs + r * kKeyTile;
           const float row_lse = lse[i], row_delta = delta[i];
           for (int64_t j = 0; j < kKeyTile; ++j) {
             const float prob = exp_approx((j < valid ? prob_row[j] : kNegInf) - row_lse);
             prob_row[j] = prob;
-            dscore_row[j] = prob * (dprobs[j] - row_delta) * p.scale;
+            dscore_row[j] = prob * (dprob_row[j] - row_delta) * p.scale;
           }
           weighted_row_sum<kD>(dscore_row, 1, k_rows, valid, D, 1.f, dq_acc + i * D);
         }
-        // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows.
-        for (int64_t j = 0; j < cols; ++j) {
+        // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows, two keys
+        // per pass over the rows.
+        int64_t j = 0;
+        for (; j + 1 < cols; j += 2) {
+          weighted_row_sum2<kD>(probs + j, probs + j + 1, kKeyTile, do_all + i0 * D, rows, D, dv_acc + j * D,
+                                dv_acc + (j + 1) * D);
+          weighted_row_sum2<kD>(dscores + j, dscores + j + 1, kKeyTile, q_all + i0 * D, rows, D, dk_acc + j * D,
+                                dk_acc + (j + 1) * D);
+        }
+        if (j < cols) {
           weighted_row_sum<kD>(probs + j, kKeyTile, do_all + i0 * D, rows, D, 1.f, dv_acc + j * D);
           weighted_row_sum<kD>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, 1.f, dk_acc + j * D);
         }
