@@ -94,50 +94,47 @@ RT_ATTN_INLINE void tile_scores(const float* q, const float* kt, int D, float sc
   for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = acc[j] * scale;
 }
 
-// tile_scores for two query rows at once: each loaded column of kt feeds two accumulators, which
-// halves the loads per FMA (the backward is load-bound with one row at a time).
-template <int kD>
-RT_ATTN_INLINE void tile_scores2(const float* q0, const float* q1, const float* kt, int D, float scale,
-                                 float* scores0, float* scores1) {
-  float acc0[kKeyTile] = {};
-  float acc1[kKeyTile] = {};
-  for (int d = 0; d < (kD > 0 ? kD : D); ++d) {
-    const float a = q0[d], b = q1[d];
+// tile_scores for N query rows at once (rows q + n * D): each loaded column of kt feeds N
+// accumulators, so the backward, load-bound one row at a time, does N FMAs per load.
+template <int kD, int N>
+RT_ATTN_INLINE void tile_scores_rows(const float* q, const float* kt, int D, float scale, float* scores) {
+  float acc[N][kKeyTile] = {};
+  const int dims = kD > 0 ? kD : D;
+  for (int d = 0; d < dims; ++d) {
     const float* kd = kt + d * kKeyTile;
-    for (int64_t j = 0; j < kKeyTile; ++j) {
-      acc0[j] += a * kd[j];
-      acc1[j] += b * kd[j];
+    for (int n = 0; n < N; ++n) {
+      const float qd = q[n * dims + d];
+      for (int64_t j = 0; j < kKeyTile; ++j) acc[n][j] += qd * kd[j];
     }
   }
-  for (int64_t j = 0; j < kKeyTile; ++j) {
-    scores0[j] = acc0[j] * scale;
-    scores1[j] = acc1[j] * scale;
-  }
+  for (int n = 0; n < N; ++n)
+    for (int64_t j = 0; j < kKeyTile; ++j) scores[n * kKeyTile + j] = acc[n][j] * scale;
 }
 
-// Two weighted_row_sum calls over the same rows (keys j and j + 1), sharing every row load.
-template <int kD>
-RT_ATTN_INLINE void weighted_row_sum2(const float* weights0, const float* weights1, int64_t weight_stride,
-                                      const float* rows, int64_t count, int D, float* dst0, float* dst1) {
+// weighted_row_sum for N consecutive keys (weights + k, dst + k * D) over the same rows, sharing
+// every row load.
+template <int kD, int N>
+RT_ATTN_INLINE void weighted_row_sums(const float* weights, int64_t weight_stride, const float* rows, int64_t count,
+                                      int D, float* dst) {
   if constexpr (kD > 0) {
-    float acc0[kD], acc1[kD];
-    for (int d = 0; d < kD; ++d) acc0[d] = dst0[d], acc1[d] = dst1[d];
+    float acc[N][kD];
+    for (int k = 0; k < N; ++k)
+      for (int d = 0; d < kD; ++d) acc[k][d] = dst[k * kD + d];
     for (int64_t n = 0; n < count; ++n) {
-      const float w0 = weights0[n * weight_stride], w1 = weights1[n * weight_stride];
       const float* row = rows + n * kD;
-      for (int d = 0; d < kD; ++d) {
-        acc0[d] += w0 * row[d];
-        acc1[d] += w1 * row[d];
+      for (int k = 0; k < N; ++k) {
+        const float w = weights[n * weight_stride + k];
+        for (int d = 0; d < kD; ++d) acc[k][d] += w * row[d];
       }
     }
-    for (int d = 0; d < kD; ++d) dst0[d] = acc0[d], dst1[d] = acc1[d];
+    for (int k = 0; k < N; ++k)
+      for (int d = 0; d < kD; ++d) dst[k * kD + d] = acc[k][d];
   } else {
     for (int64_t n = 0; n < count; ++n) {
-      const float w0 = weights0[n * weight_stride], w1 = weights1[n * weight_stride];
       const float* row = rows + n * D;
-      for (int d = 0; d < D; ++d) {
-        dst0[d] += w0 * row[d];
-        dst1[d] += w1 * row[d];
+      for (int k = 0; k < N; ++k) {
+        const float w = weights[n * weight_stride + k];
+        for (int d = 0; d < D; ++d) dst[k * D + d] += w * row[d];
       }
     }
   }
@@ -312,18 +309,15 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
       const int64_t first_row = std::upper_bound(limit.begin(), limit.end(), k0) - limit.begin();
       for (int64_t i0 = first_row; i0 < lq; i0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, lq - i0);
-        // S = scale Q K^T and dP = dO V^T for the block's rows, two rows per pass over the tile.
-        for (int64_t r = 0; r < rows; r += 2) {
-          const int64_t i = i0 + r;
-          if (r + 1 < rows) {
-            tile_scores2<kD>(q_all + i * D, q_all + (i + 1) * D, k_cols, D, p.scale, probs + r * kKeyTile,
-                             probs + (r + 1) * kKeyTile);
-            tile_scores2<kD>(do_all + i * D, do_all + (i + 1) * D, v_cols, D, 1.f, dprobs + r * kKeyTile,
-                             dprobs + (r + 1) * kKeyTile);
-          } else {
-            tile_scores<kD>(q_all + i * D, k_cols, D, p.scale, probs + r * kKeyTile);
-            tile_scores<kD>(do_all + i * D, v_cols, D, 1.f, dprobs + r * kKeyTile);
-          }
+        // S = scale Q K^T and dP = dO V^T for the block's rows, four rows per pass over the tile.
+        int64_t r = 0;
+        for (; r + 4 <= rows; r += 4) {
+          tile_scores_rows<kD, 4>(q_all + (i0 + r) * D, k_cols, D, p.scale, probs + r * kKeyTile);
+          tile_scores_rows<kD, 4>(do_all + (i0 + r) * D, v_cols, D, 1.f, dprobs + r * kKeyTile);
+        }
+        for (; r < rows; ++r) {
+          tile_scores_rows<kD, 1>(q_all + (i0 + r) * D, k_cols, D, p.scale, probs + r * kKeyTile);
+          tile_scores_rows<kD, 1>(do_all + (i0 + r) * D, v_cols, D, 1.f, dprobs + r * kKeyTile);
         }
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = i0 + r;
@@ -339,18 +333,16 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
           }
           weighted_row_sum<kD>(dscore_row, 1, k_rows, valid, D, 1.f, dq_acc + i * D);
         }
-        // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows, two keys
+        // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows, four keys
         // per pass over the rows.
         int64_t j = 0;
-        for (; j + 1 < cols; j += 2) {
-          weighted_row_sum2<kD>(probs + j, probs + j + 1, kKeyTile, do_all + i0 * D, rows, D, dv_acc + j * D,
-                                dv_acc + (j + 1) * D);
-          weighted_row_sum2<kD>(dscores + j, dscores + j + 1, kKeyTile, q_all + i0 * D, rows, D, dk_acc + j * D,
-                                dk_acc + (j + 1) * D);
+        for (; j + 4 <= cols; j += 4) {
+          weighted_row_sums<kD, 4>(probs + j, kKeyTile, do_all + i0 * D, rows, D, dv_acc + j * D);
+          weighted_row_sums<kD, 4>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, dk_acc + j * D);
         }
-        if (j < cols) {
-          weighted_row_sum<kD>(probs + j, kKeyTile, do_all + i0 * D, rows, D, 1.f, dv_acc + j * D);
-          weighted_row_sum<kD>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, 1.f, dk_acc + j * D);
+        for (; j < cols; ++j) {
+          weighted_row_sums<kD, 1>(probs + j, kKeyTile, do_all + i0 * D, rows, D, dv_acc + j * D);
+          weighted_row_sums<kD, 1>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, dk_acc + j * D);
         }
       }
       for (int64_t j = 0; j < cols; ++j)
