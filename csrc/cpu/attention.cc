@@ -111,11 +111,13 @@ RT_ATTN_INLINE void tile_scores_rows(const float* q, const float* kt, int D, flo
     for (int64_t j = 0; j < kKeyTile; ++j) scores[n * kKeyTile + j] = acc[n][j] * scale;
 }
 
-// weighted_row_sum for N consecutive keys (weights + k, dst + k * D) over the same rows, sharing
-// every row load.
+// dst[k * D + d] += sum_n weights[n * n_stride + k * k_stride] * rows[n * D + d] for k < N:
+// N weighted sums of the same `count` rows, so every loaded row feeds N accumulators (the
+// backward is load-bound one sum at a time). dQ uses it over a block's query rows (k_stride =
+// kKeyTile), dK and dV over consecutive keys (n_stride = kKeyTile).
 template <int kD, int N>
-RT_ATTN_INLINE void weighted_row_sums(const float* weights, int64_t weight_stride, const float* rows, int64_t count,
-                                      int D, float* dst) {
+RT_ATTN_INLINE void accumulate_rows(const float* weights, int64_t n_stride, int64_t k_stride, const float* rows,
+                                    int64_t count, int D, float* dst) {
   if constexpr (kD > 0) {
     float acc[N][kD];
     for (int k = 0; k < N; ++k)
@@ -123,7 +125,7 @@ RT_ATTN_INLINE void weighted_row_sums(const float* weights, int64_t weight_strid
     for (int64_t n = 0; n < count; ++n) {
       const float* row = rows + n * kD;
       for (int k = 0; k < N; ++k) {
-        const float w = weights[n * weight_stride + k];
+        const float w = weights[n * n_stride + k * k_stride];
         for (int d = 0; d < kD; ++d) acc[k][d] += w * row[d];
       }
     }
@@ -133,7 +135,7 @@ RT_ATTN_INLINE void weighted_row_sums(const float* weights, int64_t weight_strid
     for (int64_t n = 0; n < count; ++n) {
       const float* row = rows + n * D;
       for (int k = 0; k < N; ++k) {
-        const float w = weights[n * weight_stride + k];
+        const float w = weights[n * n_stride + k * k_stride];
         for (int d = 0; d < D; ++d) dst[k * D + d] += w * row[d];
       }
     }
@@ -331,18 +333,28 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
             prob_row[j] = prob;
             dscore_row[j] = prob * (dprob_row[j] - row_delta) * p.scale;
           }
-          weighted_row_sum<kD>(dscore_row, 1, k_rows, valid, D, 1.f, dq_acc + i * D);
+        }
+        // dQ_i += sum_j dS_ij K_j, four rows per pass over the key tile. Keys past a row's limit
+        // have dS = 0 (P = 0 there), so each group runs to its last row's limit, the largest.
+        for (int64_t r = 0; r < rows;) {
+          const int64_t group = rows - r >= 4 ? 4 : 1;
+          const int64_t count = std::min(kKeyTile, limit[i0 + r + group - 1] - k0);
+          if (group == 4)
+            accumulate_rows<kD, 4>(dscores + r * kKeyTile, 1, kKeyTile, k_rows, count, D, dq_acc + (i0 + r) * D);
+          else
+            accumulate_rows<kD, 1>(dscores + r * kKeyTile, 1, kKeyTile, k_rows, count, D, dq_acc + (i0 + r) * D);
+          r += group;
         }
         // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows, four keys
         // per pass over the rows.
         int64_t j = 0;
         for (; j + 4 <= cols; j += 4) {
-          weighted_row_sums<kD, 4>(probs + j, kKeyTile, do_all + i0 * D, rows, D, dv_acc + j * D);
-          weighted_row_sums<kD, 4>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, dk_acc + j * D);
+          accumulate_rows<kD, 4>(probs + j, kKeyTile, 1, do_all + i0 * D, rows, D, dv_acc + j * D);
+          accumulate_rows<kD, 4>(dscores + j, kKeyTile, 1, q_all + i0 * D, rows, D, dk_acc + j * D);
         }
         for (; j < cols; ++j) {
-          weighted_row_sums<kD, 1>(probs + j, kKeyTile, do_all + i0 * D, rows, D, dv_acc + j * D);
-          weighted_row_sums<kD, 1>(dscores + j, kKeyTile, q_all + i0 * D, rows, D, dk_acc + j * D);
+          accumulate_rows<kD, 1>(probs + j, kKeyTile, 1, do_all + i0 * D, rows, D, dv_acc + j * D);
+          accumulate_rows<kD, 1>(dscores + j, kKeyTile, 1, q_all + i0 * D, rows, D, dk_acc + j * D);
         }
       }
       for (int64_t j = 0; j < cols; ++j)
