@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "launch.h"
+#include "scratch.cuh"
 #include "chunked_reduce.cuh"
 #include "warp.cuh"
 
@@ -76,19 +77,10 @@ __global__ void __launch_bounds__(kChunkThreads)
   if (threadIdx.x == 0) loss[0] = float(total / double(rows));
 }
 
-struct Scratch {
-  float* data = nullptr;
-  explicit Scratch(size_t floats) { rt::rt_check(cudaMalloc(&data, floats * sizeof(float)), "channel_stat_loss scratch"); }
-  ~Scratch() { cudaFree(data); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 static void channel_stat_loss(const rt::ChannelStatLossParams& p) {
   const int64_t rows = p.batch * p.channels;
   const ChunkPlan plan = plan_chunks(rows, p.n);
-  Scratch scratch(size_t(rows * plan.chunks * 4));
-  float* partials = scratch.data;  // RT_LAUNCH captures arguments by value
+  float* partials = scratch_floats(size_t(rows * plan.chunks * 4), "channel_stat_loss scratch");
   RT_LAUNCH(channel_partials_kernel, plan.grid(rows), kChunkThreads, 0, p.a, p.b, partials, rows, p.n, plan.chunk);
   RT_LAUNCH(channel_finish_kernel, 1, kChunkThreads, 0, p.a, p.b, partials, p.loss, p.mean_a, p.mean_b, p.std_a, p.std_b,
             rows, plan.chunks, p.n, p.match_std);

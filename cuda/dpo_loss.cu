@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "launch.h"
+#include "scratch.cuh"
 #include "chunked_reduce.cuh"
 #include "warp.cuh"
 
@@ -81,19 +82,9 @@ __global__ void __launch_bounds__(kChunkThreads)
   }
 }
 
-// Device scratch for one call, released when the call returns (or throws).
-struct Scratch {
-  float* data = nullptr;
-  explicit Scratch(size_t floats) { rt::rt_check(cudaMalloc(&data, floats * sizeof(float)), "dpo_loss scratch"); }
-  ~Scratch() { cudaFree(data); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 static void dpo_loss(const rt::DpoLossParams& p) {
   const ChunkPlan plan = plan_chunks(p.pairs, p.per_pair);
-  Scratch scratch(size_t(p.pairs * plan.chunks * 4));
-  float* partials = scratch.data;  // RT_LAUNCH captures arguments by value
+  float* partials = scratch_floats(size_t(p.pairs * plan.chunks * 4), "dpo_loss scratch");
   RT_LAUNCH(dpo_partials_kernel, plan.grid(p.pairs), kChunkThreads, 0, p.pred_w, p.pred_l,
             p.ref_w, p.ref_l, p.noise_w, p.noise_l, partials, p.pairs, p.per_pair, plan.chunk);
   RT_LAUNCH(dpo_finish_kernel, 1, kChunkThreads, 0, partials, p.loss, p.accuracy, p.inside, p.mse_w, p.mse_l,

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "launch.h"
+#include "scratch.cuh"
 
 namespace RT_BACKEND_NS {
 namespace {
@@ -201,18 +202,9 @@ __global__ void __launch_bounds__(kThreads) column_sum_kernel(dptr<const float> 
   out[j] = s;
 }
 
-struct Scratch {
-  float* data = nullptr;
-  explicit Scratch(size_t floats) { rt::rt_check(cudaMalloc(&data, floats * sizeof(float)), "lora_linear_backward scratch"); }
-  ~Scratch() { cudaFree(data); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 void lora_linear_backward(const rt::LoraLinearBackwardParams& p) {
   const int64_t m = p.m, n = p.n, k = p.k, r = p.rank;
-  Scratch scratch(size_t(std::max<int64_t>(m * r, 1)));
-  float* g = scratch.data;  // dy up^T [m, r]
+  float* g = scratch_floats(size_t(std::max<int64_t>(m * r, 1)), "lora_linear_backward scratch");
   fused_lora_gemm(m, n, k, r, {p.dy, n, 1}, {p.w, k, 1}, {p.up, 1, n}, {p.down, 1, r}, nullptr, p.scale, p.dx, g);
   if (r > 0) {
     launch_gemm(plain({p.x, 1, k}, {g, r, 1}, p.ddown, r, 1, k, r, m, p.scale));
