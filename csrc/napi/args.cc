@@ -120,4 +120,16 @@ void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char
          Error::type);
 }
 
+Napi::Value output_like(const Napi::CallbackInfo& info, size_t index, const NativeTensor& like, const char* op,
+                        NativeTensor** out) {
+  if (NativeTensor* given = optional_tensor_arg(info, index, op, "out")) {
+    expect_same_device(like, *given, op, "out");
+    expect_dtype(*given, like.dtype(), op, "out");
+    expect_numel(*given, like.numel(), op, "out");
+    *out = given;
+    return info[index];
+  }
+  return NativeTensor::create(info.Env(), like.device(), like.dtype(), like.shape(), out);
+}
+
 }  // namespace rt::napi

@@ -53,6 +53,11 @@ void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char
     if (!(condition)) ::rt::napi::expect_failed(__VA_ARGS__);          \
   } while (0)
 
+// An op's output: the `out` argument at `index` when given (checked to match `like` in
+// device, dtype and element count; it may alias an input), else a new tensor shaped like `like`.
+Napi::Value output_like(const Napi::CallbackInfo& info, size_t index, const NativeTensor& like, const char* op,
+                        NativeTensor** out);
+
 template <class P>
 using OpFn = void (*)(const P&);
 

@@ -4,19 +4,6 @@
 
 namespace rt::napi {
 
-// The output: `out` when given (checked against `like`), else a new tensor shaped like `like`.
-static Napi::Value output_like(const Napi::CallbackInfo& info, size_t index, const NativeTensor& like,
-                               const char* op, NativeTensor** out) {
-  if (NativeTensor* given = optional_tensor_arg(info, index, op, "out")) {
-    expect_same_device(like, *given, op, "out");
-    expect_dtype(*given, like.dtype(), op, "out");
-    expect_numel(*given, like.numel(), op, "out");
-    *out = given;
-    return info[index];
-  }
-  return NativeTensor::create(info.Env(), like.device(), like.dtype(), like.shape(), out);
-}
-
 static const float* f32_in(NativeTensor& t, const char* op, const char* arg) {
   return static_cast<const float*>(t.data(op, arg));
 }

@@ -1,6 +1,6 @@
 import { native, type NativeHandle } from '../native.js';
 import { wrap, type Tensor } from '../tensor.js';
-import { expectDType, expectNumber, expectSameDevice, expectShape, expectTensor } from './validate.js';
+import { expectDType, expectNumber, expectOutLike, expectTensor } from './validate.js';
 
 declare module '../native.js' {
   interface NativeModule {
@@ -15,11 +15,7 @@ export function clamp(x: Tensor<'f32'>, lo: number, hi: number, options: { out?:
   expectNumber('clamp', 'lo', lo);
   expectNumber('clamp', 'hi', hi, (v) => v >= lo, `>= lo (${lo})`);
   const { out } = options;
-  if (out !== undefined) {
-    expectTensor('clamp', 'out', out);
-    expectSameDevice('clamp', 'out', out, x.device);
-    expectShape('clamp', 'out', out, x.shape);
-  }
+  expectOutLike('clamp', x, out);
   const handle = native.clamp(x.handle, lo, hi, out?.handle ?? null);
   return out ?? wrap(handle, x.shape, 'f32', x.device);
 }

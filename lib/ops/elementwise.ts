@@ -2,7 +2,7 @@
 import type { NativeHandle } from '../native.js';
 import { native } from '../native.js';
 import { wrap, type Tensor } from '../tensor.js';
-import { expectDType, expectInteger, expectNumber, expectTensor, expectSameDevice, expectShape } from './validate.js';
+import { expectDType, expectInteger, expectNumber, expectTensor, expectSameDevice, expectShape, expectOutLike } from './validate.js';
 
 declare module '../native.js' {
   interface NativeModule {
@@ -18,14 +18,6 @@ export interface OutOption {
   out?: Tensor<'f32'>;
 }
 
-function checkOut(op: string, x: Tensor, out: Tensor | undefined): void {
-  if (out === undefined) return;
-  expectTensor(op, 'out', out);
-  expectSameDevice(op, 'out', out, x.device);
-  expectDType(op, 'out', out, 'f32');
-  expectShape(op, 'out', out, x.shape);
-}
-
 function checkF32(op: string, name: string, x: unknown): asserts x is Tensor<'f32'> {
   expectTensor(op, name, x);
   expectDType(op, name, x, 'f32');
@@ -38,7 +30,7 @@ function binary(op: keyof typeof binaryCodes, a: Tensor<'f32'>, b: Tensor<'f32'>
   checkF32(op, 'b', b);
   expectSameDevice(op, 'b', b, a.device);
   expectShape(op, 'b', b, a.shape);
-  checkOut(op, a, options.out);
+  expectOutLike(op, a, options.out);
   const handle = native.binary(a.handle, b.handle, binaryCodes[op], options.out?.handle ?? null);
   return options.out ?? wrap(handle, a.shape, 'f32', a.device);
 }
@@ -62,7 +54,7 @@ export function mul(a: Tensor<'f32'>, b: Tensor<'f32'>, options: OutOption = {})
 export function scale(x: Tensor<'f32'>, alpha: number, options: OutOption = {}): Tensor<'f32'> {
   checkF32('scale', 'x', x);
   expectNumber('scale', 'alpha', alpha);
-  checkOut('scale', x, options.out);
+  expectOutLike('scale', x, options.out);
   const handle = native.scale(x.handle, alpha, options.out?.handle ?? null);
   return options.out ?? wrap(handle, x.shape, 'f32', x.device);
 }
@@ -104,7 +96,7 @@ export function biasAdd(x: Tensor<'f32'>, bias: Tensor<'f32'>, options: BiasAddO
   if (x.ndim === 0) throw new RangeError('biasAdd: x has 0 dims, expected at least 1');
   const axis = normalizeAxis('biasAdd', 'axis', options.axis ?? -1, x.ndim);
   expectShape('biasAdd', 'bias', bias, [x.shape[axis]!]);
-  checkOut('biasAdd', x, options.out);
+  expectOutLike('biasAdd', x, options.out);
   const handle = native.biasAdd(x.handle, bias.handle, axis, options.out?.handle ?? null);
   return options.out ?? wrap(handle, x.shape, 'f32', x.device);
 }

@@ -49,3 +49,12 @@ export function expectNumber(op: string, name: string, value: unknown, check?: (
 export function expectInteger(op: string, name: string, value: unknown, min = -Infinity): number {
   return expectNumber(op, name, value, (v) => Number.isInteger(v) && v >= min, min === -Infinity ? 'an integer' : `an integer >= ${min}`);
 }
+
+/** An `out` option, when given: an f32 tensor on `like`'s device with `like`'s shape. */
+export function expectOutLike(op: string, like: Tensor, out: Tensor | undefined): void {
+  if (out === undefined) return;
+  expectTensor(op, 'out', out);
+  expectSameDevice(op, 'out', out, like.device);
+  expectDType(op, 'out', out, 'f32');
+  expectShape(op, 'out', out, like.shape);
+}
