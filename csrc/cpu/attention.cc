@@ -1,20 +1,24 @@
 // Fused attention on the cpu, flash-attention style: the Lq x Lk score matrix is never stored.
 //
 // Forward: a task is one (batch, head, tile of 32 queries). It walks the keys in tiles of 64,
-// computes the tile's scores S = scale * Q K^T, and folds them into a running (max, sum, output)
-// per row (online softmax); the row's log-sum-exp is saved for the backward.
+// computes the tile's scores S = scale * Q K^T for all its rows at once, folds them into a
+// running (max, sum) per row (online softmax), rescales the rows' output accumulators and adds
+// P V. The row's log-sum-exp is saved for the backward.
 // Backward: a task is one (batch, head), so dK and dV of that head are private to it (no races).
-// For each key tile and block of 32 query rows it recomputes P = exp(S - lse) and
-// dS = P * (dO V^T - delta) * scale row by row (delta_i = dO_i . O_i, precomputed), adds
-// dS K into dQ, then adds P^T dO into dV and dS^T Q into dK key by key over the block's rows.
+// For each key tile and block of 32 query rows it recomputes S and dP = dO V^T, then
+// P = exp(S - lse) and dS = P * (dP - delta) * scale (delta_i = dO_i . O_i, precomputed), and
+// adds dS K into dQ, P^T dO into dV and dS^T Q into dK.
 //
-// Every inner loop runs over a contiguous axis (K and V are also kept transposed in the tile);
-// row max and sum use 16 independent lanes, so the compiler vectorises everything without
-// reassociation. D = 32, 64, 128 are compile-time sizes whose accumulators stay in registers;
-// any other D (up to 256) takes the same code with a run-time size. Each kernel is compiled for
-// AVX-512, AVX2 and baseline x86-64 and picked with isa(). exp is a polynomial that vectorises
-// (libm's expf does not without -ffast-math). bf16 inputs are widened to f32 as they are
-// loaded; all arithmetic is f32.
+// Every product above is one small GEMM, C (+)= alpha A B with B row-major, done by one
+// register-blocked micro-kernel (block_product): 4 rows of C by 64 columns (AVX-512; 16 on
+// AVX2, 8 on SSE) stay in vector registers across the shared dimension, each step loading one
+// row of B and broadcasting 4 elements of A. K and V are kept both as rows and transposed so
+// every B is row-major; A may be strided either way (P^T and dS^T are read from P and dS).
+// Rows are padded with zeros to a multiple of 16 floats (any D up to 256 runs the same code;
+// D a multiple of 16 wastes nothing). The kernels are compiled for AVX-512, AVX2 and baseline
+// x86-64 (GCC vector types of 16, 8 and 4 floats) and picked with isa(). exp is a polynomial
+// that vectorises (libm's expf does not without -ffast-math). bf16 inputs are widened to f32
+// as they are loaded; all arithmetic is f32.
 //
 // No trapping math in this file (set before any header, so every inlined function agrees): with
 // it GCC will not if-convert the float compares in exp, max and the masks for AVX2 and SSE,
@@ -40,6 +44,7 @@ namespace {
 constexpr int64_t kQueryTile = 32;
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kRowBlock = 32;  // backward: rows whose P and dS are held for the dK/dV update
+constexpr int64_t kPad = 16;       // head rows are padded to a multiple of this many floats
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 #define RT_ATTN_INLINE [[gnu::always_inline]] inline
@@ -48,6 +53,8 @@ RT_ATTN_INLINE float to_f32(float x) { return x; }
 RT_ATTN_INLINE float to_f32(uint16_t x) { return bf16_to_f32(x); }
 RT_ATTN_INLINE void store(float* dst, float v) { *dst = v; }
 RT_ATTN_INLINE void store(uint16_t* dst, float v) { *dst = f32_to_bf16(v); }
+
+int64_t padded(int64_t dim) { return (dim + kPad - 1) / kPad * kPad; }
 
 // Keys row i may attend to are [0, limit(i)): the kv length and the causal diagonal (aligned
 // to the end, so with Lq < Lk the last query sees every key).
@@ -67,103 +74,130 @@ struct Masking {
   }
 };
 
-// Copies keys [k0, k0 + rows) of one head into `rows_out` [kKeyTile][D] and, when wanted,
-// transposed into `cols_out` [D][kKeyTile], widening to f32.
-template <int kD, class T>
-RT_ATTN_INLINE void load_key_tile(const T* src, int64_t rows, int D, float* rows_out, float* cols_out) {
-  for (int64_t j = 0; j < rows; ++j) {
-    const T* row = src + j * D;
-    float* dst = rows_out + j * D;
-    for (int d = 0; d < (kD > 0 ? kD : D); ++d) dst[d] = to_f32(row[d]);
-  }
-  if (cols_out == nullptr) return;
-  for (int64_t j = 0; j < rows; ++j)
-    for (int d = 0; d < (kD > 0 ? kD : D); ++d) cols_out[d * kKeyTile + j] = rows_out[j * D + d];
+// ---------------------------------------------------------------------------------------------
+// The micro-kernel
+
+// W floats in one vector register: 16 under AVX-512, 8 under AVX2, 4 under SSE. The same source
+// compiles to each inside the target-specific functions at the end of the file.
+// (The attribute must sit on a typedef in a class template: GCC drops it from alias templates.)
+template <int W>
+struct VecOf {
+  typedef float type __attribute__((vector_size(W * sizeof(float))));
+  static_assert(sizeof(type) == W * sizeof(float));
+};
+template <int W>
+using Vec = typename VecOf<W>::type;
+
+template <int W>
+RT_ATTN_INLINE Vec<W> load_vec(const float* src) {
+  Vec<W> v;
+  __builtin_memcpy(&v, src, sizeof v);
+  return v;
 }
 
-// scores[j] = scale * sum_d q[d] kt[d][j] over the whole tile (columns past the loaded keys hold
-// finite stale values; callers mask them).
-template <int kD>
-RT_ATTN_INLINE void tile_scores(const float* q, const float* kt, int D, float scale, float* scores) {
-  float acc[kKeyTile] = {};
-  for (int d = 0; d < (kD > 0 ? kD : D); ++d) {
-    const float qd = q[d];
-    const float* kd = kt + d * kKeyTile;
-    for (int64_t j = 0; j < kKeyTile; ++j) acc[j] += qd * kd[j];
-  }
-  for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = acc[j] * scale;
+template <int W>
+RT_ATTN_INLINE void store_vec(float* dst, Vec<W> v) {
+  __builtin_memcpy(dst, &v, sizeof v);
 }
 
-// tile_scores for N query rows at once (rows q + n * D): each loaded column of kt feeds N
-// accumulators, so the backward, load-bound one row at a time, does N FMAs per load.
-template <int kD, int N>
-RT_ATTN_INLINE void tile_scores_rows(const float* q, const float* kt, int D, float scale, float* scores) {
-  float acc[N][kKeyTile] = {};
-  const int dims = kD > 0 ? kD : D;
-  for (int d = 0; d < dims; ++d) {
-    const float* kd = kt + d * kKeyTile;
-    for (int n = 0; n < N; ++n) {
-      const float qd = q[n * dims + d];
-      for (int64_t j = 0; j < kKeyTile; ++j) acc[n][j] += qd * kd[j];
+// The A operand of a product: element (i, p) at data[i * row_stride + p * k_stride].
+struct StridedA {
+  const float* data;
+  int64_t row_stride, k_stride;
+};
+
+// Rows [0, MR) x columns [0, NV * W) of C (+)= alpha * sum_{p < kc} A(i, p) B[p][...]: the tile
+// stays in MR x NV vector registers, each step loads NV vectors of B and broadcasts MR of A.
+template <int W, int NV, int MR>
+RT_ATTN_INLINE void micro_tile(int64_t kc, StridedA a, const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
+                               bool accumulate) {
+  Vec<W> acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[i][v] = Vec<W>{};
+  for (int64_t p = 0; p < kc; ++p) {
+    Vec<W> row[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) row[v] = load_vec<W>(b + p * ldb + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const float ai = a.data[i * a.row_stride + p * a.k_stride];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[i][v] += ai * row[v];
     }
   }
-  for (int n = 0; n < N; ++n)
-    for (int64_t j = 0; j < kKeyTile; ++j) scores[n * kKeyTile + j] = acc[n][j] * scale;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      float* dst = c + i * ldc + v * W;
+      const Vec<W> scaled = alpha * acc[i][v];
+      store_vec<W>(dst, accumulate ? load_vec<W>(dst) + scaled : scaled);
+    }
 }
 
-// dst[k * D + d] += sum_n weights[n * n_stride + k * k_stride] * rows[n * D + d] for k < N:
-// N weighted sums of the same `count` rows, so every loaded row feeds N accumulators (the
-// backward is load-bound one sum at a time). dQ uses it over a block's query rows (k_stride =
-// kKeyTile), dK and dV over consecutive keys (n_stride = kKeyTile).
-template <int kD, int N>
-RT_ATTN_INLINE void accumulate_rows(const float* weights, int64_t n_stride, int64_t k_stride, const float* rows,
-                                    int64_t count, int D, float* dst) {
-  if constexpr (kD > 0) {
-    float acc[N][kD];
-    for (int k = 0; k < N; ++k)
-      for (int d = 0; d < kD; ++d) acc[k][d] = dst[k * kD + d];
-    for (int64_t n = 0; n < count; ++n) {
-      const float* row = rows + n * kD;
-      for (int k = 0; k < N; ++k) {
-        const float w = weights[n * n_stride + k * k_stride];
-        for (int d = 0; d < kD; ++d) acc[k][d] += w * row[d];
+// Vector width and vectors per micro-tile row for each instruction set: 4 x NV accumulators,
+// NV loads of B and one broadcast fit the register file (32 zmm, 16 ymm, 16 xmm).
+template <int W>
+struct Blocking {
+  static constexpr int kWidth = W;
+  static constexpr int kVectors = W == 16 ? 4 : 2;
+  static constexpr int kRows = 4;
+};
+
+// C[m x n] (+)= alpha * A[m x kc] B[kc x n], B and C row-major, n a multiple of kPad.
+template <int W>
+RT_ATTN_INLINE void block_product(int64_t m, int64_t n, int64_t kc, StridedA a, const float* b, int64_t ldb, float* c,
+                                  int64_t ldc, float alpha, bool accumulate) {
+  using B = Blocking<W>;
+  constexpr int64_t wide = B::kWidth * B::kVectors;
+  for (int64_t i0 = 0; i0 < m; i0 += B::kRows) {
+    const int64_t rows = std::min<int64_t>(B::kRows, m - i0);
+    const StridedA a_rows{a.data + i0 * a.row_stride, a.row_stride, a.k_stride};
+    float* c_rows = c + i0 * ldc;
+    int64_t j = 0;
+    for (; j + wide <= n; j += wide) {
+      if (rows == B::kRows) {
+        micro_tile<W, B::kVectors, B::kRows>(kc, a_rows, b + j, ldb, c_rows + j, ldc, alpha, accumulate);
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          const StridedA a_row{a_rows.data + r * a.row_stride, a.row_stride, a.k_stride};
+          micro_tile<W, B::kVectors, 1>(kc, a_row, b + j, ldb, c_rows + r * ldc + j, ldc, alpha, accumulate);
+        }
       }
     }
-    for (int k = 0; k < N; ++k)
-      for (int d = 0; d < kD; ++d) dst[k * kD + d] = acc[k][d];
-  } else {
-    for (int64_t n = 0; n < count; ++n) {
-      const float* row = rows + n * D;
-      for (int k = 0; k < N; ++k) {
-        const float w = weights[n * n_stride + k * k_stride];
-        for (int d = 0; d < D; ++d) dst[k * D + d] += w * row[d];
+    for (; j < n; j += W) {
+      if (rows == B::kRows) {
+        micro_tile<W, 1, B::kRows>(kc, a_rows, b + j, ldb, c_rows + j, ldc, alpha, accumulate);
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          const StridedA a_row{a_rows.data + r * a.row_stride, a.row_stride, a.k_stride};
+          micro_tile<W, 1, 1>(kc, a_row, b + j, ldb, c_rows + r * ldc + j, ldc, alpha, accumulate);
+        }
       }
     }
   }
 }
 
-// dst[d] = keep * dst[d] + sum_n weights[n * weight_stride] * rows[n * D + d]. With a
-// compile-time D the sum stays in registers across n (one load and store of dst per call).
-template <int kD>
-RT_ATTN_INLINE void weighted_row_sum(const float* weights, int64_t weight_stride, const float* rows, int64_t count,
-                                     int D, float keep, float* dst) {
-  if constexpr (kD > 0) {
-    float acc[kD];
-    for (int d = 0; d < kD; ++d) acc[d] = dst[d] * keep;
-    for (int64_t n = 0; n < count; ++n) {
-      const float w = weights[n * weight_stride];
-      const float* row = rows + n * kD;
-      for (int d = 0; d < kD; ++d) acc[d] += w * row[d];
-    }
-    for (int d = 0; d < kD; ++d) dst[d] = acc[d];
-  } else {
-    for (int d = 0; d < D; ++d) dst[d] *= keep;
-    for (int64_t n = 0; n < count; ++n) {
-      const float w = weights[n * weight_stride];
-      const float* row = rows + n * D;
-      for (int d = 0; d < D; ++d) dst[d] += w * row[d];
-    }
+// ---------------------------------------------------------------------------------------------
+// Tiles and rows
+
+// Copies `rows` rows of D elements into `dst` rows of Dp floats, widening to f32 and zeroing
+// the padding.
+template <class T>
+RT_ATTN_INLINE void load_rows(const T* src, int64_t rows, int64_t D, int64_t Dp, float* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < D; ++d) dst[r * Dp + d] = to_f32(src[r * D + d]);
+    for (int64_t d = D; d < Dp; ++d) dst[r * Dp + d] = 0.f;
   }
+}
+
+// The transpose of a key tile: cols[d][j] = rows[j][d] for j < count (the other columns keep
+// finite stale values, which callers mask).
+RT_ATTN_INLINE void transpose_tile(const float* rows, int64_t count, int64_t Dp, float* cols) {
+  for (int64_t j = 0; j < count; ++j)
+    for (int64_t d = 0; d < Dp; ++d) cols[d * kKeyTile + j] = rows[j * Dp + d];
 }
 
 // Max and sum over a tile row, in 16 independent lanes so they vectorise without reassociation.
@@ -188,18 +222,21 @@ RT_ATTN_INLINE float tile_sum(const float* x) {
   return s;
 }
 
-template <int kD, class T>
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+template <int W, class T>
 RT_ATTN_INLINE void forward_tasks(const AttentionParams& p, int64_t begin, int64_t end) {
-  const int D = kD > 0 ? kD : static_cast<int>(p.dim);
+  const int64_t D = p.dim, Dp = padded(D);
   const int64_t q_tiles = (p.lq + kQueryTile - 1) / kQueryTile;
-  // Scratch: Q tile, output accumulators, K tile (rows and transposed), V tile, one score row.
-  std::vector<float> scratch(size_t(kQueryTile * D * 2 + kKeyTile * D * 3 + kKeyTile), 0.f);
+  // Scratch: Q tile, output accumulators, K tile (rows and transposed), V tile, scores.
+  std::vector<float> scratch(size_t(kQueryTile * Dp * 2 + kKeyTile * Dp * 3 + kQueryTile * kKeyTile), 0.f);
   float* q_tile = scratch.data();
-  float* o_acc = q_tile + kQueryTile * D;
-  float* k_rows = o_acc + kQueryTile * D;
-  float* k_cols = k_rows + kKeyTile * D;
-  float* v_rows = k_cols + kKeyTile * D;
-  float* scores = v_rows + kKeyTile * D;
+  float* o_acc = q_tile + kQueryTile * Dp;
+  float* k_rows = o_acc + kQueryTile * Dp;
+  float* k_cols = k_rows + kKeyTile * Dp;
+  float* v_rows = k_cols + kKeyTile * Dp;
+  float* scores = v_rows + kKeyTile * Dp;  // [kQueryTile][kKeyTile]: S, then P
   float row_max[kQueryTile], row_sum[kQueryTile];
   int64_t limit[kQueryTile];
 
@@ -208,38 +245,42 @@ RT_ATTN_INLINE void forward_tasks(const AttentionParams& p, int64_t begin, int64
     const int64_t q0 = (task % q_tiles) * kQueryTile;
     const int64_t rows = std::min(kQueryTile, p.lq - q0);
     const Masking mask(p.kv_lengths, bh / p.heads, p.lq, p.lk, p.causal);
-    const T* q = static_cast<const T*>(p.q) + (bh * p.lq + q0) * D;
     const T* k = static_cast<const T*>(p.k) + bh * p.lk * D;
     const T* v = static_cast<const T*>(p.v) + bh * p.lk * D;
 
+    load_rows(static_cast<const T*>(p.q) + (bh * p.lq + q0) * D, rows, D, Dp, q_tile);
+    std::fill(o_acc, o_acc + rows * Dp, 0.f);
     int64_t max_limit = 0;
     for (int64_t r = 0; r < rows; ++r) {
       limit[r] = mask.limit(q0 + r);
       max_limit = std::max(max_limit, limit[r]);
       row_max[r] = kNegInf;
       row_sum[r] = 0.f;
-      for (int d = 0; d < D; ++d) {
-        q_tile[r * D + d] = to_f32(q[r * D + d]);
-        o_acc[r * D + d] = 0.f;
-      }
     }
 
     for (int64_t k0 = 0; k0 < max_limit; k0 += kKeyTile) {
       const int64_t cols = std::min(kKeyTile, max_limit - k0);
-      load_key_tile<kD>(k + k0 * D, cols, D, k_rows, k_cols);
-      load_key_tile<kD>(v + k0 * D, cols, D, v_rows, static_cast<float*>(nullptr));
+      load_rows(k + k0 * D, cols, D, Dp, k_rows);
+      transpose_tile(k_rows, cols, Dp, k_cols);
+      load_rows(v + k0 * D, cols, D, Dp, v_rows);
+      block_product<W>(rows, kKeyTile, Dp, {q_tile, Dp, 1}, k_cols, kKeyTile, scores, kKeyTile, p.scale, false);
       for (int64_t r = 0; r < rows; ++r) {
-        if (limit[r] <= k0) continue;
-        const int64_t valid = std::min(kKeyTile, limit[r] - k0);
-        tile_scores<kD>(q_tile + r * D, k_cols, D, p.scale, scores);
-        for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = j < valid ? scores[j] : kNegInf;
-        const float new_max = std::max(row_max[r], tile_max(scores));
+        float* row = scores + r * kKeyTile;
+        const int64_t valid = limit[r] - k0;
+        if (valid <= 0) {  // this row sees none of the tile
+          std::fill(row, row + kKeyTile, 0.f);
+          continue;
+        }
+        for (int64_t j = 0; j < kKeyTile; ++j) row[j] = select(j < valid, row[j], kNegInf);
+        const float new_max = std::max(row_max[r], tile_max(row));
         const float correction = exp_approx(row_max[r] - new_max);
-        for (int64_t j = 0; j < kKeyTile; ++j) scores[j] = exp_approx(scores[j] - new_max);
-        row_sum[r] = row_sum[r] * correction + tile_sum(scores);
+        for (int64_t j = 0; j < kKeyTile; ++j) row[j] = exp_approx(row[j] - new_max);
+        row_sum[r] = row_sum[r] * correction + tile_sum(row);
         row_max[r] = new_max;
-        weighted_row_sum<kD>(scores, 1, v_rows, valid, D, correction, o_acc + r * D);
+        float* o_row = o_acc + r * Dp;
+        for (int64_t d = 0; d < Dp; ++d) o_row[d] *= correction;
       }
+      block_product<W>(rows, Dp, cols, {scores, kKeyTile, 1}, v_rows, Dp, o_acc, Dp, 1.f, true);
     }
 
     T* out = static_cast<T*>(p.out) + (bh * p.lq + q0) * D;
@@ -247,55 +288,55 @@ RT_ATTN_INLINE void forward_tasks(const AttentionParams& p, int64_t begin, int64
     for (int64_t r = 0; r < rows; ++r) {
       const bool any = row_sum[r] > 0.f;
       const float inv = any ? 1.f / row_sum[r] : 0.f;
-      for (int d = 0; d < D; ++d) store(out + r * D + d, o_acc[r * D + d] * inv);
+      for (int64_t d = 0; d < D; ++d) store(out + r * D + d, o_acc[r * Dp + d] * inv);
       lse[r] = any ? row_max[r] + std::log(row_sum[r]) : kNegInf;
     }
   }
 }
 
-template <int kD, class T>
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+template <int W, class T>
 RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t begin, int64_t end) {
-  const int D = kD > 0 ? kD : static_cast<int>(p.dim);
+  const int64_t D = p.dim, Dp = padded(D);
   const int64_t lq = p.lq, lk = p.lk;
-  // Scratch: Q, dO and the dQ accumulator for the whole head, delta; the K and V tiles (rows
-  // and transposed), dK and dV tile accumulators; P, dS and dP for a block of rows.
-  std::vector<float> scratch(size_t(lq * D * 3 + lq + kKeyTile * D * 6 + kRowBlock * kKeyTile * 3), 0.f);
+  // Scratch: Q, dO and the dQ accumulator for the whole head, delta; the K tile (rows and
+  // transposed), V transposed, dK and dV tile accumulators; S then P, dP, and dS for a block
+  // of rows.
+  std::vector<float> scratch(size_t(lq * Dp * 3 + lq + kKeyTile * Dp * 5 + kRowBlock * kKeyTile * 3), 0.f);
   std::vector<int64_t> limit(static_cast<size_t>(lq));
   float* q_all = scratch.data();
-  float* do_all = q_all + lq * D;
-  float* dq_acc = do_all + lq * D;
-  float* delta = dq_acc + lq * D;
+  float* do_all = q_all + lq * Dp;
+  float* dq_acc = do_all + lq * Dp;
+  float* delta = dq_acc + lq * Dp;
   float* k_rows = delta + lq;
-  float* k_cols = k_rows + kKeyTile * D;
-  float* v_rows = k_cols + kKeyTile * D;
-  float* v_cols = v_rows + kKeyTile * D;
-  float* dk_acc = v_cols + kKeyTile * D;
-  float* dv_acc = dk_acc + kKeyTile * D;
-  float* probs = dv_acc + kKeyTile * D;  // [kRowBlock][kKeyTile]
-  float* dscores = probs + kRowBlock * kKeyTile;
-  float* dprobs = dscores + kRowBlock * kKeyTile;  // [kRowBlock][kKeyTile]
+  float* k_cols = k_rows + kKeyTile * Dp;
+  float* v_cols = k_cols + kKeyTile * Dp;
+  float* dk_acc = v_cols + kKeyTile * Dp;
+  float* dv_acc = dk_acc + kKeyTile * Dp;
+  float* probs = dv_acc + kKeyTile * Dp;  // [kRowBlock][kKeyTile]
+  float* dprobs = probs + kRowBlock * kKeyTile;
+  float* dscores = dprobs + kRowBlock * kKeyTile;
+  float* v_rows = dk_acc;  // V rows are only needed while v_cols is built, before dK is cleared
 
   for (int64_t bh = begin; bh < end; ++bh) {
     const Masking mask(p.kv_lengths, bh / p.heads, lq, lk, p.causal);
-    const T* q = static_cast<const T*>(p.q) + bh * lq * D;
     const T* k = static_cast<const T*>(p.k) + bh * lk * D;
     const T* v = static_cast<const T*>(p.v) + bh * lk * D;
     const T* out = static_cast<const T*>(p.out) + bh * lq * D;
     const T* dout = static_cast<const T*>(p.dout) + bh * lq * D;
     const float* lse = p.lse + bh * lq;
 
+    load_rows(static_cast<const T*>(p.q) + bh * lq * D, lq, D, Dp, q_all);
+    load_rows(dout, lq, D, Dp, do_all);
+    std::fill(dq_acc, dq_acc + lq * Dp, 0.f);
     int64_t max_limit = 0;
     for (int64_t i = 0; i < lq; ++i) {
       limit[i] = mask.limit(i);
       max_limit = std::max(max_limit, limit[i]);
       float dot = 0.f;
-      for (int d = 0; d < D; ++d) {
-        q_all[i * D + d] = to_f32(q[i * D + d]);
-        const float g = to_f32(dout[i * D + d]);
-        do_all[i * D + d] = g;
-        dq_acc[i * D + d] = 0.f;
-        dot += g * to_f32(out[i * D + d]);
-      }
+      for (int64_t d = 0; d < D; ++d) dot += do_all[i * Dp + d] * to_f32(out[i * D + d]);
       delta[i] = dot;
     }
 
@@ -303,64 +344,41 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
     T* dv = static_cast<T*>(p.dv) + bh * lk * D;
     for (int64_t k0 = 0; k0 < max_limit; k0 += kKeyTile) {
       const int64_t cols = std::min(kKeyTile, max_limit - k0);
-      load_key_tile<kD>(k + k0 * D, cols, D, k_rows, k_cols);
-      load_key_tile<kD>(v + k0 * D, cols, D, v_rows, v_cols);
-      std::fill(dk_acc, dk_acc + kKeyTile * D, 0.f);
-      std::fill(dv_acc, dv_acc + kKeyTile * D, 0.f);
+      load_rows(k + k0 * D, cols, D, Dp, k_rows);
+      transpose_tile(k_rows, cols, Dp, k_cols);
+      load_rows(v + k0 * D, cols, D, Dp, v_rows);
+      transpose_tile(v_rows, cols, Dp, v_cols);
+      std::fill(dk_acc, dk_acc + kKeyTile * Dp, 0.f);
+      std::fill(dv_acc, dv_acc + kKeyTile * Dp, 0.f);
       // limit is non-decreasing in the row: rows before first_row see none of this tile.
       const int64_t first_row = std::upper_bound(limit.begin(), limit.end(), k0) - limit.begin();
       for (int64_t i0 = first_row; i0 < lq; i0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, lq - i0);
-        // S = scale Q K^T and dP = dO V^T for the block's rows, four rows per pass over the tile.
-        int64_t r = 0;
-        for (; r + 4 <= rows; r += 4) {
-          tile_scores_rows<kD, 4>(q_all + (i0 + r) * D, k_cols, D, p.scale, probs + r * kKeyTile);
-          tile_scores_rows<kD, 4>(do_all + (i0 + r) * D, v_cols, D, 1.f, dprobs + r * kKeyTile);
-        }
-        for (; r < rows; ++r) {
-          tile_scores_rows<kD, 1>(q_all + (i0 + r) * D, k_cols, D, p.scale, probs + r * kKeyTile);
-          tile_scores_rows<kD, 1>(do_all + (i0 + r) * D, v_cols, D, 1.f, dprobs + r * kKeyTile);
-        }
+        const float* q_block = q_all + i0 * Dp;
+        const float* do_block = do_all + i0 * Dp;
+        block_product<W>(rows, kKeyTile, Dp, {q_block, Dp, 1}, k_cols, kKeyTile, probs, kKeyTile, p.scale, false);
+        block_product<W>(rows, kKeyTile, Dp, {do_block, Dp, 1}, v_cols, kKeyTile, dprobs, kKeyTile, 1.f, false);
         for (int64_t r = 0; r < rows; ++r) {
-          const int64_t i = i0 + r;
-          const int64_t valid = std::min(kKeyTile, limit[i] - k0);
+          const int64_t valid = std::min(kKeyTile, limit[i0 + r] - k0);
           float* prob_row = probs + r * kKeyTile;
           float* dscore_row = dscores + r * kKeyTile;
           const float* dprob_row = dprobs + r * kKeyTile;
-          const float row_lse = lse[i], row_delta = delta[i];
+          const float row_lse = lse[i0 + r], row_delta = delta[i0 + r];
           for (int64_t j = 0; j < kKeyTile; ++j) {
-            const float prob = exp_approx((j < valid ? prob_row[j] : kNegInf) - row_lse);
+            const float prob = exp_approx(select(j < valid, prob_row[j], kNegInf) - row_lse);
             prob_row[j] = prob;
-            dscore_row[j] = prob * (dprob_row[j] - row_delta) * p.scale;
+            dscore_row[j] = select(j < valid, prob * (dprob_row[j] - row_delta) * p.scale, 0.f);
           }
         }
-        // dQ_i += sum_j dS_ij K_j, four rows per pass over the key tile. Keys past a row's limit
-        // have dS = 0 (P = 0 there), so each group runs to its last row's limit, the largest.
-        for (int64_t r = 0; r < rows;) {
-          const int64_t group = rows - r >= 4 ? 4 : 1;
-          const int64_t count = std::min(kKeyTile, limit[i0 + r + group - 1] - k0);
-          if (group == 4)
-            accumulate_rows<kD, 4>(dscores + r * kKeyTile, 1, kKeyTile, k_rows, count, D, dq_acc + (i0 + r) * D);
-          else
-            accumulate_rows<kD, 1>(dscores + r * kKeyTile, 1, kKeyTile, k_rows, count, D, dq_acc + (i0 + r) * D);
-          r += group;
-        }
-        // dV_j += sum_i P_ij dO_i and dK_j += sum_i dS_ij Q_i over the block's rows, four keys
-        // per pass over the rows.
-        int64_t j = 0;
-        for (; j + 4 <= cols; j += 4) {
-          accumulate_rows<kD, 4>(probs + j, kKeyTile, 1, do_all + i0 * D, rows, D, dv_acc + j * D);
-          accumulate_rows<kD, 4>(dscores + j, kKeyTile, 1, q_all + i0 * D, rows, D, dk_acc + j * D);
-        }
-        for (; j < cols; ++j) {
-          accumulate_rows<kD, 1>(probs + j, kKeyTile, 1, do_all + i0 * D, rows, D, dv_acc + j * D);
-          accumulate_rows<kD, 1>(dscores + j, kKeyTile, 1, q_all + i0 * D, rows, D, dk_acc + j * D);
-        }
+        // dQ += dS K; dV += P^T dO and dK += dS^T Q (A read transposed from P and dS).
+        block_product<W>(rows, Dp, cols, {dscores, kKeyTile, 1}, k_rows, Dp, dq_acc + i0 * Dp, Dp, 1.f, true);
+        block_product<W>(cols, Dp, rows, {probs, 1, kKeyTile}, do_block, Dp, dv_acc, Dp, 1.f, true);
+        block_product<W>(cols, Dp, rows, {dscores, 1, kKeyTile}, q_block, Dp, dk_acc, Dp, 1.f, true);
       }
       for (int64_t j = 0; j < cols; ++j)
-        for (int d = 0; d < D; ++d) {
-          store(dk + (k0 + j) * D + d, dk_acc[j * D + d]);
-          store(dv + (k0 + j) * D + d, dv_acc[j * D + d]);
+        for (int64_t d = 0; d < D; ++d) {
+          store(dk + (k0 + j) * D + d, dk_acc[j * Dp + d]);
+          store(dv + (k0 + j) * D + d, dv_acc[j * Dp + d]);
         }
     }
     // Keys no query sees get zero gradients.
@@ -369,92 +387,76 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
       store(dv + j, 0.f);
     }
     T* dq = static_cast<T*>(p.dq) + bh * lq * D;
-    for (int64_t i = 0; i < lq * D; ++i) store(dq + i, dq_acc[i]);
+    for (int64_t i = 0; i < lq; ++i)
+      for (int64_t d = 0; d < D; ++d) store(dq + i * D + d, dq_acc[i * Dp + d]);
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
 #define RT_ATTN_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512"
 
-template <int kD, class T>
+template <class T>
 __attribute__((target(RT_ATTN_AVX512))) void forward_avx512(const AttentionParams& p, int64_t b, int64_t e) {
-  forward_tasks<kD, T>(p, b, e);
+  forward_tasks<16, T>(p, b, e);
 }
-template <int kD, class T>
+template <class T>
 __attribute__((target("avx2,fma"))) void forward_avx2(const AttentionParams& p, int64_t b, int64_t e) {
-  forward_tasks<kD, T>(p, b, e);
+  forward_tasks<8, T>(p, b, e);
 }
-template <int kD, class T>
+template <class T>
 void forward_baseline(const AttentionParams& p, int64_t b, int64_t e) {
-  forward_tasks<kD, T>(p, b, e);
+  forward_tasks<4, T>(p, b, e);
 }
-template <int kD, class T>
+template <class T>
 __attribute__((target(RT_ATTN_AVX512))) void backward_avx512(const AttentionBackwardParams& p, int64_t b, int64_t e) {
-  backward_tasks<kD, T>(p, b, e);
+  backward_tasks<16, T>(p, b, e);
 }
-template <int kD, class T>
+template <class T>
 __attribute__((target("avx2,fma"))) void backward_avx2(const AttentionBackwardParams& p, int64_t b, int64_t e) {
-  backward_tasks<kD, T>(p, b, e);
+  backward_tasks<8, T>(p, b, e);
 }
-template <int kD, class T>
+template <class T>
 void backward_baseline(const AttentionBackwardParams& p, int64_t b, int64_t e) {
-  backward_tasks<kD, T>(p, b, e);
+  backward_tasks<4, T>(p, b, e);
 }
 
 template <class P>
 using RangeFn = void (*)(const P&, int64_t, int64_t);
 
-template <int kD, class T>
+template <class T>
 RangeFn<AttentionParams> forward_for_isa() {
   switch (isa()) {
-    case Isa::avx512: return forward_avx512<kD, T>;
-    case Isa::avx2: return forward_avx2<kD, T>;
+    case Isa::avx512: return forward_avx512<T>;
+    case Isa::avx2: return forward_avx2<T>;
     case Isa::scalar: break;
   }
-  return forward_baseline<kD, T>;
+  return forward_baseline<T>;
 }
 
-template <int kD, class T>
+template <class T>
 RangeFn<AttentionBackwardParams> backward_for_isa() {
   switch (isa()) {
-    case Isa::avx512: return backward_avx512<kD, T>;
-    case Isa::avx2: return backward_avx2<kD, T>;
+    case Isa::avx512: return backward_avx512<T>;
+    case Isa::avx2: return backward_avx2<T>;
     case Isa::scalar: break;
   }
-  return backward_baseline<kD, T>;
-}
-
-template <class T>
-RangeFn<AttentionParams> forward_for_dim(int64_t dim) {
-  switch (dim) {
-    case 32: return forward_for_isa<32, T>();
-    case 64: return forward_for_isa<64, T>();
-    case 128: return forward_for_isa<128, T>();
-    default: return forward_for_isa<0, T>();
-  }
-}
-
-template <class T>
-RangeFn<AttentionBackwardParams> backward_for_dim(int64_t dim) {
-  switch (dim) {
-    case 32: return backward_for_isa<32, T>();
-    case 64: return backward_for_isa<64, T>();
-    case 128: return backward_for_isa<128, T>();
-    default: return backward_for_isa<0, T>();
-  }
+  return backward_baseline<T>;
 }
 
 void attention(const AttentionParams& p) {
   const int64_t q_tiles = (p.lq + kQueryTile - 1) / kQueryTile;
   const int64_t tasks = p.batch * p.heads * q_tiles;
   if (tasks == 0) return;
-  const auto fn = p.dtype == DType::bf16 ? forward_for_dim<uint16_t>(p.dim) : forward_for_dim<float>(p.dim);
+  const auto fn = p.dtype == DType::bf16 ? forward_for_isa<uint16_t>() : forward_for_isa<float>();
   parallel_for(tasks, 1, [&](int64_t begin, int64_t end) { fn(p, begin, end); });
 }
 
 void attention_backward(const AttentionBackwardParams& p) {
   const int64_t tasks = p.batch * p.heads;
   if (tasks == 0) return;
-  const auto fn = p.dtype == DType::bf16 ? backward_for_dim<uint16_t>(p.dim) : backward_for_dim<float>(p.dim);
+  const auto fn = p.dtype == DType::bf16 ? backward_for_isa<uint16_t>() : backward_for_isa<float>();
   parallel_for(tasks, 1, [&](int64_t begin, int64_t end) { fn(p, begin, end); });
 }
 
