@@ -1,6 +1,7 @@
 // Fused attention on the cpu, flash-attention style: the Lq x Lk score matrix is never stored.
 //
-// Forward: a task is one (batch, head, tile of 32 queries). It walks the keys in tiles of 64,
+// Forward: a task is one (batch, head, tile of 128 queries: each K tile is transposed once per
+// task, so the larger the query tile the less that costs). It walks the keys in tiles of 64,
 // computes the tile's scores S = scale * Q K^T for all its rows at once, folds them into a
 // running (max, sum) per row (online softmax), rescales the rows' output accumulators and adds
 // P V. The row's log-sum-exp is saved for the backward.
@@ -41,7 +42,7 @@
 namespace rt::cpu {
 namespace {
 
-constexpr int64_t kQueryTile = 32;
+constexpr int64_t kQueryTile = 128;
 constexpr int64_t kKeyTile = 64;
 constexpr int64_t kRowBlock = 32;  // backward: rows whose P and dS are held for the dK/dV update
 constexpr int64_t kPad = 16;       // head rows are padded to a multiple of this many floats
