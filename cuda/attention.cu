@@ -37,7 +37,10 @@
 //           memory without ldmatrix/cp.async pipelining and with the P and PV round trips reaches
 //           ~20-30%: ~0.6-0.9 ms. f32 SIMT: 2.3 ms ideal, ~8-10 ms expected. Backward 344 GFLOP
 //           on the SIMT kernels: ~25-35 ms (4096 rows per dK/dV block, ~5 waves of blocks).
+#include <type_traits>
+
 #include "launch.h"
+#include "scratch.cuh"
 #include "warp.cuh"
 
 namespace RT_BACKEND_NS {
@@ -186,14 +189,20 @@ __global__ void __launch_bounds__(FwdSimt<kMaxD>::kWarps * 32)
 // ---------------------------------------------------------------------------------------------
 // bf16 WMMA forward
 
+// Rows of kD bf16 staged in shared memory for WMMA loads, by every WMMA kernel.
+template <int kD>
+struct Bf16Rows {
+  static constexpr int kChunks = kD / 8;  // 16-byte chunks per row
+  static constexpr int kPitch = kD + 8;   // rows stay 16-byte aligned (32 at multiples of 16 rows), banks shift
+};
+
 template <int kD>
 struct FwdWmma {
   static constexpr int kWarps = 4;
   static constexpr int kRows = 16 * kWarps;
   static constexpr int kKeys = 32;
   static constexpr int kFrags = kD / 16;
-  static constexpr int kChunks = kD / 8;         // 16-byte chunks per row
-  static constexpr int kPitch = kD + 8;          // bf16; rows stay 16-byte aligned, banks shift
+  static constexpr int kPitch = Bf16Rows<kD>::kPitch;
   static constexpr int kSPitch = kKeys + 4;      // f32 scores / PV scratch
   static constexpr int kPPitch = kKeys + 8;      // bf16 probabilities
   // Q is staged through the K/V region before the first tile (kRows == 2 * kKeys rows).
@@ -208,7 +217,7 @@ struct FwdWmma {
 template <int kD>
 __device__ __forceinline__ void stage_bf16_rows(dptr<const __nv_bfloat16> src, int64_t first, int rows, int64_t limit,
                                                 __nv_bfloat16* dst) {
-  using C = FwdWmma<kD>;
+  using C = Bf16Rows<kD>;
   for (int idx = threadIdx.x; idx < rows * C::kChunks; idx += blockDim.x) {
     const int r = idx / C::kChunks, c = idx % C::kChunks;
     uint4 chunk = make_uint4(0, 0, 0, 0);
@@ -499,6 +508,373 @@ __global__ void __launch_bounds__(32)
 }
 
 // ---------------------------------------------------------------------------------------------
+// bf16 WMMA backward: delta, dK/dV, dQ
+
+using Accumulator = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+
+// Tiling both WMMA backward kernels share: a warp owns 16 rows of its side (keys for dK/dV,
+// query rows for dQ) and meets the other side 32 rows at a time, so each 16 x 32 score tile
+// goes through a per-warp f32 scratch (S, then dP) and a bf16 one (P or dS, the next A operand).
+template <int kD>
+struct BwdWmma {
+  static constexpr int kFrags = kD / 16;
+  static constexpr int kPitch = Bf16Rows<kD>::kPitch;
+  static constexpr int kStep = 32;              // rows of the other side per step
+  static constexpr int kSPitch = kStep + 4;     // f32 scratch, also 16 x 16 accumulator stores
+  static constexpr int kPPitch = kStep + 8;     // bf16 scratch
+  static constexpr size_t kWarpSBytes = 16 * kSPitch * sizeof(float);
+  static constexpr size_t kWarpPBytes = 16 * kPPitch * sizeof(__nv_bfloat16);
+};
+
+// The 8 bf16 of a 16-byte chunk (element 0 in the low half of x) widened to f32, exactly.
+__device__ __forceinline__ void widen_chunk(const uint4& chunk, float (&x)[8]) {
+  const unsigned words[4] = {chunk.x, chunk.y, chunk.z, chunk.w};
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    x[2 * w] = __uint_as_float(words[w] << 16);
+    x[2 * w + 1] = __uint_as_float(words[w] & 0xffff0000u);
+  }
+}
+
+constexpr int kDeltaLanesPerRow = 8;
+constexpr int kDeltaThreads = 128;
+
+// delta_i = dO_i . O_i (f32) for every query row of every head, read by both kernels below.
+// kDeltaLanesPerRow lanes share a row, each summing 16-byte chunks, so a warp reads 4
+// consecutive rows (contiguous memory) per pass.
+template <int kD>
+__global__ void __launch_bounds__(kDeltaThreads)
+    attention_bwd_delta_kernel(dptr<const __nv_bfloat16> out, dptr<const __nv_bfloat16> dout, dptr<float> delta,
+                               int64_t rows) {
+  const int64_t row = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kDeltaLanesPerRow;
+  const int part = threadIdx.x % kDeltaLanesPerRow;
+  float sum = 0.f;
+  if (row < rows) {
+    for (int c = part; c < Bf16Rows<kD>::kChunks; c += kDeltaLanesPerRow) {
+      float o[8], g[8];
+      widen_chunk(dptr_cast<const uint4>(out + row * kD)[c], o);
+      widen_chunk(dptr_cast<const uint4>(dout + row * kD)[c], g);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sum += o[e] * g[e];
+    }
+  }
+#pragma unroll
+  for (int offset = kDeltaLanesPerRow / 2; offset > 0; offset >>= 1) sum += __shfl_xor_sync(kFullMask, sum, offset);
+  if (part == 0 && row < rows) delta[row] = sum;
+}
+
+// Writes a warp's 16 x kD accumulator rows as bf16 to dst (row r at dst + r * kD) for r < rows,
+// through the warp's f32 scratch: lanes 2r and 2r+1 each write half of row r's 16 columns.
+template <int kD>
+__device__ __forceinline__ void store_accumulator_rows(const Accumulator (&acc)[kD / 16], float* scratch,
+                                                       dptr<__nv_bfloat16> dst, int64_t rows) {
+  using C = BwdWmma<kD>;
+  const int lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
+#pragma unroll
+  for (int f = 0; f < C::kFrags; ++f) {
+    nvcuda::wmma::store_matrix_sync(scratch, acc[f], C::kSPitch, nvcuda::wmma::mem_row_major);
+    __syncwarp();
+    if (r < rows) {
+      const float* src = scratch + r * C::kSPitch + half * 8;
+      dptr<__nv_bfloat162> pairs = dptr_cast<__nv_bfloat162>(dst + r * kD + f * 16 + half * 8);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) pairs[e] = __floats2bfloat162_rn(src[2 * e], src[2 * e + 1]);
+    }
+    __syncwarp();  // the next fragment overwrites the scratch
+  }
+}
+
+// dK/dV: a block owns kKeys keys (16 per warp) and walks the query tiles that can see them.
+template <int kD>
+struct BwdDkdvWmma : BwdWmma<kD> {
+  using B = BwdWmma<kD>;
+  static constexpr int kWarps = kD <= 64 ? 4 : 2;  // keeps shared memory under 48 KB
+  static constexpr int kKeys = 16 * kWarps;
+  static constexpr int kRows = B::kStep;
+  static constexpr size_t kTileBytes = (2 * kKeys + 2 * kRows) * B::kPitch * sizeof(__nv_bfloat16);  // K V Q dO
+  static constexpr size_t kSBytes = kWarps * B::kWarpSBytes;
+  static constexpr size_t kPBytes = kWarps * B::kWarpPBytes;
+  static constexpr size_t kRowStatBytes = 2 * kRows * sizeof(float);  // lse, delta
+  static constexpr size_t kSmem = kTileBytes + kSBytes + kPBytes + kRowStatBytes;
+  static_assert(kSmem <= 48 * 1024, "fits the shared memory a launch gets without opt-in");
+};
+
+template <int kD>
+__global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
+    attention_bwd_dkdv_wmma_kernel(dptr<const __nv_bfloat16> q, dptr<const __nv_bfloat16> k,
+                                   dptr<const __nv_bfloat16> v, dptr<const __nv_bfloat16> dout, dptr<const float> lse,
+                                   dptr<const float> delta, dptr<const int32_t> kv_lengths, dptr<__nv_bfloat16> dk,
+                                   dptr<__nv_bfloat16> dv, Problem pr) {
+  using namespace nvcuda;
+  using C = BwdDkdvWmma<kD>;
+  using AFrag = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+  using BRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+  using BCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+  RT_DYNAMIC_SHARED(unsigned char, smem);
+  __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(smem);
+  __nv_bfloat16* v_s = k_s + C::kKeys * C::kPitch;
+  __nv_bfloat16* q_s = v_s + C::kKeys * C::kPitch;
+  __nv_bfloat16* do_s = q_s + C::kRows * C::kPitch;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* s_w = reinterpret_cast<float*>(smem + C::kTileBytes) + warp * 16 * C::kSPitch;
+  __nv_bfloat16* p_w = reinterpret_cast<__nv_bfloat16*>(smem + C::kTileBytes + C::kSBytes) + warp * 16 * C::kPPitch;
+  float* lse_s = reinterpret_cast<float*>(smem + C::kTileBytes + C::kSBytes + C::kPBytes);
+  float* delta_s = lse_s + C::kRows;
+  const int64_t bh = blockIdx.x;
+  const int64_t k0 = int64_t(blockIdx.y) * C::kKeys;
+  const int64_t warp_k0 = k0 + warp * 16;
+  const KeyLimit limit = key_limit(pr, kv_lengths, bh);
+
+  stage_bf16_rows<kD>(k + bh * pr.lk * kD, k0, C::kKeys, pr.lk, k_s);
+  stage_bf16_rows<kD>(v + bh * pr.lk * kD, k0, C::kKeys, pr.lk, v_s);
+  const __nv_bfloat16* k_w = k_s + warp * 16 * C::kPitch;
+  const __nv_bfloat16* v_w = v_s + warp * 16 * C::kPitch;
+
+  Accumulator dk_acc[C::kFrags], dv_acc[C::kFrags];
+#pragma unroll
+  for (int f = 0; f < C::kFrags; ++f) {
+    wmma::fill_fragment(dk_acc[f], 0.f);
+    wmma::fill_fragment(dv_acc[f], 0.f);
+  }
+
+  // Lanes 2j and 2j+1 own key j of the warp's 16: query columns [16 half, 16 half + 16) of a tile.
+  const int my_key = lane >> 1, half = lane & 1;
+  const int64_t key = warp_k0 + my_key;
+  // Rows before the causal diagonal reaches k0 see none of the block's keys; nor does any row
+  // when the kv length ends before k0. Later rows see at least key k0.
+  const int64_t first_row = k0 >= limit.keys ? pr.lq : (pr.causal ? max(int64_t(0), k0 - limit.diag_offset) : 0);
+  for (int64_t q0 = first_row / C::kRows * C::kRows; q0 < pr.lq; q0 += C::kRows) {
+    __syncthreads();  // K/V staged; the previous tile is consumed
+    stage_bf16_rows<kD>(q + bh * pr.lq * kD, q0, C::kRows, pr.lq, q_s);
+    stage_bf16_rows<kD>(dout + bh * pr.lq * kD, q0, C::kRows, pr.lq, do_s);
+    for (int i = threadIdx.x; i < C::kRows; i += blockDim.x) {
+      const int64_t row = q0 + i;
+      const bool inside = row < pr.lq;
+      lse_s[i] = inside ? lse[bh * pr.lq + row] : -INFINITY;  // -inf: the row sees nothing
+      delta_s[i] = inside ? delta[bh * pr.lq + row] : 0.f;
+    }
+    __syncthreads();
+    // The tile's last row sees the most keys: when it misses the warp's first key, so do all.
+    if (warp_k0 >= limit(min(q0 + C::kRows, pr.lq) - 1)) continue;  // warp-uniform
+
+    // S^T = K Q^T (16 keys x 32 rows), then P^T = exp(scale S^T - lse), 0 where hidden.
+    Accumulator acc;
+#pragma unroll
+    for (int n = 0; n < C::kRows / 16; ++n) {
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int f = 0; f < C::kFrags; ++f) {
+        AFrag k_frag;
+        BCol qt_frag;
+        wmma::load_matrix_sync(k_frag, k_w + f * 16, C::kPitch);
+        wmma::load_matrix_sync(qt_frag, q_s + n * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(acc, k_frag, qt_frag, acc);
+      }
+      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
+    }
+    __syncwarp();
+    float prob[16];
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const int col = half * 16 + c;
+      const float row_lse = lse_s[col];
+      const bool visible = row_lse != -INFINITY && key < limit(q0 + col);
+      prob[c] = visible ? expf(s_w[my_key * C::kSPitch + col] * pr.scale - row_lse) : 0.f;
+      p_w[my_key * C::kPPitch + col] = __float2bfloat16(prob[c]);
+    }
+    __syncwarp();
+
+    // dV += P^T dO. scores_frag holds P^T here and dS^T below.
+    AFrag scores_frag[C::kRows / 16];
+#pragma unroll
+    for (int kk = 0; kk < C::kRows / 16; ++kk) wmma::load_matrix_sync(scores_frag[kk], p_w + kk * 16, C::kPPitch);
+#pragma unroll
+    for (int f = 0; f < C::kFrags; ++f) {
+#pragma unroll
+      for (int kk = 0; kk < C::kRows / 16; ++kk) {
+        BRow do_frag;
+        wmma::load_matrix_sync(do_frag, do_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(dv_acc[f], scores_frag[kk], do_frag, dv_acc[f]);
+      }
+    }
+
+    // dP^T = V dO^T, then dS^T = P^T (dP^T - delta) scale into the bf16 scratch (P^T is in the
+    // fragments already, and in f32 in prob).
+#pragma unroll
+    for (int n = 0; n < C::kRows / 16; ++n) {
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int f = 0; f < C::kFrags; ++f) {
+        AFrag v_frag;
+        BCol dot_frag;
+        wmma::load_matrix_sync(v_frag, v_w + f * 16, C::kPitch);
+        wmma::load_matrix_sync(dot_frag, do_s + n * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(acc, v_frag, dot_frag, acc);
+      }
+      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const int col = half * 16 + c;
+      const float dscore = prob[c] * (s_w[my_key * C::kSPitch + col] - delta_s[col]) * pr.scale;
+      p_w[my_key * C::kPPitch + col] = __float2bfloat16(dscore);
+    }
+    __syncwarp();
+
+    // dK += dS^T Q
+#pragma unroll
+    for (int kk = 0; kk < C::kRows / 16; ++kk) wmma::load_matrix_sync(scores_frag[kk], p_w + kk * 16, C::kPPitch);
+#pragma unroll
+    for (int f = 0; f < C::kFrags; ++f) {
+#pragma unroll
+      for (int kk = 0; kk < C::kRows / 16; ++kk) {
+        BRow q_frag;
+        wmma::load_matrix_sync(q_frag, q_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(dk_acc[f], scores_frag[kk], q_frag, dk_acc[f]);
+      }
+    }
+  }
+
+  const int64_t keys_here = min(int64_t(16), pr.lk - warp_k0);  // <= 0 for a warp wholly past Lk
+  store_accumulator_rows<kD>(dk_acc, s_w, dk + (bh * pr.lk + warp_k0) * kD, keys_here);
+  store_accumulator_rows<kD>(dv_acc, s_w, dv + (bh * pr.lk + warp_k0) * kD, keys_here);
+}
+
+// dQ: a block owns kRows query rows (16 per warp, Q and dO fragments kept in registers) and
+// walks the key tiles its rows can see.
+template <int kD>
+struct BwdDqWmma : BwdWmma<kD> {
+  using B = BwdWmma<kD>;
+  static constexpr int kWarps = 4;
+  static constexpr int kRows = 16 * kWarps;
+  static constexpr int kKeys = B::kStep;
+  // Q, then dO, are staged through the K/V region before the first tile (kRows == 2 * kKeys rows).
+  static constexpr size_t kKvBytes = 2 * kKeys * B::kPitch * sizeof(__nv_bfloat16);
+  static constexpr size_t kSBytes = kWarps * B::kWarpSBytes;
+  static constexpr size_t kPBytes = kWarps * B::kWarpPBytes;
+  static constexpr size_t kSmem = kKvBytes + kSBytes + kPBytes;
+  static_assert(kRows * B::kPitch * sizeof(__nv_bfloat16) <= kKvBytes, "Q and dO staging fit the K/V region");
+  static_assert(kSmem <= 48 * 1024, "fits the shared memory a launch gets without opt-in");
+};
+
+template <int kD>
+__global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
+    attention_bwd_dq_wmma_kernel(dptr<const __nv_bfloat16> q, dptr<const __nv_bfloat16> k,
+                                 dptr<const __nv_bfloat16> v, dptr<const __nv_bfloat16> dout, dptr<const float> lse,
+                                 dptr<const float> delta, dptr<const int32_t> kv_lengths, dptr<__nv_bfloat16> dq,
+                                 Problem pr) {
+  using namespace nvcuda;
+  using C = BwdDqWmma<kD>;
+  using AFrag = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+  using BRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+  using BCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+  RT_DYNAMIC_SHARED(unsigned char, smem);
+  __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(smem);
+  __nv_bfloat16* v_s = k_s + C::kKeys * C::kPitch;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* s_w = reinterpret_cast<float*>(smem + C::kKvBytes) + warp * 16 * C::kSPitch;
+  __nv_bfloat16* p_w = reinterpret_cast<__nv_bfloat16*>(smem + C::kKvBytes + C::kSBytes) + warp * 16 * C::kPPitch;
+  const int64_t bh = blockIdx.x;
+  const int64_t row0 = int64_t(blockIdx.y) * C::kRows;
+  const int64_t warp_row0 = row0 + warp * 16;
+  const KeyLimit limit = key_limit(pr, kv_lengths, bh);
+
+  AFrag q_frag[C::kFrags], do_frag[C::kFrags];
+  stage_bf16_rows<kD>(q + bh * pr.lq * kD, row0, C::kRows, pr.lq, k_s);
+  __syncthreads();
+#pragma unroll
+  for (int f = 0; f < C::kFrags; ++f) wmma::load_matrix_sync(q_frag[f], k_s + warp * 16 * C::kPitch + f * 16, C::kPitch);
+  __syncthreads();
+  stage_bf16_rows<kD>(dout + bh * pr.lq * kD, row0, C::kRows, pr.lq, k_s);
+  __syncthreads();
+#pragma unroll
+  for (int f = 0; f < C::kFrags; ++f) wmma::load_matrix_sync(do_frag[f], k_s + warp * 16 * C::kPitch + f * 16, C::kPitch);
+
+  // Lanes 2r and 2r+1 own row r of the warp's 16: key columns [16 half, 16 half + 16) of a tile.
+  const int my_row = lane >> 1, half = lane & 1;
+  const int64_t row = warp_row0 + my_row;
+  const bool inside = row < pr.lq;
+  const int64_t row_limit = inside ? limit(row) : 0;
+  const float row_lse = inside ? lse[bh * pr.lq + row] : -INFINITY;
+  const float row_delta = inside ? delta[bh * pr.lq + row] : 0.f;
+  Accumulator dq_acc[C::kFrags];
+#pragma unroll
+  for (int f = 0; f < C::kFrags; ++f) wmma::fill_fragment(dq_acc[f], 0.f);
+  const int64_t block_keys = limit(min(row0 + C::kRows, pr.lq) - 1);
+  const int64_t warp_keys = warp_row0 < pr.lq ? limit(min(warp_row0 + 16, pr.lq) - 1) : 0;
+
+  for (int64_t k0 = 0; k0 < block_keys; k0 += C::kKeys) {
+    __syncthreads();  // Q and dO fragments loaded; the previous tile is consumed
+    stage_bf16_rows<kD>(k + bh * pr.lk * kD, k0, C::kKeys, pr.lk, k_s);
+    stage_bf16_rows<kD>(v + bh * pr.lk * kD, k0, C::kKeys, pr.lk, v_s);
+    __syncthreads();
+    if (k0 >= warp_keys) continue;  // warp-uniform: none of the warp's rows sees this tile
+
+    // S = Q K^T (16 rows x 32 keys), then P = exp(scale S - lse), 0 where hidden.
+    Accumulator acc;
+#pragma unroll
+    for (int n = 0; n < C::kKeys / 16; ++n) {
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int f = 0; f < C::kFrags; ++f) {
+        BCol kt_frag;
+        wmma::load_matrix_sync(kt_frag, k_s + n * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(acc, q_frag[f], kt_frag, acc);
+      }
+      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
+    }
+    __syncwarp();
+    const int64_t valid = row_limit - k0;
+    const bool seen = row_lse != -INFINITY;
+    float prob[16];
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const int col = half * 16 + c;
+      prob[c] = seen && col < valid ? expf(s_w[my_row * C::kSPitch + col] * pr.scale - row_lse) : 0.f;
+    }
+    __syncwarp();
+
+    // dP = dO V^T, then dS = P (dP - delta) scale into the bf16 scratch.
+#pragma unroll
+    for (int n = 0; n < C::kKeys / 16; ++n) {
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int f = 0; f < C::kFrags; ++f) {
+        BCol vt_frag;
+        wmma::load_matrix_sync(vt_frag, v_s + n * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(acc, do_frag[f], vt_frag, acc);
+      }
+      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int c = 0; c < 16; ++c) {
+      const int col = half * 16 + c;
+      const float dscore = prob[c] * (s_w[my_row * C::kSPitch + col] - row_delta) * pr.scale;
+      p_w[my_row * C::kPPitch + col] = __float2bfloat16(dscore);
+    }
+    __syncwarp();
+
+    // dQ += dS K
+    AFrag ds_frag[C::kKeys / 16];
+#pragma unroll
+    for (int kk = 0; kk < C::kKeys / 16; ++kk) wmma::load_matrix_sync(ds_frag[kk], p_w + kk * 16, C::kPPitch);
+#pragma unroll
+    for (int f = 0; f < C::kFrags; ++f) {
+#pragma unroll
+      for (int kk = 0; kk < C::kKeys / 16; ++kk) {
+        BRow k_frag;
+        wmma::load_matrix_sync(k_frag, k_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
+        wmma::mma_sync(dq_acc[f], ds_frag[kk], k_frag, dq_acc[f]);
+      }
+    }
+  }
+
+  store_accumulator_rows<kD>(dq_acc, s_w, dq + (bh * pr.lq + warp_row0) * kD, min(int64_t(16), pr.lq - warp_row0));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Launchers
 
 Problem problem_of(int64_t heads, int64_t lq, int64_t lk, int64_t dim, float scale, bool causal, const int32_t* kv_lengths) {
@@ -535,20 +911,26 @@ void launch_forward_wmma(const rt::AttentionParams& p, const Problem& pr) {
             static_cast<const __nv_bfloat16*>(p.v), static_cast<__nv_bfloat16*>(p.out), p.lse, p.kv_lengths, pr);
 }
 
-// The WMMA kernel for bf16 with D = 16, 32, ..., 128; false when it does not apply.
-bool forward_wmma(const rt::AttentionParams& p, const Problem& pr) {
-  if (p.dtype != rt::DType::bf16) return false;
-  switch (p.dim) {
-    case 16: launch_forward_wmma<16>(p, pr); return true;
-    case 32: launch_forward_wmma<32>(p, pr); return true;
-    case 48: launch_forward_wmma<48>(p, pr); return true;
-    case 64: launch_forward_wmma<64>(p, pr); return true;
-    case 80: launch_forward_wmma<80>(p, pr); return true;
-    case 96: launch_forward_wmma<96>(p, pr); return true;
-    case 112: launch_forward_wmma<112>(p, pr); return true;
-    case 128: launch_forward_wmma<128>(p, pr); return true;
+// The WMMA kernels serve bf16 with D = 16, 32, ..., 128: launch(std::integral_constant<int, D>)
+// for those; false when they do not apply.
+template <class Launch>
+bool with_wmma_dim(rt::DType dtype, int64_t dim, Launch&& launch) {
+  if (dtype != rt::DType::bf16) return false;
+  switch (dim) {
+    case 16: launch(std::integral_constant<int, 16>()); return true;
+    case 32: launch(std::integral_constant<int, 32>()); return true;
+    case 48: launch(std::integral_constant<int, 48>()); return true;
+    case 64: launch(std::integral_constant<int, 64>()); return true;
+    case 80: launch(std::integral_constant<int, 80>()); return true;
+    case 96: launch(std::integral_constant<int, 96>()); return true;
+    case 112: launch(std::integral_constant<int, 112>()); return true;
+    case 128: launch(std::integral_constant<int, 128>()); return true;
     default: return false;
   }
+}
+
+bool forward_wmma(const rt::AttentionParams& p, const Problem& pr) {
+  return with_wmma_dim(p.dtype, p.dim, [&](auto d) { launch_forward_wmma<decltype(d)::value>(p, pr); });
 }
 
 void attention(const rt::AttentionParams& p) {
@@ -585,9 +967,36 @@ void backward_for(const rt::AttentionBackwardParams& p, const Problem& pr) {
   else launch_backward<T, 256>(p, pr);
 }
 
+template <int kD>
+void launch_backward_wmma(const rt::AttentionBackwardParams& p, const Problem& pr) {
+  using T = __nv_bfloat16;
+  const auto q = static_cast<const T*>(p.q), k = static_cast<const T*>(p.k), v = static_cast<const T*>(p.v);
+  const auto out = static_cast<const T*>(p.out), dout = static_cast<const T*>(p.dout);
+  const int64_t rows = p.batch * p.heads * p.lq;
+  float* delta = scratch_floats(static_cast<size_t>(rows), "attention_backward");
+  if (p.lq > 0) {
+    constexpr int kRowsPerBlock = kDeltaThreads / kDeltaLanesPerRow;
+    const auto attention_bwd_delta = attention_bwd_delta_kernel<kD>;
+    RT_LAUNCH(attention_bwd_delta, grid_of((rows + kRowsPerBlock - 1) / kRowsPerBlock, 1, "attention_backward"),
+              kDeltaThreads, 0, out, dout, delta, rows);
+    using C = BwdDqWmma<kD>;
+    const auto attention_bwd_dq_wmma = attention_bwd_dq_wmma_kernel<kD>;
+    RT_LAUNCH(attention_bwd_dq_wmma, grid_of(p.batch * p.heads, rt::ceil_div(p.lq, C::kRows), "attention_backward"),
+              C::kWarps * 32, C::kSmem, q, k, v, dout, p.lse, delta, p.kv_lengths, static_cast<T*>(p.dq), pr);
+  }
+  if (p.lk > 0) {
+    using C = BwdDkdvWmma<kD>;
+    const auto attention_bwd_dkdv_wmma = attention_bwd_dkdv_wmma_kernel<kD>;
+    RT_LAUNCH(attention_bwd_dkdv_wmma, grid_of(p.batch * p.heads, rt::ceil_div(p.lk, C::kKeys), "attention_backward"),
+              C::kWarps * 32, C::kSmem, q, k, v, dout, p.lse, delta, p.kv_lengths, static_cast<T*>(p.dk),
+              static_cast<T*>(p.dv), pr);
+  }
+}
+
 void attention_backward(const rt::AttentionBackwardParams& p) {
   if (p.batch * p.heads == 0) return;
   const Problem pr = problem_of(p.heads, p.lq, p.lk, p.dim, p.scale, p.causal, p.kv_lengths);
+  if (with_wmma_dim(p.dtype, p.dim, [&](auto d) { launch_backward_wmma<decltype(d)::value>(p, pr); })) return;
   if (p.dtype == rt::DType::bf16) backward_for<__nv_bfloat16>(p, pr);
   else backward_for<float>(p, pr);
 }

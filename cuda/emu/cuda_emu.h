@@ -54,6 +54,8 @@
 //                cudaDeviceSynchronize cudaStream_t (only the default stream, 0)
 //   dynamic shared memory: ::emu::dynamic_shared() (RT_DYNAMIC_SHARED), 1 KB aligned, up to the
 //                48 KB a launch gets without cudaFuncSetAttribute
+//   launch counts ::emu::launch_counts(): launches started per kernel name since the process
+//                began (the binding emuLaunchCounts), so tests can see which kernel an op chose
 //
 // Checks (each one fails the launch: ::emu::launch throws emu::KernelError, a
 // std::runtime_error whose message starts "cuda-emu: kernel <name>: " and names the block and
@@ -91,6 +93,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -400,6 +403,10 @@ void launch(const char* kernel_name, dim3 grid, dim3 block, size_t smem, F body)
   launch_erased(kernel_name, grid, block, smem,
                 [](const void* f) { (*static_cast<const F*>(f))(); }, &body);
 }
+
+// Launches started so far (a valid configuration, whatever the kernel then did) by kernel name:
+// the kernel expression RT_LAUNCH was given, as written.
+std::map<std::string, uint64_t> launch_counts();
 
 // The block's dynamic shared memory (the launch's smem bytes).
 void* dynamic_shared();

@@ -659,6 +659,15 @@ Pool& pool() {
 
 std::mutex g_launch_mutex;
 
+// Guarded apart from g_launch_mutex so that reading the counts never waits for a running launch.
+std::mutex g_launch_counts_mutex;
+std::map<std::string, uint64_t> g_launch_counts;
+
+void count_launch(const char* kernel_name) {
+  std::lock_guard lock(g_launch_counts_mutex);
+  ++g_launch_counts[kernel_name];
+}
+
 std::string check_config(dim3 grid, dim3 block, size_t smem) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0)
@@ -732,6 +741,7 @@ void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t smem,
   if (!bad.empty())
     throw KernelError(std::string("cuda-emu: kernel ") + kernel_name + ": invalid launch configuration: " + bad);
   std::lock_guard serial(g_launch_mutex);
+  count_launch(kernel_name);
   std::shared_ptr<const Registry> registry = g_registry.load();
   LaunchState launch;
   launch.name = kernel_name;
@@ -746,6 +756,11 @@ void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t smem,
   pool().run(launch, workers);
   if (!launch.error.empty())
     throw KernelError(std::string("cuda-emu: kernel ") + kernel_name + ": " + launch.error);
+}
+
+std::map<std::string, uint64_t> launch_counts() {
+  std::lock_guard lock(g_launch_counts_mutex);
+  return g_launch_counts;
 }
 
 void* dynamic_shared() {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fromArray, type Tensor } from '../../lib/tensor.js';
 import type { DeviceType } from '../../lib/device.js';
+import { native } from '../../lib/native.js';
 import { attention, attentionBackward, attentionForward, type AttentionDType } from '../../lib/ops/attention.js';
 import * as ref from '../reference/attention.js';
 import {
@@ -13,6 +14,13 @@ import {
   toF64,
   type Tolerance,
 } from '../helpers.js';
+
+declare module '../../lib/native.js' {
+  interface NativeModule {
+    /** cuda-emu launches started so far, by kernel name (the kernel expression RT_LAUNCH was given). */
+    emuLaunchCounts(): Record<string, number>;
+  }
+}
 
 checkMemoryGuards();
 
@@ -143,15 +151,21 @@ const cpuCases: Case[] = [
   { batch: 1, heads: 1, lq: 9, lk: 12, dim: 256, scale: 0.2 },
 ];
 
-// cuda-emu runs every CUDA thread as a fiber: small shapes. For bf16, D = 16, 32, 48, 64 and
-// 128 take the WMMA path; 17 and 200 the SIMT one (as f32 always does).
+// cuda-emu runs every CUDA thread as a fiber: small shapes. For bf16, D = 16, 32, 48, 64, 96 and
+// 128 take the WMMA path (forward and backward); 17 and 200 the SIMT one (as f32 always does).
+// The WMMA backward's tiles: dK/dV blocks of 64 keys (32 for D > 64) walking query tiles of 32
+// rows, dQ blocks of 64 rows walking key tiles of 32; the Lq 77 / Lk 150 case spans several of
+// each on both sides, with causal blocks that start past query tile 0 and warps that skip tiles,
+// and the D 96 case has whole warps of rows that see no key.
 const acceleratorCases: Case[] = [
   { batch: 1, heads: 1, lq: 1, lk: 1, dim: 16 },
   { batch: 2, heads: 2, lq: 17, lk: 33, dim: 32, causal: true },
   { batch: 1, heads: 2, lq: 33, lk: 17, dim: 64, causal: true },
   { batch: 2, heads: 1, lq: 40, lk: 64, dim: 64, kvLengths: [0, 37] },
+  { batch: 1, heads: 2, lq: 77, lk: 150, dim: 64, causal: true },
   { batch: 1, heads: 1, lq: 19, lk: 23, dim: 17 },
   { batch: 2, heads: 1, lq: 21, lk: 50, dim: 48, causal: true, kvLengths: [50, 30] },
+  { batch: 2, heads: 1, lq: 70, lk: 45, dim: 96, causal: true, kvLengths: [45, 20] },
   { batch: 1, heads: 1, lq: 20, lk: 40, dim: 128, causal: true },
   { batch: 1, heads: 1, lq: 9, lk: 20, dim: 200 },
 ];
@@ -264,6 +278,33 @@ describe('op attention_backward', () => {
       expectClose(got.dk, numericGradient(forward, k, x.dout), f32GradTolerance, `${label} dk`);
       expectClose(got.dv, numericGradient(forward, v, x.dout), f32GradTolerance, `${label} dv`);
     }
+  });
+
+  it.runIf(acceleratorBackends().includes('cuda-emu'))('cuda-emu runs bf16 D 64 on the WMMA kernels and f32 on the SIMT ones', () => {
+    const kernels = ['attention_bwd_delta', 'attention_bwd_dq_wmma', 'attention_bwd_dkdv_wmma', 'attention_bwd_dq', 'attention_bwd_dkdv'];
+    const c: Case = { batch: 1, heads: 2, lq: 20, lk: 24, dim: 64, causal: true };
+    const launchesOfBackward = (dtype: AttentionDType): Record<string, number> => {
+      const t = upload(makeInputs(c, rng(), dtype), dtype, 'cuda-emu');
+      const { out, lse } = attentionForward(t.q, t.k, t.v, t.options);
+      const before = native.emuLaunchCounts();
+      attentionBackward(t.q, t.k, t.v, out, t.dout, lse, t.options);
+      const after = native.emuLaunchCounts();
+      return Object.fromEntries(kernels.map((name) => [name, (after[name] ?? 0) - (before[name] ?? 0)]));
+    };
+    expect(launchesOfBackward('bf16')).toEqual({
+      attention_bwd_delta: 1,
+      attention_bwd_dq_wmma: 1,
+      attention_bwd_dkdv_wmma: 1,
+      attention_bwd_dq: 0,
+      attention_bwd_dkdv: 0,
+    });
+    expect(launchesOfBackward('f32')).toEqual({
+      attention_bwd_delta: 0,
+      attention_bwd_dq_wmma: 0,
+      attention_bwd_dkdv_wmma: 0,
+      attention_bwd_dq: 1,
+      attention_bwd_dkdv: 1,
+    });
   });
 
   it('rejects bad arguments with messages that name them', () => {
