@@ -396,70 +396,52 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-#define RT_ATTN_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512"
+// One entry point per parameter type, so the dispatch below serves forward and backward.
+template <int W, class T>
+RT_ATTN_INLINE void run_tasks(const AttentionParams& p, int64_t begin, int64_t end) {
+  forward_tasks<W, T>(p, begin, end);
+}
+template <int W, class T>
+RT_ATTN_INLINE void run_tasks(const AttentionBackwardParams& p, int64_t begin, int64_t end) {
+  backward_tasks<W, T>(p, begin, end);
+}
 
-template <class T>
-__attribute__((target(RT_ATTN_AVX512))) void forward_avx512(const AttentionParams& p, int64_t b, int64_t e) {
-  forward_tasks<16, T>(p, b, e);
+template <class P, class T>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512"))) void run_avx512(
+    const P& p, int64_t begin, int64_t end) {
+  run_tasks<16, T>(p, begin, end);
 }
-template <class T>
-__attribute__((target("avx2,fma"))) void forward_avx2(const AttentionParams& p, int64_t b, int64_t e) {
-  forward_tasks<8, T>(p, b, e);
+template <class P, class T>
+__attribute__((target("avx2,fma"))) void run_avx2(const P& p, int64_t begin, int64_t end) {
+  run_tasks<8, T>(p, begin, end);
 }
-template <class T>
-void forward_baseline(const AttentionParams& p, int64_t b, int64_t e) {
-  forward_tasks<4, T>(p, b, e);
+template <class P, class T>
+void run_baseline(const P& p, int64_t begin, int64_t end) {
+  run_tasks<4, T>(p, begin, end);
 }
-template <class T>
-__attribute__((target(RT_ATTN_AVX512))) void backward_avx512(const AttentionBackwardParams& p, int64_t b, int64_t e) {
-  backward_tasks<16, T>(p, b, e);
-}
-template <class T>
-__attribute__((target("avx2,fma"))) void backward_avx2(const AttentionBackwardParams& p, int64_t b, int64_t e) {
-  backward_tasks<8, T>(p, b, e);
-}
-template <class T>
-void backward_baseline(const AttentionBackwardParams& p, int64_t b, int64_t e) {
-  backward_tasks<4, T>(p, b, e);
+
+template <class P, class T>
+auto for_isa() {
+  switch (isa()) {
+    case Isa::avx512: return run_avx512<P, T>;
+    case Isa::avx2: return run_avx2<P, T>;
+    case Isa::scalar: break;
+  }
+  return run_baseline<P, T>;
 }
 
 template <class P>
-using RangeFn = void (*)(const P&, int64_t, int64_t);
-
-template <class T>
-RangeFn<AttentionParams> forward_for_isa() {
-  switch (isa()) {
-    case Isa::avx512: return forward_avx512<T>;
-    case Isa::avx2: return forward_avx2<T>;
-    case Isa::scalar: break;
-  }
-  return forward_baseline<T>;
-}
-
-template <class T>
-RangeFn<AttentionBackwardParams> backward_for_isa() {
-  switch (isa()) {
-    case Isa::avx512: return backward_avx512<T>;
-    case Isa::avx2: return backward_avx2<T>;
-    case Isa::scalar: break;
-  }
-  return backward_baseline<T>;
+void run_parallel(const P& p, int64_t tasks) {
+  if (tasks == 0) return;
+  const auto fn = p.dtype == DType::bf16 ? for_isa<P, uint16_t>() : for_isa<P, float>();
+  parallel_for(tasks, 1, [&](int64_t begin, int64_t end) { fn(p, begin, end); });
 }
 
 void attention(const AttentionParams& p) {
-  const int64_t q_tiles = (p.lq + kQueryTile - 1) / kQueryTile;
-  const int64_t tasks = p.batch * p.heads * q_tiles;
-  if (tasks == 0) return;
-  const auto fn = p.dtype == DType::bf16 ? forward_for_isa<uint16_t>() : forward_for_isa<float>();
-  parallel_for(tasks, 1, [&](int64_t begin, int64_t end) { fn(p, begin, end); });
+  run_parallel(p, p.batch * p.heads * ((p.lq + kQueryTile - 1) / kQueryTile));
 }
 
-void attention_backward(const AttentionBackwardParams& p) {
-  const int64_t tasks = p.batch * p.heads;
-  if (tasks == 0) return;
-  const auto fn = p.dtype == DType::bf16 ? backward_for_isa<uint16_t>() : backward_for_isa<float>();
-  parallel_for(tasks, 1, [&](int64_t begin, int64_t end) { fn(p, begin, end); });
-}
+void attention_backward(const AttentionBackwardParams& p) { run_parallel(p, p.batch * p.heads); }
 
 }  // namespace
 
