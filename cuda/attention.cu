@@ -14,9 +14,22 @@
 //     widened on load): a warp owns 4 query rows; lane j scores key j of a 32-key tile (16 for
 //     D > 128) against the row staged in shared memory, warp shuffles give the tile's max and
 //     sum, and lane l accumulates output dims l, l + 32, ... with P broadcast by shuffles.
-//   - attention_bwd_dq_kernel<T, kMaxD>: the forward's structure; per row recomputes
-//     p = exp(s - lse), dp = dO . V_j, ds = p (dp - delta) scale, dq += ds K_j, where
-//     delta = dO . O is computed when the row is staged.
+//   - attention_bwd_delta_kernel<D>, attention_bwd_dkdv_wmma_kernel<D> and
+//     attention_bwd_dq_wmma_kernel<D> (bf16, D a multiple of 16 up to 128): FlashAttention-2's
+//     backward on WMMA 16x16x16, bf16 operands, f32 accumulate. First delta_i = dO_i . O_i (f32,
+//     into the device scratch). dK/dV: a block owns 64 keys (4 warps x 16; for D > 64 2 warps
+//     and 32 keys, so shared memory stays under 48 KB) with dK and dV in accumulator fragments,
+//     and walks the 32-row query tiles that can see them, staging Q, dO, lse and delta in padded
+//     shared memory: S^T = K Q^T, P^T = exp(scale S^T - lse), dV += P^T dO, dP^T = V dO^T,
+//     dS^T = P^T (dP^T - delta) scale, dK += dS^T Q. dQ: 4 warps x 16 query rows, Q and dO
+//     fragments in registers, walking 32-key tiles: S = Q K^T, P, dP = dO V^T, dS, dQ += dS K.
+//     Each 16 x 32 score tile goes through a per-warp f32 scratch for the elementwise work
+//     (fragment element layouts are unspecified) and P or dS through a bf16 one as the next A
+//     operand. Tiles the causal mask or kv_lengths hide are skipped per block and per warp.
+//   - attention_bwd_dq_kernel<T, kMaxD> (f32, and bf16 where WMMA does not apply; likewise the
+//     dK/dV kernel below): the forward's structure; per row recomputes p = exp(s - lse),
+//     dp = dO . V_j, ds = p (dp - delta) scale, dq += ds K_j, where delta = dO . O is computed
+//     when the row is staged.
 //   - attention_bwd_dkdv_kernel<T, kMaxD>: one warp per tile of 32 keys (16 for D > 64, 8 for
 //     D > 128, so four tiles fit 48 KB of shared memory); it walks the query rows that can see
 //     the tile, lane j accumulating dK_j and dV_j in padded shared memory (no atomics, no races).
@@ -24,19 +37,28 @@
 // tiles past a block's last visible key are skipped; rows that see no key give 0 and lse -inf
 // and zero gradients.
 //
-// Cost (non-causal): forward 4 B H Lq Lk D FLOP, backward 10 B H Lq Lk D (S recomputed, dV, dP,
-// dQ, dK). Bytes: forward reads q, k, v and writes out (+ lse): 4 B H L D elements (bf16 2 B,
-// f32 4 B); the backward about twice that plus re-reads of K/V per query tile.
+// Cost (non-causal; causal about half): forward 4 B H Lq Lk D FLOP, backward 10 B H Lq Lk D
+// (S recomputed, dV, dP, dQ, dK); the WMMA backward executes 14 (its dQ kernel recomputes S and
+// dP: 7 products of 2 Lq Lk D each). Bytes: forward reads q, k, v and writes out (+ lse):
+// 4 B H L D elements (bf16 2 B, f32 4 B); the backward reads q, k, v, out, dout, lse and writes
+// dq, dk, dv: 8 B H L D elements, plus re-reads, mostly from L2 (the WMMA dK/dV kernel reads Q
+// and dO once per 64-key block, its dQ kernel K and V once per 64-row block).
 // H100 prediction, B=4 H=8 D=64:
 //   L=256:  forward 0.54 GFLOP, 4.2 MB bf16. Ideal ~1.4 us (memory); 128 blocks, one wave, so
 //           latency and launch bound: ~6-10 us bf16 WMMA, ~20-40 us f32 SIMT (~25% of the 60
 //           TFLOP/s non-tensor peak: dot products read shared memory at one FMA per load).
 //           Backward (f32 SIMT) 1.3 GFLOP: the dK/dV kernel is latency bound (one warp per
 //           key tile walks the 256 rows one after another, ~2K cycles a row): ~0.2-0.4 ms.
+//           bf16 WMMA backward 1.9 GFLOP executed: 128 blocks per kernel (one wave), each walking
+//           8 tiles at ~1-2 us a tile (global loads staged synchronously, 2 barriers): ~30-50 us
+//           for the three launches.
 //   L=4096: forward 137 GFLOP: 0.17 ms at the 790 TFLOP/s bf16 peak; plain WMMA through shared
 //           memory without ldmatrix/cp.async pipelining and with the P and PV round trips reaches
 //           ~20-30%: ~0.6-0.9 ms. f32 SIMT: 2.3 ms ideal, ~8-10 ms expected. Backward 344 GFLOP
 //           on the SIMT kernels: ~25-35 ms (4096 rows per dK/dV block, ~5 waves of blocks).
+//           bf16 WMMA backward: 481 GFLOP executed, 0.61 ms at peak; bound by shared memory
+//           (per 32-row tile a warp loads ~30 KB of fragments and scratch against 32 MMAs, ~1/3
+//           of the MMA rate at 128 B/clock), less barriers and latency: ~20-25%, ~2.5-3.5 ms.
 #include <type_traits>
 
 #include "launch.h"
@@ -662,7 +684,9 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
 #pragma unroll
     for (int n = 0; n < C::kRows / 16; ++n) {
       wmma::fill_fragment(acc, 0.f);
-#pragma unroll
+      // Unrolled by 2, not fully: with dK, dV and P live, hoisting every fragment load of a
+      // fully unrolled loop makes D = 112 and 128 spill on sm_80.
+#pragma unroll 2
       for (int f = 0; f < C::kFrags; ++f) {
         AFrag k_frag;
         BCol qt_frag;
@@ -703,7 +727,7 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
 #pragma unroll
     for (int n = 0; n < C::kRows / 16; ++n) {
       wmma::fill_fragment(acc, 0.f);
-#pragma unroll
+#pragma unroll 2
       for (int f = 0; f < C::kFrags; ++f) {
         AFrag v_frag;
         BCol dot_frag;

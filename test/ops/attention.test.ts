@@ -151,12 +151,12 @@ const cpuCases: Case[] = [
   { batch: 1, heads: 1, lq: 9, lk: 12, dim: 256, scale: 0.2 },
 ];
 
-// cuda-emu runs every CUDA thread as a fiber: small shapes. For bf16, D = 16, 32, 48, 64, 96 and
-// 128 take the WMMA path (forward and backward); 17 and 200 the SIMT one (as f32 always does).
-// The WMMA backward's tiles: dK/dV blocks of 64 keys (32 for D > 64) walking query tiles of 32
-// rows, dQ blocks of 64 rows walking key tiles of 32; the Lq 77 / Lk 150 case spans several of
-// each on both sides, with causal blocks that start past query tile 0 and warps that skip tiles,
-// and the D 96 case has whole warps of rows that see no key.
+// cuda-emu runs every CUDA thread as a fiber: small shapes. For bf16, D = 16, 32, ..., 128 take
+// the WMMA path (forward and backward); 17 and 200 the SIMT one (as f32 always does). The WMMA
+// backward's tiles: dK/dV blocks of 64 keys (32 for D > 64) walking query tiles of 32 rows, dQ
+// blocks of 64 rows walking key tiles of 32. Lq 77 / Lk 150 spans several of each, with causal
+// blocks that start past query tile 0 and warps that skip tiles; D 96 has whole warps of rows
+// that see no key; D 80 has every edge on a tile boundary; D 112 spans several tiles unmasked.
 const acceleratorCases: Case[] = [
   { batch: 1, heads: 1, lq: 1, lk: 1, dim: 16 },
   { batch: 2, heads: 2, lq: 17, lk: 33, dim: 32, causal: true },
@@ -166,6 +166,8 @@ const acceleratorCases: Case[] = [
   { batch: 1, heads: 1, lq: 19, lk: 23, dim: 17 },
   { batch: 2, heads: 1, lq: 21, lk: 50, dim: 48, causal: true, kvLengths: [50, 30] },
   { batch: 2, heads: 1, lq: 70, lk: 45, dim: 96, causal: true, kvLengths: [45, 20] },
+  { batch: 1, heads: 1, lq: 64, lk: 96, dim: 80, causal: true },
+  { batch: 2, heads: 1, lq: 130, lk: 97, dim: 112, kvLengths: [97, 58] },
   { batch: 1, heads: 1, lq: 20, lk: 40, dim: 128, causal: true },
   { batch: 1, heads: 1, lq: 9, lk: 20, dim: 200 },
 ];
@@ -182,18 +184,22 @@ describe('op attention', () => {
   }
 
   it('gives zero output, lse -inf and zero gradients where no key is visible, never NaN', () => {
-    const c: Case = { batch: 2, heads: 2, lq: 5, lk: 6, dim: 8, kvLengths: [0, 6] };
-    for (const device of ['cpu', ...acceleratorBackends()] as const) {
-      for (const dtype of ['f32', 'bf16'] as const) {
-        const x = makeInputs(c, rng(), dtype);
-        const got = run(x, dtype, device);
-        const half = got.out.length / 2;
-        expect(Array.from(got.out.subarray(0, half)).every((v) => v === 0), `${device} ${dtype} out of batch 0`).toBe(true);
-        expect(Array.from(got.lse.subarray(0, got.lse.length / 2)).every((v) => v === -Infinity)).toBe(true);
-        for (const g of [got.dq, got.dk, got.dv]) {
-          expect(Array.from(g.subarray(0, g.length / 2)).every((v) => v === 0), `${device} ${dtype} gradients of batch 0`).toBe(true);
+    // D 8 runs the SIMT kernels everywhere, D 16 the WMMA ones for bf16 on the accelerators.
+    for (const dim of [8, 16]) {
+      const c: Case = { batch: 2, heads: 2, lq: 5, lk: 6, dim, kvLengths: [0, 6] };
+      for (const device of ['cpu', ...acceleratorBackends()] as const) {
+        for (const dtype of ['f32', 'bf16'] as const) {
+          const x = makeInputs(c, rng(), dtype);
+          const got = run(x, dtype, device);
+          const label = `${device} ${dtype} D${dim}`;
+          const half = got.out.length / 2;
+          expect(Array.from(got.out.subarray(0, half)).every((v) => v === 0), `${label} out of batch 0`).toBe(true);
+          expect(Array.from(got.lse.subarray(0, got.lse.length / 2)).every((v) => v === -Infinity)).toBe(true);
+          for (const g of [got.dq, got.dk, got.dv]) {
+            expect(Array.from(g.subarray(0, g.length / 2)).every((v) => v === 0), `${label} gradients of batch 0`).toBe(true);
+          }
+          expectMatchesReference(x, got, dtype, `${label} kvLengths [0, 6]`);
         }
-        expectMatchesReference(x, got, dtype, `${device} ${dtype} kvLengths [0, 6]`);
       }
     }
   });
