@@ -532,7 +532,11 @@ __global__ void __launch_bounds__(32)
 // ---------------------------------------------------------------------------------------------
 // bf16 WMMA backward: delta, dK/dV, dQ
 
+// Operands: A row-major; B row-major (a tile as staged) or col-major (the staged tile transposed).
 using Accumulator = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+using ARowFrag = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>;
+using BRowFrag = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::row_major>;
+using BColFrag = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16, nvcuda::wmma::col_major>;
 
 // Tiling both WMMA backward kernels share: a warp owns 16 rows of its side (keys for dK/dV,
 // query rows for dQ) and meets the other side 32 rows at a time, so each 16 x 32 score tile
@@ -629,9 +633,6 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
                                    dptr<__nv_bfloat16> dv, Problem pr) {
   using namespace nvcuda;
   using C = BwdDkdvWmma<kD>;
-  using AFrag = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-  using BRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-  using BCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
   RT_DYNAMIC_SHARED(unsigned char, smem);
   __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(smem);
   __nv_bfloat16* v_s = k_s + C::kKeys * C::kPitch;
@@ -688,8 +689,8 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
       // fully unrolled loop makes D = 112 and 128 spill on sm_80.
 #pragma unroll 2
       for (int f = 0; f < C::kFrags; ++f) {
-        AFrag k_frag;
-        BCol qt_frag;
+        ARowFrag k_frag;
+        BColFrag qt_frag;
         wmma::load_matrix_sync(k_frag, k_w + f * 16, C::kPitch);
         wmma::load_matrix_sync(qt_frag, q_s + n * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(acc, k_frag, qt_frag, acc);
@@ -709,14 +710,14 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
     __syncwarp();
 
     // dV += P^T dO. scores_frag holds P^T here and dS^T below.
-    AFrag scores_frag[C::kRows / 16];
+    ARowFrag scores_frag[C::kRows / 16];
 #pragma unroll
     for (int kk = 0; kk < C::kRows / 16; ++kk) wmma::load_matrix_sync(scores_frag[kk], p_w + kk * 16, C::kPPitch);
 #pragma unroll
     for (int f = 0; f < C::kFrags; ++f) {
 #pragma unroll
       for (int kk = 0; kk < C::kRows / 16; ++kk) {
-        BRow do_frag;
+        BRowFrag do_frag;
         wmma::load_matrix_sync(do_frag, do_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(dv_acc[f], scores_frag[kk], do_frag, dv_acc[f]);
       }
@@ -729,8 +730,8 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
       wmma::fill_fragment(acc, 0.f);
 #pragma unroll 2
       for (int f = 0; f < C::kFrags; ++f) {
-        AFrag v_frag;
-        BCol dot_frag;
+        ARowFrag v_frag;
+        BColFrag dot_frag;
         wmma::load_matrix_sync(v_frag, v_w + f * 16, C::kPitch);
         wmma::load_matrix_sync(dot_frag, do_s + n * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(acc, v_frag, dot_frag, acc);
@@ -753,16 +754,18 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
     for (int f = 0; f < C::kFrags; ++f) {
 #pragma unroll
       for (int kk = 0; kk < C::kRows / 16; ++kk) {
-        BRow q_frag;
+        BRowFrag q_frag;
         wmma::load_matrix_sync(q_frag, q_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(dk_acc[f], scores_frag[kk], q_frag, dk_acc[f]);
       }
     }
   }
 
-  const int64_t keys_here = min(int64_t(16), pr.lk - warp_k0);  // <= 0 for a warp wholly past Lk
-  store_accumulator_rows<kD>(dk_acc, s_w, dk + (bh * pr.lk + warp_k0) * kD, keys_here);
-  store_accumulator_rows<kD>(dv_acc, s_w, dv + (bh * pr.lk + warp_k0) * kD, keys_here);
+  if (warp_k0 < pr.lk) {  // warp-uniform: the last block's last warps may lie wholly past Lk
+    const int64_t keys_here = min(int64_t(16), pr.lk - warp_k0);
+    store_accumulator_rows<kD>(dk_acc, s_w, dk + (bh * pr.lk + warp_k0) * kD, keys_here);
+    store_accumulator_rows<kD>(dv_acc, s_w, dv + (bh * pr.lk + warp_k0) * kD, keys_here);
+  }
 }
 
 // dQ: a block owns kRows query rows (16 per warp, Q and dO fragments kept in registers) and
@@ -790,9 +793,6 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
                                  Problem pr) {
   using namespace nvcuda;
   using C = BwdDqWmma<kD>;
-  using AFrag = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-  using BRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-  using BCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
   RT_DYNAMIC_SHARED(unsigned char, smem);
   __nv_bfloat16* k_s = reinterpret_cast<__nv_bfloat16*>(smem);
   __nv_bfloat16* v_s = k_s + C::kKeys * C::kPitch;
@@ -804,7 +804,7 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
   const int64_t warp_row0 = row0 + warp * 16;
   const KeyLimit limit = key_limit(pr, kv_lengths, bh);
 
-  AFrag q_frag[C::kFrags], do_frag[C::kFrags];
+  ARowFrag q_frag[C::kFrags], do_frag[C::kFrags];
   stage_bf16_rows<kD>(q + bh * pr.lq * kD, row0, C::kRows, pr.lq, k_s);
   __syncthreads();
 #pragma unroll
@@ -842,7 +842,7 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
       wmma::fill_fragment(acc, 0.f);
 #pragma unroll
       for (int f = 0; f < C::kFrags; ++f) {
-        BCol kt_frag;
+        BColFrag kt_frag;
         wmma::load_matrix_sync(kt_frag, k_s + n * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(acc, q_frag[f], kt_frag, acc);
       }
@@ -865,7 +865,7 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
       wmma::fill_fragment(acc, 0.f);
 #pragma unroll
       for (int f = 0; f < C::kFrags; ++f) {
-        BCol vt_frag;
+        BColFrag vt_frag;
         wmma::load_matrix_sync(vt_frag, v_s + n * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(acc, do_frag[f], vt_frag, acc);
       }
@@ -881,21 +881,22 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
     __syncwarp();
 
     // dQ += dS K
-    AFrag ds_frag[C::kKeys / 16];
+    ARowFrag ds_frag[C::kKeys / 16];
 #pragma unroll
     for (int kk = 0; kk < C::kKeys / 16; ++kk) wmma::load_matrix_sync(ds_frag[kk], p_w + kk * 16, C::kPPitch);
 #pragma unroll
     for (int f = 0; f < C::kFrags; ++f) {
 #pragma unroll
       for (int kk = 0; kk < C::kKeys / 16; ++kk) {
-        BRow k_frag;
+        BRowFrag k_frag;
         wmma::load_matrix_sync(k_frag, k_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
         wmma::mma_sync(dq_acc[f], ds_frag[kk], k_frag, dq_acc[f]);
       }
     }
   }
 
-  store_accumulator_rows<kD>(dq_acc, s_w, dq + (bh * pr.lq + warp_row0) * kD, min(int64_t(16), pr.lq - warp_row0));
+  if (warp_row0 < pr.lq)  // warp-uniform: the last block's last warps may lie wholly past Lq
+    store_accumulator_rows<kD>(dq_acc, s_w, dq + (bh * pr.lq + warp_row0) * kD, min(int64_t(16), pr.lq - warp_row0));
 }
 
 // ---------------------------------------------------------------------------------------------
