@@ -59,6 +59,8 @@
 //           bf16 WMMA backward: 481 GFLOP executed, 0.61 ms at peak; bound by shared memory
 //           (per 32-row tile a warp loads ~30 KB of fragments and scratch against 32 MMAs, ~1/3
 //           of the MMA rate at 128 B/clock), less barriers and latency: ~20-25%, ~2.5-3.5 ms.
+#include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "launch.h"
@@ -931,16 +933,20 @@ void forward_simt(const rt::AttentionParams& p, const Problem& pr) {
 template <int kD>
 void launch_forward_wmma(const rt::AttentionParams& p, const Problem& pr) {
   using C = FwdWmma<kD>;
-  RT_LAUNCH(attention_fwd_wmma_kernel<kD>, grid_of(p.batch * p.heads, rt::ceil_div(p.lq, C::kRows), "attention"),
+  const auto attention_fwd_wmma = attention_fwd_wmma_kernel<kD>;
+  RT_LAUNCH(attention_fwd_wmma, grid_of(p.batch * p.heads, rt::ceil_div(p.lq, C::kRows), "attention"),
             C::kWarps * 32, C::kSmem, static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k),
             static_cast<const __nv_bfloat16*>(p.v), static_cast<__nv_bfloat16*>(p.out), p.lse, p.kv_lengths, pr);
 }
 
-// The WMMA kernels serve bf16 with D = 16, 32, ..., 128: launch(std::integral_constant<int, D>)
-// for those; false when they do not apply.
+// The WMMA kernels serve bf16 with D = 16, 32, ..., 128 and every tensor 16-byte aligned (they
+// move rows in 16-byte chunks; a view at an odd element offset is not): launch(
+// std::integral_constant<int, D>) for those; false when they do not apply.
 template <class Launch>
-bool with_wmma_dim(rt::DType dtype, int64_t dim, Launch&& launch) {
+bool with_wmma_dim(rt::DType dtype, int64_t dim, std::initializer_list<const void*> tensors, Launch&& launch) {
   if (dtype != rt::DType::bf16) return false;
+  for (const void* t : tensors)
+    if (reinterpret_cast<uintptr_t>(t) % 16 != 0) return false;
   switch (dim) {
     case 16: launch(std::integral_constant<int, 16>()); return true;
     case 32: launch(std::integral_constant<int, 32>()); return true;
@@ -955,7 +961,7 @@ bool with_wmma_dim(rt::DType dtype, int64_t dim, Launch&& launch) {
 }
 
 bool forward_wmma(const rt::AttentionParams& p, const Problem& pr) {
-  return with_wmma_dim(p.dtype, p.dim, [&](auto d) { launch_forward_wmma<decltype(d)::value>(p, pr); });
+  return with_wmma_dim(p.dtype, p.dim, {p.q, p.k, p.v, p.out}, [&](auto d) { launch_forward_wmma<decltype(d)::value>(p, pr); });
 }
 
 void attention(const rt::AttentionParams& p) {
@@ -1021,7 +1027,8 @@ void launch_backward_wmma(const rt::AttentionBackwardParams& p, const Problem& p
 void attention_backward(const rt::AttentionBackwardParams& p) {
   if (p.batch * p.heads == 0) return;
   const Problem pr = problem_of(p.heads, p.lq, p.lk, p.dim, p.scale, p.causal, p.kv_lengths);
-  if (with_wmma_dim(p.dtype, p.dim, [&](auto d) { launch_backward_wmma<decltype(d)::value>(p, pr); })) return;
+  const std::initializer_list<const void*> tensors = {p.q, p.k, p.v, p.out, p.dout, p.dq, p.dk, p.dv};
+  if (with_wmma_dim(p.dtype, p.dim, tensors, [&](auto d) { launch_backward_wmma<decltype(d)::value>(p, pr); })) return;
   if (p.dtype == rt::DType::bf16) backward_for<__nv_bfloat16>(p, pr);
   else backward_for<float>(p, pr);
 }

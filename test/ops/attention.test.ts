@@ -313,6 +313,26 @@ describe('op attention_backward', () => {
     });
   });
 
+  it.runIf(acceleratorBackends().includes('cuda-emu'))('bf16 views at an odd element offset take the SIMT kernels and agree with cpu', () => {
+    const c: Case = { batch: 1, heads: 2, lq: 9, lk: 12, dim: 32, causal: true };
+    const x = makeInputs(c, rng(), 'bf16');
+    // Each tensor is the tail of a buffer one element longer: 2 bytes past a 16-byte boundary.
+    const misaligned = (a: Float32Array, seq: number): Tensor<'bf16'> =>
+      fromArray(Float32Array.from([0, ...a]), [a.length + 1], { dtype: 'bf16', device: 'cuda-emu' })
+        .slice(1)
+        .reshape([c.batch, c.heads, seq, c.dim]);
+    const [q, k, v, dout] = [misaligned(x.q, c.lq), misaligned(x.k, c.lk), misaligned(x.v, c.lk), misaligned(x.dout, c.lq)];
+    const options = { scale: x.problem.scale, causal: true };
+    const before = native.emuLaunchCounts();
+    const { out, lse } = attentionForward(q, k, v, options);
+    const { dq, dk, dv } = attentionBackward(q, k, v, out, dout, lse, options);
+    const after = native.emuLaunchCounts();
+    const launched = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
+    expect([launched('attention_fwd_wmma'), launched('attention_bwd_dq_wmma'), launched('attention_bwd_dq')]).toEqual([0, 0, 1]);
+    const got = { out: out.toArray(), lse: lse.toArray(), dq: dq.toArray(), dk: dk.toArray(), dv: dv.toArray() };
+    expectMatchesReference(x, got, 'bf16', 'misaligned bf16 views');
+  });
+
   it('rejects bad arguments with messages that name them', () => {
     const shape = [1, 2, 3, 4];
     const t = fromArray(new Float32Array(24), shape);
