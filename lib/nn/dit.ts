@@ -5,7 +5,9 @@
 //
 // Conditioning c = MLP(sinusoidal(t)) + textPool(pooled text); each block's adaLN Linear maps
 // SiLU(c) to shift/scale/gate for attention and MLP (zero-initialised: every block starts as the
-// identity). Parameter names (`blocks.3.attn.q`, `blocks.3.cross.k`, `blocks.3.mlp.fc1`,
+// identity). Dropout (off by default) hits each block's attention outputs and MLP activations
+// while training, as in DiT/ViT; the fused attention kernel has no dropout of the attention
+// probabilities. Parameter names (`blocks.3.attn.q`, `blocks.3.cross.k`, `blocks.3.mlp.fc1`,
 // `text.blocks.1.attn.q`) are what LoRA patterns match.
 import * as F from '../autograd/functions.js';
 import { noGrad, type Input, type Variable } from '../autograd/variable.js';
@@ -36,6 +38,12 @@ export interface DiTConfig {
   timestepDim?: number;
   /** Parameter initialisation stream; default the global generator. */
   seed?: number;
+  /**
+   * Dropout probability in [0, 1) in every block while training: the self- and cross-attention
+   * outputs, the MLP hidden activations and the MLP output (timm's proj_drop and Mlp drop, which
+   * DiT builds on). The identity in eval mode. Default 0.
+   */
+  dropout?: number;
 }
 
 export type DiTPreset = 'tiny' | 'small';
@@ -121,6 +129,21 @@ export function resizeGrid(data: ArrayLike<number>, h: number, w: number, c: num
   return out;
 }
 
+/** The dropout p of a DiT, checked: a number in [0, 1). */
+function checkDropout(p: unknown): number {
+  if (typeof p !== 'number' || !(p >= 0 && p < 1)) throw new RangeError(`DiT: dropout must be a number in [0, 1), got ${typeof p === 'number' ? p : JSON.stringify(p)}`);
+  return p;
+}
+
+/**
+ * The dropout every block of a DiT applies: one rate, and one stream for all masks so that a
+ * training checkpoint saves a single generator state. The DiT owns it and hands it to its blocks.
+ */
+export interface BlockDropout {
+  p: number;
+  generator: Generator;
+}
+
 /** Per-sample shift/scale/gate vectors [B, width] from the conditioning. */
 function chunks(mod: Variable, count: number): Variable[] {
   const width = mod.shape[1]! / count;
@@ -142,7 +165,14 @@ export class DiTBlock extends Module {
   readonly mlp: MLP;
   readonly adaLN: Linear;
 
-  constructor(width: number, heads: number, mlpRatio: number, generator: Generator) {
+  /** `generator` initialises the weights; `dropoutSettings` is shared with the other blocks of the DiT (default off). */
+  constructor(
+    width: number,
+    heads: number,
+    mlpRatio: number,
+    generator: Generator,
+    readonly dropoutSettings: BlockDropout = { p: 0, generator },
+  ) {
     super();
     const xavier = { generator, init: 'xavier' as const };
     this.norm1 = this.addModule('norm1', new LayerNorm(width, { affine: false, eps: 1e-6 }));
@@ -164,9 +194,17 @@ export class DiTBlock extends Module {
     const modulated = this.norm1.forward(x, { scale: scale1, shift: shift1 });
     const attended =
       frames === 1 ? this.attn.forward(modulated) : F.reshape(this.attn.forward(F.reshape(modulated, [b / frames, frames * n, w])), [b, n, w]);
-    let h = F.add(x, gated(gate1, attended));
-    h = F.add(h, this.cross.forward(this.norm2.forward(h), { context, kvLengths: contextLengths }));
-    return F.add(h, gated(gate2, this.mlp.forward(this.norm3.forward(h, { scale: scale2, shift: shift2 }))));
+    let h = F.add(x, gated(gate1, this.#drop(attended)));
+    h = F.add(h, this.#drop(this.cross.forward(this.norm2.forward(h), { context, kvLengths: contextLengths })));
+    // The MLP's fc1 -> GELU -> fc2 spelled out, so that dropout can reach its hidden activations.
+    const hidden = this.#drop(F.gelu(this.mlp.fc1.forward(this.norm3.forward(h, { scale: scale2, shift: shift2 }))));
+    return F.add(h, gated(gate2, this.#drop(this.mlp.fc2.forward(hidden))));
+  }
+
+  /** Dropout while training; when it is off nothing is recorded on the tape and no random number drawn. */
+  #drop(x: Variable): Variable {
+    const { p, generator } = this.dropoutSettings;
+    return this.training && p > 0 ? F.dropout(x, p, { generator }) : x;
   }
 }
 
@@ -237,14 +275,19 @@ export class DiT extends Module {
   readonly text: TextEncoder | null;
   #pos: Variable | null = null;
   #grid: [number, number];
+  readonly #dropout: BlockDropout;
 
   constructor(config: DiTConfig) {
     super();
     const { imageSize, patchSize, channels, width, depth, heads, mlpRatio, textWidth, contextLength } = config;
     if (imageSize % patchSize !== 0) throw new RangeError(`DiT: imageSize ${imageSize} is not a multiple of patchSize ${patchSize}`);
     if (width % heads !== 0) throw new RangeError(`DiT: width ${width} is not divisible by heads ${heads}`);
-    this.config = { positions: 'learned', timestepDim: 256, ...config };
+    const dropout = checkDropout(config.dropout ?? 0);
+    this.config = { positions: 'learned', timestepDim: 256, ...config, dropout };
     const generator = config.seed === undefined ? defaultGenerator() : new Generator(config.seed);
+    // Masks continue the initialisation stream: reproducible from the seed (or after manualSeed),
+    // and past every counter the weights used.
+    this.#dropout = { p: dropout, generator };
     const grid = imageSize / patchSize;
     this.#grid = [grid, grid];
     this.patch = this.addModule('patch', new Linear(channels * patchSize * patchSize, width, { generator, init: 'xavier' }));
@@ -254,9 +297,32 @@ export class DiT extends Module {
     this.time = this.addModule('time', new TimestepEmbedder(this.config.timestepDim, width, generator));
     this.textPool = this.addModule('textPool', new Linear(textWidth, width, { generator, init: 'xavier' }));
     this.textProj = this.addModule('textProj', new Linear(textWidth, width, { generator, init: 'xavier' }));
-    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new DiTBlock(width, heads, mlpRatio, generator))));
+    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new DiTBlock(width, heads, mlpRatio, generator, this.#dropout))));
     this.final = this.addModule('final', new FinalLayer(width, patchSize * patchSize * channels));
     this.text = config.text === undefined ? null : this.addModule('text', new TextEncoder({ ...config.text, width: textWidth, contextLength }, { generator }));
+  }
+
+  /** Dropout probability of every block while training (config.dropout). */
+  get dropout(): number {
+    return this.#dropout.p;
+  }
+
+  set dropout(p: number) {
+    this.#dropout.p = checkDropout(p);
+    this.config.dropout = p;
+  }
+
+  /**
+   * The stream every dropout mask is drawn from. A trainer installs its own so that the masks
+   * follow the run's seed and resume from its checkpoint.
+   */
+  get dropoutGenerator(): Generator {
+    return this.#dropout.generator;
+  }
+
+  set dropoutGenerator(generator: Generator) {
+    if (!(generator instanceof Generator)) throw new TypeError(`DiT: dropoutGenerator must be a Generator, got ${typeof generator}`);
+    this.#dropout.generator = generator;
   }
 
   /** Patches per column and per row that the position table is laid out for. */

@@ -2,13 +2,14 @@
 // [0, T), 10% condition dropout (the caption replaced by the empty prompt, which is what
 // classifier-free guidance's unconditional branch reads), AdamW with weight decay and an
 // optional L1 penalty, a learning-rate schedule, clipping by global norm, optional EMA of the
-// weights, dropout on the text features, host-side augmentation, gradient accumulation and
+// weights, dropout inside the DiT's blocks, host-side augmentation, gradient accumulation and
 // stage-wise resolution (positions interpolated between stages).
 //
-// Exact resume: everything random in a step is drawn from two streams whose states are saved
+// Exact resume: everything random in a step is drawn from three streams whose states are saved
 // with the checkpoint (a host stream for batch order, timesteps, condition dropout and
-// augmentation; a Philox generator for the noise and dropout masks), and the model, optimiser
-// moments and EMA are saved in f32. A run resumed at step k therefore computes the same
+// augmentation; a Philox generator for the noise; another for the DiT's dropout masks, so that
+// switching dropout on or off leaves the noise of every step as it was), and the model,
+// optimiser moments and EMA are saved in f32. A run resumed at step k therefore computes the same
 // numbers as the uninterrupted run from step k on.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,8 +19,7 @@ import { backward } from '../autograd/backward.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
 import { qSample } from '../diffusion/sampler.js';
 import { resizeGrid } from '../nn/dit.js';
-import type { TextEncoding } from '../nn/text_encoder.js';
-import { Generator, randn } from '../ops/random.js';
+import { Generator, randn, type GeneratorState } from '../ops/random.js';
 import { AdamW } from '../optim/adamw.js';
 import { EMA } from '../optim/ema.js';
 import { lrSchedule, type LrScheduleKind } from '../optim/schedule.js';
@@ -60,7 +60,11 @@ export interface BaseTrainOptions {
   l1?: number;
   /** EMA decay (0: no EMA). Samples and the final model use the averaged weights. */
   ema?: number;
-  /** Dropout probability on the text features the denoiser reads (0: off). */
+  /**
+   * Dropout probability inside the DiT's blocks while training (attention outputs and MLP
+   * activations; see DiTConfig.dropout). Sets the model's dropout, which its saved config keeps;
+   * default: leave the model's as it is (0 unless it was built or trained with dropout).
+   */
   dropout?: number;
   /** Probability of training a sample on the empty prompt (classifier-free guidance). */
   condDropout?: number;
@@ -116,7 +120,9 @@ interface TrainerState {
   optimizerStep: number;
   stage: number;
   hostRandom: number;
-  noise: { seed: number; offset: number };
+  noise: GeneratorState;
+  /** Absent in checkpoints written before the DiT had dropout. */
+  dropout?: GeneratorState;
   losses: number[];
   ema: boolean;
 }
@@ -224,12 +230,6 @@ function checkOptions(options: BaseTrainOptions): void {
   for (const name of ['weightDecay', 'clipNorm', 'l1', 'warmup', 'ckptEvery', 'sampleEvery'] as const) nonNegative(name, options[name]);
 }
 
-/** Dropout on the text features the denoiser reads (tokens and pooled vector). */
-function dropText(text: TextEncoding, p: number, generator: Generator): TextEncoding {
-  if (p === 0) return text;
-  return { tokens: F.dropout(text.tokens, p, { generator }), pooled: F.dropout(text.pooled, p, { generator }), lengths: text.lengths };
-}
-
 /**
  * Trains `model` in place. Returns the losses of the steps taken; writes checkpoints (model,
  * optimiser, EMA, RNG states, step) and sample grids under `options.out` when given.
@@ -240,10 +240,12 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
   const seed = options.seed ?? 0;
   const accumulate = options.accumulate ?? 1;
   const condDropout = options.condDropout ?? 0.1;
-  const textDropout = options.dropout ?? 0;
   const schedule = lrSchedule(options.lrSchedule ?? 'constant', options.lr, options.steps, options.warmup ?? 0);
   const hostRandom = new HostRandom(seed);
   const noiseGenerator = new Generator(seed + 1);
+  const dropoutGenerator = new Generator(seed + 2);
+  if (options.dropout !== undefined) model.dit.dropout = options.dropout;
+  model.dit.dropoutGenerator = dropoutGenerator;
   const stopAt = Math.min(options.stopAt ?? options.steps, options.steps);
 
   const optimizer = new AdamW(model.dit.namedParameters(), {
@@ -266,6 +268,8 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
     stageIndex = state.stage;
     hostRandom.state = state.hostRandom;
     noiseGenerator.setState(state.noise);
+    // An older checkpoint's run drew no dropout masks in the DiT: its stream is still at the start.
+    if (state.dropout !== undefined) dropoutGenerator.setState(state.dropout);
     previousLosses.push(...state.losses);
   }
 
@@ -294,7 +298,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
       let loss = 0;
       for (let micro = 0; micro < accumulate; micro++) {
         const drawn = ((step - stageStart(stageIndex)) * accumulate + micro) * options.batch;
-        loss += microStep(model, examples, sampler, drawn, options, { hostRandom, noiseGenerator, condDropout, textDropout, accumulate, resolution: stage.resolution });
+        loss += microStep(model, examples, sampler, drawn, options, { hostRandom, noiseGenerator, condDropout, accumulate, resolution: stage.resolution });
       }
       const gradNorm = (options.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(options.clipNorm!) : 0;
       optimizer.step();
@@ -316,6 +320,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
           stage: stageIndex,
           hostRandom: hostRandom.state,
           noise: noiseGenerator.state(),
+          dropout: dropoutGenerator.state(),
           losses: [...previousLosses, ...losses],
           ema: ema !== null,
         });
@@ -342,7 +347,6 @@ interface MicroContext {
   hostRandom: HostRandom;
   noiseGenerator: Generator;
   condDropout: number;
-  textDropout: number;
   accumulate: number;
   resolution: number;
 }
@@ -368,8 +372,7 @@ function microStep(model: TextToImage, examples: readonly Example[], sampler: Ep
     const x0 = fromArray(pixels, [batch, model.channels, resolution, resolution]);
     const noise = randn(x0.shape, { generator: noiseGenerator });
     const xt = qSample(x0, timesteps, noise, model.schedule);
-    const text = dropText(model.encodePrompts(captions), ctx.textDropout, noiseGenerator);
-    let loss: Variable = F.mse(model.predictEps(xt, timesteps, text), noise);
+    let loss: Variable = F.mse(model.predictEps(xt, timesteps, model.encodePrompts(captions)), noise);
     if (ctx.accumulate > 1) loss = F.scale(loss, 1 / ctx.accumulate);
     const value = loss.value.item();
     backward(loss);

@@ -197,7 +197,10 @@ export class TextToImage {
     );
   }
 
-  /** Reads a checkpoint directory written by save() (bf16 weights are widened to f32). */
+  /**
+   * Reads a checkpoint directory written by save() (bf16 weights are widened to f32). The DiT
+   * comes back in eval mode (no dropout): a trainer switches it to training mode itself.
+   */
   static load(dir: string): TextToImage {
     if (!isCheckpoint(dir)) throw new Error(`TextToImage.load: ${dir} is not a checkpoint directory (no model.safetensors and state.json)`);
     const { model: tensors, optimizer, state, files } = loadCheckpoint(dir);
@@ -219,6 +222,7 @@ export class TextToImage {
         dit.dispose();
         throw err;
       }
+      dit.eval();
       return new TextToImage(tokenizer, dit, NoiseSchedule.create(config.schedule.kind, config.schedule.steps), config.preset);
     } finally {
       for (const t of [...Object.values(tensors), ...Object.values(optimizer)]) t.dispose();
