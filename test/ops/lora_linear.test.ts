@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DeviceType } from '../../lib/device.js';
 import { loraLinear, loraLinearBackward, loraLinearForward } from '../../lib/ops/lora_linear.js';
 import { sum } from '../../lib/ops/reduce.js';
+import { native } from '../../lib/native.js';
 import { fromArray } from '../../lib/tensor.js';
 import * as ref from '../reference/lora_linear.js';
 import { acceleratorBackends, backends, checkMemoryGuards, expectClose, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
@@ -112,6 +113,18 @@ describe('op lora_linear', () => {
     // The native handles carry the same shapes: a reduce over the leading axes works.
     expectClose(sum(y, [0, 1]).toArray(), colSums(want.y, 6, 5), tol(4), 'sum over leading axes');
     expect(sum(h, [0, 1]).shape).toEqual([2]);
+  });
+
+  it('frees every storage it made once its results are disposed', () => {
+    const c = makeCase(rng(), 6, 5, 4, 2);
+    const t = tensors(c, 'cpu');
+    const x3 = t.x.reshape([2, 3, 4]);
+    const before = native.info().liveStorages;
+    const { y, h } = loraLinearForward(x3, t.w, t.bias, t.down, t.up);
+    expect(native.info().liveStorages - before, 'y and h').toBe(2);
+    const grads = loraLinearBackward(x3, t.w, t.down, t.up, h, y, { needDw: true });
+    for (const g of [y, h, grads.dx, grads.ddown, grads.dup, grads.dw!, grads.dbias!]) g.dispose();
+    expect(native.info().liveStorages).toBe(before);
   });
 
   for (const device of acceleratorBackends()) {
