@@ -1,8 +1,9 @@
 // The text-to-image pipeline end to end: checkpoint round trip, a short run lowers the loss
 // without growing memory, resume is exact (the loss curve of 3 + resume + 3 steps equals 6
-// uninterrupted steps, with cosine LR, EMA, accumulation, augmentation and text dropout on),
-// stage-wise resolution, and the shipped checkpoint follows the colour words of its prompt.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+// uninterrupted steps, with cosine LR, EMA, accumulation, augmentation and DiT dropout on),
+// dropout reaches the DiT and only while training, stage-wise resolution, and the shipped
+// checkpoint loads in eval mode and follows the colour words of its prompt.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
@@ -18,6 +19,7 @@ import { trainBase, type BaseTrainOptions, type DataSource, type Example } from 
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
 import { TextToImage, type GenerateOptions } from '../../lib/train/model.js';
 import { adapterStateDict, attachLora, detachAdapters } from '../../lib/nn/lora.js';
+import type { DiTConfig } from '../../lib/nn/dit.js';
 import { saveSafetensors } from '../../lib/io/safetensors.js';
 import { checkMemoryGuards, testSeed } from '../helpers.js';
 
@@ -32,9 +34,18 @@ const microDiT = { imageSize: 16, patchSize: 4, width: 48, depth: 2, heads: 2, m
 
 const figures: DataSource = (size) => loadTrainingData({ kind: 'figures', count: 64, seed: 3 }, size);
 
-async function microModel(seed = 0): Promise<TextToImage> {
+async function microModel(seed = 0, dit: Partial<DiTConfig> = {}): Promise<TextToImage> {
   const captions = (await loadTrainingData({ kind: 'figures', count: 64, seed: 3 }, null)).map((e: Example) => e.caption);
-  return TextToImage.create(trainTokenizer(captions, 300), { preset: 'tiny', dit: microDiT, seed });
+  return TextToImage.create(trainTokenizer(captions, 300), { preset: 'tiny', dit: { ...microDiT, ...dit }, seed });
+}
+
+/** A fresh DiT predicts exactly 0 (adaLN-Zero): perturb every weight so predictions differ. */
+function perturb(model: TextToImage): void {
+  for (const p of model.dit.parameters()) {
+    const noise = randn(p.shape, { generator, std: 0.05 });
+    axpy(1, noise, p.value);
+    noise.dispose();
+  }
 }
 
 function rssMB(): number {
@@ -48,12 +59,7 @@ const collectGarbage = vm.runInNewContext('gc') as () => void;
 describe('TextToImage', () => {
   it('save/load round trip reproduces weights, tokenizer and predictions (f32 exactly, bf16 closely)', async () => {
     const model = await microModel(5);
-    // A fresh DiT predicts exactly 0 (adaLN-Zero): perturb every weight so predictions differ.
-    for (const p of model.dit.parameters()) {
-      const noise = randn(p.shape, { generator, std: 0.05 });
-      axpy(1, noise, p.value);
-      noise.dispose();
-    }
+    perturb(model);
     const dir = path.join(scratch, 'roundtrip');
     model.save(dir);
     const loaded = TextToImage.load(dir);
@@ -82,11 +88,7 @@ describe('TextToImage', () => {
 
   it('generate is deterministic by seed; negative prompt, cfg and a LoRA file change the images; the LoRA is removed after', async () => {
     const model = await microModel(6);
-    for (const p of model.dit.parameters()) {
-      const noise = randn(p.shape, { generator, std: 0.05 });
-      axpy(1, noise, p.value);
-      noise.dispose();
-    }
+    perturb(model);
     const run = (options: Partial<GenerateOptions> = {}): Float32Array =>
       tidy(() => model.generate({ prompts: ['a person wearing a red shirt', 'a person wearing a blue shirt'], n: 2, steps: 3, seed: 9, ...options }).toArray());
     const base = run();
@@ -110,6 +112,26 @@ describe('TextToImage', () => {
     expect(withLora).not.toEqual(base);
     expect(run(), 'the LoRA is detached after generate').toEqual(base);
     expect(() => run({ lora: path.join(scratch, 'missing.safetensors') })).toThrow(/lora: file .*missing\.safetensors does not exist/);
+    model.dispose();
+  });
+
+  it('generate runs the DiT in eval mode: with dropout its images equal those without, and the mode is restored', async () => {
+    const model = await microModel(9);
+    perturb(model);
+    const x = fromArray(Array.from({ length: 2 * 3 * 16 * 16 }, (_, i) => Math.cos(i)), [2, 3, 16, 16]);
+    const predict = (): Float32Array => noGrad(() => tidy(() => model.predictEps(x, [10, 900], model.encodePrompts(['a person', ''])).value.toArray()));
+    const run = (): Float32Array => tidy(() => model.generate({ prompts: ['a person wearing a red shirt'], n: 2, steps: 3, seed: 4 }).toArray());
+    model.dit.train();
+    const deterministic = predict();
+    const plain = run();
+    model.dit.dropout = 0.5;
+    expect(predict(), 'dropout 0.5 changes a training-mode prediction').not.toEqual(deterministic);
+    expect(run()).toEqual(plain);
+    expect(model.dit.training, 'generate restores training mode').toBe(true);
+    model.dit.eval();
+    expect(run()).toEqual(plain);
+    expect(model.dit.training, 'and eval mode').toBe(false);
+    x.dispose();
     model.dispose();
   });
 
@@ -176,6 +198,9 @@ describe('trainBase', () => {
     expect(firstHalf.step).toBe(3);
     interrupted.dispose();
     const resumedModel = TextToImage.load(path.join(scratch, 'resumed', 'checkpoint'));
+    const saved = JSON.parse(readFileSync(path.join(scratch, 'resumed', 'checkpoint', 'state.json'), 'utf8')) as { dit: { dropout: number }; trainer: { dropout: { offset: number } } };
+    expect(saved.dit.dropout).toBe(0.1);
+    expect(saved.trainer.dropout.offset, 'the DiT drew dropout masks and their stream was saved').toBeGreaterThan(0);
     const secondHalf = await trainBase(resumedModel, figures, { ...options(path.join(scratch, 'resumed')), resume: path.join(scratch, 'resumed', 'checkpoint') });
     expect([...firstHalf.losses, ...secondHalf.losses]).toEqual(full.losses);
     const a = straight.dit.stateDict();
@@ -183,6 +208,38 @@ describe('trainBase', () => {
     for (const name of Object.keys(a)) expect(b[name]!.toArray(), name).toEqual(a[name]!.toArray());
     straight.dispose();
     resumedModel.dispose();
+  });
+
+  it('dropout acts inside the DiT from its own stream: the same noise, other losses after the first; the model keeps its p', async () => {
+    interface Run {
+      losses: number[];
+      model: TextToImage;
+      streams: { noise: { offset: number }; dropout: { offset: number } };
+    }
+    const run = async (name: string, dropout: number | undefined, dit: Partial<DiTConfig> = {}): Promise<Run> => {
+      const model = await microModel(8, dit);
+      const out = path.join(scratch, `dropout-${name}`);
+      const { losses } = await trainBase(model, figures, { steps: 3, batch: 2, lr: 2e-3, seed: 5, out, ...(dropout === undefined ? {} : { dropout }) });
+      const { trainer } = JSON.parse(readFileSync(path.join(out, 'checkpoint', 'state.json'), 'utf8')) as { trainer: Run['streams'] };
+      return { losses, model, streams: trainer };
+    };
+    const plain = await run('plain', undefined);
+    const dropped = await run('dropped', 0.3);
+    console.log(`losses without dropout ${plain.losses.map((l) => l.toFixed(5)).join(' ')}; with 0.3 ${dropped.losses.map((l) => l.toFixed(5)).join(' ')}`);
+    expect(dropped.losses.every(Number.isFinite)).toBe(true);
+    expect(dropped.streams.noise, 'dropout leaves the noise stream alone').toEqual(plain.streams.noise);
+    expect(plain.streams.dropout.offset).toBe(0);
+    expect(dropped.streams.dropout.offset).toBeGreaterThan(0);
+    expect(dropped.losses[0], 'a fresh DiT predicts 0 whatever the masks').toBe(plain.losses[0]);
+    expect(dropped.losses.slice(1)).not.toEqual(plain.losses.slice(1));
+    expect(plain.model.dit.dropout).toBe(0);
+    expect(dropped.model.dit.dropout).toBe(0.3);
+    expect(dropped.model.config.dit.dropout, 'saved with the model').toBe(0.3);
+    expect(dropped.model.dit.training, 'eval mode after training').toBe(false);
+    const configured = await run('configured', undefined, { dropout: 0.2 });
+    expect(configured.model.dit.dropout, 'no dropout option: the model keeps its own').toBe(0.2);
+    expect(configured.losses.slice(1)).not.toEqual(plain.losses.slice(1));
+    for (const r of [plain, dropped, configured]) r.model.dispose();
   });
 
   it('stage-wise resolution: 16x16 then 32x32 from the same weights, positions interpolated, resumable across the switch', async () => {
@@ -212,6 +269,8 @@ describe('trainBase', () => {
     const model = await microModel(0);
     await expect(trainBase(model, figures, { steps: 0, batch: 1, lr: 1e-3 })).rejects.toThrow(/steps must be an integer >= 1, got 0/);
     await expect(trainBase(model, figures, { steps: 2, batch: 1, lr: 1e-3, condDropout: 1.5 })).rejects.toThrow(/condDropout must be in \[0, 1\), got 1.5/);
+    await expect(trainBase(model, figures, { steps: 2, batch: 1, lr: 1e-3, dropout: 1 })).rejects.toThrow(/train: dropout must be in \[0, 1\), got 1/);
+    expect(model.dit.dropout, 'a rejected run leaves the model alone').toBe(0);
     await expect(trainBase(model, figures, { steps: 2, batch: 1, lr: 1e-3, stages: [{ resolution: 18, steps: 2 }] })).rejects.toThrow(/resolution 18 must be a positive multiple of the patch size 4/);
     await expect(trainBase(model, figures, { steps: 3, batch: 1, lr: 1e-3, stages: [{ resolution: 16, steps: 2 }] })).rejects.toThrow(/stages add up to 2 steps but steps is 3/);
     model.dispose();
@@ -254,11 +313,13 @@ describe('the shipped checkpoint', () => {
     });
   }
 
-  it('is under 20 MB and loads as the tiny preset', () => {
+  it('is under 20 MB and loads as the tiny preset in eval mode, without dropout', () => {
     expect(statSync(path.join(shipped, 'model.safetensors')).size).toBeLessThan(20 * 2 ** 20);
     const model = TextToImage.load(shipped);
     expect(model.preset).toBe('tiny');
     expect(model.imageSize).toBe(32);
+    expect(model.dit.dropout, 'its config predates dropout: the default').toBe(0);
+    expect(model.dit.training, 'loaded for inference').toBe(false);
     model.dispose();
   });
 
