@@ -5,6 +5,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseFlags } from '../../lib/cli/flags.js';
+import { trainBaseFlags, trainOptionsFromFlags } from '../../lib/cli/train-base.js';
 import { imageToPng } from '../../lib/io/images.js';
 import { checkMemoryGuards } from '../helpers.js';
 
@@ -78,11 +80,18 @@ describe('cli train-base / sample', () => {
     expect(fromManifest).toMatch(/step 1\/1/);
   });
 
+  it('--dropout sets the DiT dropout of the run; without it the model keeps its own', () => {
+    expect(trainOptionsFromFlags(parseFlags(['--figures', '4', '--dropout', '0.2'], trainBaseFlags), out).dropout).toBe(0.2);
+    expect(trainOptionsFromFlags(parseFlags(['--figures', '4'], trainBaseFlags), out)).not.toHaveProperty('dropout');
+    expect(trainBaseFlags.dropout!.help).toMatch(/DiT blocks/);
+  });
+
   it('argument errors name the flag and the expectation', () => {
     const cases: [string[], RegExp][] = [
       [['train-base', '--steps', '2'], /give the training data: --data DIR, --manifest FILE.jsonl or --figures N/],
       [['train-base', '--figures', '4', '--steps', 'many'], /--steps expects an integer, got "many"/],
       [['train-base', '--figures', '4', '--batch', '0'], /--batch must be >= 1, got 0/],
+      [['train-base', '--figures', '4', '--dropout', '1'], /--dropout must be < 1, got 1/],
       [['train-base', '--figures', '4', '--preset', 'huge'], /--preset must be one of tiny, small, got "huge"/],
       [['train-base', '--figures', '4', '--stages', '32-100'], /--stages expects RESOLUTION:STEPS pairs/],
       [['train-base', '--figures', '4', '--frobnicate'], /unknown flag --frobnicate/],
