@@ -44,5 +44,6 @@ export {
   type DiTPreset,
   type DiTForwardOptions,
   type TextCondition,
+  type BlockDropout,
 } from './dit.js';
 export * as init from './init.js';
