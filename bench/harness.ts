@@ -81,6 +81,25 @@ export function time(fn: () => void, options: TimeOptions = {}): Timing {
   return { median: median(perCall), min: Math.min(...perCall), runs, callsPerRun };
 }
 
+/**
+ * The cost of `b` relative to `a`: one call of each in turn, `pairs` times after a warm-up, and
+ * the median of the per-pair ratios b / a, so that drift in the machine's speed (other tenants)
+ * hits both sides of every ratio alike.
+ */
+export function pairedRatio(a: () => void, b: () => void, pairs = 15): number {
+  a();
+  b();
+  const ratios: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const t0 = now();
+    a();
+    const t1 = now();
+    b();
+    ratios.push((now() - t1) / (t1 - t0));
+  }
+  return median(ratios);
+}
+
 /** Runs `fn` with the cpu pool at `threads`, restoring the previous count after. */
 export function withThreads<T>(threads: number, fn: () => T): T {
   const before = native.info().threads;
