@@ -69,7 +69,9 @@ function disposeAll(...tensors: Tensor[]): void {
   for (const t of tensors) t.dispose();
 }
 
-const openblas = native.openblasInfo();
+// Loaded in run() after the machine's peaks are measured: OpenBLAS starts its worker threads as it
+// loads and they spin for a while, which made a 2-thread FMA peak measured then come out as one.
+let openblas: ReturnType<typeof native.openblasInfo> = { loaded: false };
 
 interface GemmShape {
   batch?: number;
@@ -306,6 +308,8 @@ export async function run(args: string[]): Promise<OpsResult> {
         `copy ${h.fmt(copy.loop / 1e9)} GB/s (loop), ${h.fmt(copy.memcpy / 1e9)} GB/s (memcpy), ${peaks.copyBufferBytes >> 20} MB buffers`,
     );
   }
+  openblas = native.openblasInfo();
+  if (openblas.loaded) native.openblasSetThreads(1);
   if (openblas.loaded) console.log(`OpenBLAS: ${openblas.path}, core ${openblas.corename ?? '?'} (${openblas.config ?? ''})`);
   else console.log(`OpenBLAS not found, GEMM peer ratios skipped (${openblas.error ?? ''})`);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -13,6 +14,15 @@
 
 namespace rt::cpu {
 namespace {
+
+// A hint to the core that this thread is spinning (frees resources for its sibling).
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 // Set while a thread runs pool work, so a parallel_for nested inside one runs inline.
 thread_local bool inside_parallel_region = false;
@@ -63,7 +73,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &job;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     job.work();
@@ -83,15 +93,30 @@ class Pool {
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [&] { return stopping_ || (generation_ != seen && job_ != nullptr); });
+      lock.unlock();
+      spin_while_idle(seen);
+      lock.lock();
+      wake_.wait(lock, [&] { return stopping_ || (generation_.load() != seen && job_ != nullptr); });
       if (stopping_) return;
-      seen = generation_;
+      seen = generation_.load();
       Job* job = job_;
       ++active_;
       lock.unlock();
       job->work();
       lock.lock();
       --active_;
+    }
+  }
+
+  // Ops run several parallel regions back to back (a GEMM has three per k block), and waking a
+  // sleeping worker costs tens of microseconds on a VM: a worker that just finished watches for
+  // the next region for about kSpinMicroseconds before it goes to sleep.
+  void spin_while_idle(uint64_t seen) const {
+    constexpr auto kSpinMicroseconds = std::chrono::microseconds(50);
+    const auto until = std::chrono::steady_clock::now() + kSpinMicroseconds;
+    while (generation_.load(std::memory_order_acquire) == seen) {
+      for (int i = 0; i < 32; ++i) spin_pause();
+      if (std::chrono::steady_clock::now() >= until) return;
     }
   }
 
@@ -109,7 +134,7 @@ class Pool {
   std::mutex mutex_, run_mutex_;
   std::condition_variable wake_;
   Job* job_ = nullptr;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   int active_ = 0;
   bool stopping_ = false;
 };
