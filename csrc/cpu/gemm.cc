@@ -70,8 +70,57 @@ void pack_panels(const T* src, int64_t stride_w, int64_t stride_k, int64_t w0, i
   }
 }
 
+// 8 rows of 8 consecutive k each (rows `stride` apart) written as 8 k-rows of 8 at dst (rows W
+// apart): an 8 x 8 transpose in registers.
+__attribute__((target("avx2"))) inline void transpose_8x8(const float* src, int64_t stride, float* dst, int64_t W) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * W, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * W, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+// pack_panels' k-contiguous case for whole f32 panels (a weight used as x W^T, the usual
+// linear layer): 8 x 8 blocks transposed in registers instead of W strided scalar loads per k.
+template <int W>
+__attribute__((target("avx2"))) void pack_k_contiguous_avx2(const float* src, int64_t stride_w, int64_t w0,
+                                                             int64_t count, int64_t p0, int64_t kc, float* out) {
+  static_assert(W % 8 == 0);
+  for (int64_t panel = 0; panel < count; panel += W) {
+    const float* base = src + (w0 + panel) * stride_w + p0;
+    float* dst = out + panel * kc;
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8)
+      for (int w = 0; w < W; w += 8) transpose_8x8(base + w * stride_w + p, stride_w, dst + p * W + w, W);
+    for (; p < kc; ++p)
+      for (int w = 0; w < W; ++w) dst[p * W + w] = base[w * stride_w + p];
+  }
+}
+
 template <int W>
 void pack(const GemmOperand& op, int64_t w0, int64_t count, int64_t p0, int64_t kc, float* out) {
+  if constexpr (W % 8 == 0) {
+    // Whole panels only: a ragged last panel takes the general path below.
+    const int64_t whole = count / W * W;
+    if (op.dtype == DType::f32 && op.stride_k == 1 && op.stride_w != 1 && whole > 0 && isa() != Isa::scalar) {
+      pack_k_contiguous_avx2<W>(static_cast<const float*>(op.data), op.stride_w, w0, whole, p0, kc, out);
+      if (whole == count) return;
+      w0 += whole;
+      count -= whole;
+      out += whole * kc;
+    }
+  }
   if (op.dtype == DType::bf16)
     pack_panels<W>(static_cast<const uint16_t*>(op.data), op.stride_w, op.stride_k, w0, count, p0, kc, out);
   else
