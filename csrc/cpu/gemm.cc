@@ -91,18 +91,22 @@ __attribute__((target("avx2"))) inline void transpose_8x8(const float* src, int6
   }
 }
 
-// pack_panels' k-contiguous case for whole f32 panels (a weight used as x W^T, the usual
-// linear layer): 8 x 8 blocks transposed in registers instead of W strided scalar loads per k.
+// pack_panels' k-contiguous case for whole f32 panels (the weight of x W^T, and a row-major A):
+// 8 x 8 blocks transposed in registers instead of W strided scalar loads per k; the rows past the
+// last multiple of 8 (W = 14, 6) go element by element.
 template <int W>
 __attribute__((target("avx2"))) void pack_k_contiguous_avx2(const float* src, int64_t stride_w, int64_t w0,
                                                              int64_t count, int64_t p0, int64_t kc, float* out) {
-  static_assert(W % 8 == 0);
+  constexpr int kBlocked = W / 8 * 8;
   for (int64_t panel = 0; panel < count; panel += W) {
     const float* base = src + (w0 + panel) * stride_w + p0;
     float* dst = out + panel * kc;
     int64_t p = 0;
-    for (; p + 8 <= kc; p += 8)
-      for (int w = 0; w < W; w += 8) transpose_8x8(base + w * stride_w + p, stride_w, dst + p * W + w, W);
+    for (; p + 8 <= kc; p += 8) {
+      for (int w = 0; w < kBlocked; w += 8) transpose_8x8(base + w * stride_w + p, stride_w, dst + p * W + w, W);
+      for (int w = kBlocked; w < W; ++w)
+        for (int64_t q = p; q < p + 8; ++q) dst[q * W + w] = base[w * stride_w + q];
+    }
     for (; p < kc; ++p)
       for (int w = 0; w < W; ++w) dst[p * W + w] = base[w * stride_w + p];
   }
@@ -110,7 +114,7 @@ __attribute__((target("avx2"))) void pack_k_contiguous_avx2(const float* src, in
 
 template <int W>
 void pack(const GemmOperand& op, int64_t w0, int64_t count, int64_t p0, int64_t kc, float* out) {
-  if constexpr (W % 8 == 0) {
+  if constexpr (W >= 8) {
     // Whole panels only: a ragged last panel takes the general path below.
     const int64_t whole = count / W * W;
     if (op.dtype == DType::f32 && op.stride_k == 1 && op.stride_w != 1 && whole > 0 && isa() != Isa::scalar) {
