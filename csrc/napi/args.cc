@@ -120,6 +120,19 @@ void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char
          Error::type);
 }
 
+void expect_f32_like(const NativeTensor& t, const NativeTensor& like, const char* op, const char* arg) {
+  expect_dtype(t, DType::f32, op, arg);
+  expect_same_device(like, t, op, arg);
+  expect_numel(t, like.numel(), op, arg);
+}
+
+void expect_f32_shaped(const NativeTensor& t, const NativeTensor& like, const std::vector<int64_t>& shape,
+                       const char* op, const char* arg) {
+  expect_dtype(t, DType::f32, op, arg);
+  expect_same_device(like, t, op, arg);
+  expect_shape(t, shape, op, arg);
+}
+
 Napi::Value output_like(const Napi::CallbackInfo& info, size_t index, const NativeTensor& like, const char* op,
                         NativeTensor** out) {
   if (NativeTensor* given = optional_tensor_arg(info, index, op, "out")) {

@@ -43,6 +43,10 @@ void expect_shape(const NativeTensor& t, const std::vector<int64_t>& shape, cons
                   const char* arg);
 void expect_same_device(const NativeTensor& a, const NativeTensor& b, const char* op,
                         const char* arg);
+// An f32 input that goes with `like`: on its device, with its element count, or with `shape`.
+void expect_f32_like(const NativeTensor& t, const NativeTensor& like, const char* op, const char* arg);
+void expect_f32_shaped(const NativeTensor& t, const NativeTensor& like, const std::vector<int64_t>& shape,
+                       const char* op, const char* arg);
 [[noreturn]] void expect_failed(const std::string& message, Error::Kind kind = Error::range);
 
 // Throws rt::Error (a RangeError in JS unless a kind is given) when `condition` is false. A

@@ -31,9 +31,7 @@ RT_BINDING(activationBackward) {
   NativeTensor& x = tensor_arg(info, 0, op, "x");
   NativeTensor& dy = tensor_arg(info, 1, op, "dy");
   expect_dtype(x, DType::f32, op, "x");
-  expect_dtype(dy, DType::f32, op, "dy");
-  expect_same_device(x, dy, op, "dy");
-  expect_shape(dy, x.shape(), op, "dy");
+  expect_f32_shaped(dy, x, x.shape(), op, "dy");
   const Activation kind = activation_arg(info, 2, op);
   NativeTensor* dx;
   Napi::Object result = NativeTensor::create(info.Env(), x.device(), DType::f32, x.shape(), &dx);

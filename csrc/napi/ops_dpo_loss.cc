@@ -10,9 +10,7 @@ static float* output(const NativeTensor* t) { return static_cast<float*>(t->data
 
 // Each of `names` must be an f32 tensor on first's device with first's element count.
 static void expect_like(const NativeTensor& first, const NativeTensor& t, const char* op, const char* name) {
-  expect_dtype(t, DType::f32, op, name);
-  expect_same_device(first, t, op, name);
-  expect_numel(t, first.numel(), op, name);
+  expect_f32_like(t, first, op, name);
 }
 
 static int64_t pairs_arg(const Napi::CallbackInfo& info, size_t index, const NativeTensor& first, const char* op) {

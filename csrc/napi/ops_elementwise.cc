@@ -13,9 +13,7 @@ RT_BINDING(binary) {
   NativeTensor& a = tensor_arg(info, 0, "binary", "a");
   NativeTensor& b = tensor_arg(info, 1, "binary", "b");
   expect_dtype(a, DType::f32, "binary", "a");
-  expect_dtype(b, DType::f32, "binary", "b");
-  expect_same_device(a, b, "binary", "b");
-  expect_numel(b, a.numel(), "binary", "b");
+  expect_f32_like(b, a, "binary", "b");
   const int64_t op = int_arg(info, 2, "binary", "op");
   RT_EXPECT(op >= 0 && op <= 2, "binary: op must be 0 (add), 1 (sub) or 2 (mul), got " + std::to_string(op));
   NativeTensor* out;
@@ -45,9 +43,7 @@ RT_BINDING(axpy) {
   NativeTensor& y = tensor_arg(info, 2, "axpy", "y");
   const float beta = static_cast<float>(number_arg(info, 3, "axpy", "beta"));
   expect_dtype(x, DType::f32, "axpy", "x");
-  expect_dtype(y, DType::f32, "axpy", "y");
-  expect_same_device(x, y, "axpy", "y");
-  expect_numel(y, x.numel(), "axpy", "y");
+  expect_f32_like(y, x, "axpy", "y");
   AxpyParams p{f32_in(x, "axpy", "x"), static_cast<float*>(y.data("axpy", "y")), x.numel(), alpha, beta};
   run_op(x.device(), &OpTable::axpy, "axpy", p);
   return info.Env().Undefined();

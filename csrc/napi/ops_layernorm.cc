@@ -23,9 +23,7 @@ static const float* optional_vector(const Napi::CallbackInfo& info, size_t index
                                     int64_t cols, const char* op, const char* arg) {
   NativeTensor* t = optional_tensor_arg(info, index, op, arg);
   if (!t) return nullptr;
-  expect_dtype(*t, DType::f32, op, arg);
-  expect_same_device(x, *t, op, arg);
-  expect_shape(*t, {cols}, op, arg);
+  expect_f32_shaped(*t, x, {cols}, op, arg);
   return static_cast<const float*>(t->data(op, arg));
 }
 
@@ -41,9 +39,7 @@ static const float* optional_modulation(const Napi::CallbackInfo& info, size_t i
                                         const RowsCols& rc, int64_t group, const char* op, const char* arg) {
   NativeTensor* t = optional_tensor_arg(info, index, op, arg);
   if (!t) return nullptr;
-  expect_dtype(*t, DType::f32, op, arg);
-  expect_same_device(x, *t, op, arg);
-  expect_shape(*t, {rc.rows / group, rc.cols}, op, arg);
+  expect_f32_shaped(*t, x, {rc.rows / group, rc.cols}, op, arg);
   return static_cast<const float*>(t->data(op, arg));
 }
 
@@ -97,9 +93,7 @@ RT_BINDING(layerNormBackward) {
   NativeTensor& x = tensor_arg(info, 0, op, "x");
   NativeTensor& dy = tensor_arg(info, 1, op, "dy");
   expect_dtype(x, DType::f32, op, "x");
-  expect_dtype(dy, DType::f32, op, "dy");
-  expect_same_device(x, dy, op, "dy");
-  expect_shape(dy, x.shape(), op, "dy");
+  expect_f32_shaped(dy, x, x.shape(), op, "dy");
   const RowsCols rc = rows_cols(x, op);
   const int64_t group = group_arg(info, 6, rc.rows, op);
   const bool need_gamma = bool_arg(info, 7, op, "needGamma");

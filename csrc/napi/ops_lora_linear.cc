@@ -9,13 +9,6 @@ static const float* in(const NativeTensor* t) {
 }
 static float* out(const NativeTensor* t) { return t ? static_cast<float*>(t->data("loraLinear", "output")) : nullptr; }
 
-static void expect_matrix(const NativeTensor& first, const NativeTensor& t, int64_t rows, int64_t cols, const char* op,
-                          const char* name) {
-  expect_dtype(t, DType::f32, op, name);
-  expect_same_device(first, t, op, name);
-  expect_shape(t, {rows, cols}, op, name);
-}
-
 struct LoraShape {
   int64_t m, n, k, rank;
 };
@@ -28,9 +21,9 @@ static LoraShape lora_shape(const NativeTensor& x, const NativeTensor& w, const 
   RT_EXPECT(w.shape().size() == 2, std::string(op) + ": w must be 2-D [N, K], got " + w.describe());
   RT_EXPECT(down.shape().size() == 2, std::string(op) + ": down must be 2-D [K, rank], got " + down.describe());
   LoraShape s{x.shape()[0], w.shape()[0], x.shape()[1], down.shape()[1]};
-  expect_matrix(x, w, s.n, s.k, op, "w");
-  expect_matrix(x, down, s.k, s.rank, op, "down");
-  expect_matrix(x, up, s.rank, s.n, op, "up");
+  expect_f32_shaped(w, x, {s.n, s.k}, op, "w");
+  expect_f32_shaped(down, x, {s.k, s.rank}, op, "down");
+  expect_f32_shaped(up, x, {s.rank, s.n}, op, "up");
   return s;
 }
 
@@ -45,9 +38,7 @@ RT_BINDING(loraLinear) {
   const float scale = static_cast<float>(number_arg(info, 5, op, "scale"));
   const LoraShape s = lora_shape(x, w, down, up, op);
   if (bias) {
-    expect_dtype(*bias, DType::f32, op, "bias");
-    expect_same_device(x, *bias, op, "bias");
-    expect_shape(*bias, {s.n}, op, "bias");
+    expect_f32_shaped(*bias, x, {s.n}, op, "bias");
   }
   Napi::Env env = info.Env();
   NativeTensor *y, *h;
@@ -72,8 +63,8 @@ RT_BINDING(loraLinearBackward) {
   const bool need_dw = bool_arg(info, 7, op, "needDw");
   const bool need_dbias = bool_arg(info, 8, op, "needDbias");
   const LoraShape s = lora_shape(x, w, down, up, op);
-  expect_matrix(x, h, s.m, s.rank, op, "h");
-  expect_matrix(x, dy, s.m, s.n, op, "dy");
+  expect_f32_shaped(h, x, {s.m, s.rank}, op, "h");
+  expect_f32_shaped(dy, x, {s.m, s.n}, op, "dy");
   Napi::Env env = info.Env();
   NativeTensor *dx, *dw = nullptr, *dbias = nullptr, *ddown, *dup;
   Napi::Array result = Napi::Array::New(env, 5);

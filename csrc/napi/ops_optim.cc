@@ -6,9 +6,7 @@
 namespace rt::napi {
 
 static float* f32_arg(NativeTensor& t, const NativeTensor& like, const char* op, const char* arg) {
-  expect_dtype(t, DType::f32, op, arg);
-  expect_same_device(like, t, op, arg);
-  expect_numel(t, like.numel(), op, arg);
+  expect_f32_like(t, like, op, arg);
   return static_cast<float*>(t.data(op, arg));
 }
 

@@ -30,9 +30,7 @@ RT_BINDING(softmaxBackward) {
   NativeTensor& y = tensor_arg(info, 0, op, "y");
   NativeTensor& dy = tensor_arg(info, 1, op, "dy");
   expect_dtype(y, DType::f32, op, "y");
-  expect_dtype(dy, DType::f32, op, "dy");
-  expect_same_device(y, dy, op, "dy");
-  expect_shape(dy, y.shape(), op, "dy");
+  expect_f32_shaped(dy, y, y.shape(), op, "dy");
   NativeTensor* dx;
   Napi::Object result = NativeTensor::create(info.Env(), y.device(), DType::f32, y.shape(), &dx);
   if (y.numel() == 0) return result;
