@@ -612,6 +612,69 @@ __device__ __forceinline__ void store_accumulator_rows(const Accumulator (&acc)[
   }
 }
 
+// The products of a backward step, each for one warp's 16 rows against kStep rows of the other
+// side (all bf16 in shared memory with pitch kPitch; f32 scratch with pitch kSPitch).
+
+// s = A B^T (16 x kStep, f32): A is 16 rows of kD at `a`, B kStep rows at `b`. The A fragments
+// are loaded as they are used and the loop is unrolled by 2, not fully: the dK/dV kernel keeps
+// dK, dV and P live, and hoisting every load of a fully unrolled loop makes D = 112 and 128
+// spill on sm_80.
+template <int kD>
+__device__ __forceinline__ void product_bt_to_scratch(const __nv_bfloat16* a, const __nv_bfloat16* b, float* s) {
+  using C = BwdWmma<kD>;
+  Accumulator acc;
+#pragma unroll
+  for (int n = 0; n < C::kStep / 16; ++n) {
+    nvcuda::wmma::fill_fragment(acc, 0.f);
+#pragma unroll 2
+    for (int f = 0; f < C::kFrags; ++f) {
+      ARowFrag a_frag;
+      BColFrag bt_frag;
+      nvcuda::wmma::load_matrix_sync(a_frag, a + f * 16, C::kPitch);
+      nvcuda::wmma::load_matrix_sync(bt_frag, b + n * 16 * C::kPitch + f * 16, C::kPitch);
+      nvcuda::wmma::mma_sync(acc, a_frag, bt_frag, acc);
+    }
+    nvcuda::wmma::store_matrix_sync(s + n * 16, acc, C::kSPitch, nvcuda::wmma::mem_row_major);
+  }
+}
+
+// The same with A already in fragments (the dQ kernel keeps Q and dO in registers).
+template <int kD>
+__device__ __forceinline__ void product_bt_to_scratch(const ARowFrag (&a)[kD / 16], const __nv_bfloat16* b, float* s) {
+  using C = BwdWmma<kD>;
+  Accumulator acc;
+#pragma unroll
+  for (int n = 0; n < C::kStep / 16; ++n) {
+    nvcuda::wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+    for (int f = 0; f < C::kFrags; ++f) {
+      BColFrag bt_frag;
+      nvcuda::wmma::load_matrix_sync(bt_frag, b + n * 16 * C::kPitch + f * 16, C::kPitch);
+      nvcuda::wmma::mma_sync(acc, a[f], bt_frag, acc);
+    }
+    nvcuda::wmma::store_matrix_sync(s + n * 16, acc, C::kSPitch, nvcuda::wmma::mem_row_major);
+  }
+}
+
+// acc += P B: P is the warp's 16 x kStep bf16 scratch (pitch kPPitch), B kStep rows of kD at `b`.
+template <int kD>
+__device__ __forceinline__ void accumulate_scratch_product(Accumulator (&acc)[kD / 16], const __nv_bfloat16* p,
+                                                           const __nv_bfloat16* b) {
+  using C = BwdWmma<kD>;
+  ARowFrag p_frag[C::kStep / 16];
+#pragma unroll
+  for (int kk = 0; kk < C::kStep / 16; ++kk) nvcuda::wmma::load_matrix_sync(p_frag[kk], p + kk * 16, C::kPPitch);
+#pragma unroll
+  for (int f = 0; f < C::kFrags; ++f) {
+#pragma unroll
+    for (int kk = 0; kk < C::kStep / 16; ++kk) {
+      BRowFrag b_frag;
+      nvcuda::wmma::load_matrix_sync(b_frag, b + kk * 16 * C::kPitch + f * 16, C::kPitch);
+      nvcuda::wmma::mma_sync(acc[f], p_frag[kk], b_frag, acc[f]);
+    }
+  }
+}
+
 // dK/dV: a block owns kKeys keys (16 per warp) and walks the query tiles that can see them.
 template <int kD>
 struct BwdDkdvWmma : BwdWmma<kD> {
@@ -683,22 +746,7 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
     if (warp_k0 >= limit(min(q0 + C::kRows, pr.lq) - 1)) continue;  // warp-uniform
 
     // S^T = K Q^T (16 keys x 32 rows), then P^T = exp(scale S^T - lse), 0 where hidden.
-    Accumulator acc;
-#pragma unroll
-    for (int n = 0; n < C::kRows / 16; ++n) {
-      wmma::fill_fragment(acc, 0.f);
-      // Unrolled by 2, not fully: with dK, dV and P live, hoisting every fragment load of a
-      // fully unrolled loop makes D = 112 and 128 spill on sm_80.
-#pragma unroll 2
-      for (int f = 0; f < C::kFrags; ++f) {
-        ARowFrag k_frag;
-        BColFrag qt_frag;
-        wmma::load_matrix_sync(k_frag, k_w + f * 16, C::kPitch);
-        wmma::load_matrix_sync(qt_frag, q_s + n * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(acc, k_frag, qt_frag, acc);
-      }
-      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
-    }
+    product_bt_to_scratch<kD>(k_w, q_s, s_w);
     __syncwarp();
     float prob[16];
 #pragma unroll
@@ -711,35 +759,12 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
     }
     __syncwarp();
 
-    // dV += P^T dO. scores_frag holds P^T here and dS^T below.
-    ARowFrag scores_frag[C::kRows / 16];
-#pragma unroll
-    for (int kk = 0; kk < C::kRows / 16; ++kk) wmma::load_matrix_sync(scores_frag[kk], p_w + kk * 16, C::kPPitch);
-#pragma unroll
-    for (int f = 0; f < C::kFrags; ++f) {
-#pragma unroll
-      for (int kk = 0; kk < C::kRows / 16; ++kk) {
-        BRowFrag do_frag;
-        wmma::load_matrix_sync(do_frag, do_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(dv_acc[f], scores_frag[kk], do_frag, dv_acc[f]);
-      }
-    }
+    // dV += P^T dO
+    accumulate_scratch_product<kD>(dv_acc, p_w, do_s);
 
-    // dP^T = V dO^T, then dS^T = P^T (dP^T - delta) scale into the bf16 scratch (P^T is in the
-    // fragments already, and in f32 in prob).
-#pragma unroll
-    for (int n = 0; n < C::kRows / 16; ++n) {
-      wmma::fill_fragment(acc, 0.f);
-#pragma unroll 2
-      for (int f = 0; f < C::kFrags; ++f) {
-        ARowFrag v_frag;
-        BColFrag dot_frag;
-        wmma::load_matrix_sync(v_frag, v_w + f * 16, C::kPitch);
-        wmma::load_matrix_sync(dot_frag, do_s + n * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(acc, v_frag, dot_frag, acc);
-      }
-      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
-    }
+    // dP^T = V dO^T, then dS^T = P^T (dP^T - delta) scale into the bf16 scratch (P^T is in f32
+    // in prob).
+    product_bt_to_scratch<kD>(v_w, do_s, s_w);
     __syncwarp();
 #pragma unroll
     for (int c = 0; c < 16; ++c) {
@@ -750,17 +775,7 @@ __global__ void __launch_bounds__(BwdDkdvWmma<kD>::kWarps * 32)
     __syncwarp();
 
     // dK += dS^T Q
-#pragma unroll
-    for (int kk = 0; kk < C::kRows / 16; ++kk) wmma::load_matrix_sync(scores_frag[kk], p_w + kk * 16, C::kPPitch);
-#pragma unroll
-    for (int f = 0; f < C::kFrags; ++f) {
-#pragma unroll
-      for (int kk = 0; kk < C::kRows / 16; ++kk) {
-        BRowFrag q_frag;
-        wmma::load_matrix_sync(q_frag, q_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(dk_acc[f], scores_frag[kk], q_frag, dk_acc[f]);
-      }
-    }
+    accumulate_scratch_product<kD>(dk_acc, p_w, q_s);
   }
 
   if (warp_k0 < pr.lk) {  // warp-uniform: the last block's last warps may lie wholly past Lk
@@ -838,18 +853,7 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
     if (k0 >= warp_keys) continue;  // warp-uniform: none of the warp's rows sees this tile
 
     // S = Q K^T (16 rows x 32 keys), then P = exp(scale S - lse), 0 where hidden.
-    Accumulator acc;
-#pragma unroll
-    for (int n = 0; n < C::kKeys / 16; ++n) {
-      wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-      for (int f = 0; f < C::kFrags; ++f) {
-        BColFrag kt_frag;
-        wmma::load_matrix_sync(kt_frag, k_s + n * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(acc, q_frag[f], kt_frag, acc);
-      }
-      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
-    }
+    product_bt_to_scratch<kD>(q_frag, k_s, s_w);
     __syncwarp();
     const int64_t valid = row_limit - k0;
     const bool seen = row_lse != -INFINITY;
@@ -862,17 +866,7 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
     __syncwarp();
 
     // dP = dO V^T, then dS = P (dP - delta) scale into the bf16 scratch.
-#pragma unroll
-    for (int n = 0; n < C::kKeys / 16; ++n) {
-      wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-      for (int f = 0; f < C::kFrags; ++f) {
-        BColFrag vt_frag;
-        wmma::load_matrix_sync(vt_frag, v_s + n * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(acc, do_frag[f], vt_frag, acc);
-      }
-      wmma::store_matrix_sync(s_w + n * 16, acc, C::kSPitch, wmma::mem_row_major);
-    }
+    product_bt_to_scratch<kD>(do_frag, v_s, s_w);
     __syncwarp();
 #pragma unroll
     for (int c = 0; c < 16; ++c) {
@@ -883,18 +877,7 @@ __global__ void __launch_bounds__(BwdDqWmma<kD>::kWarps * 32)
     __syncwarp();
 
     // dQ += dS K
-    ARowFrag ds_frag[C::kKeys / 16];
-#pragma unroll
-    for (int kk = 0; kk < C::kKeys / 16; ++kk) wmma::load_matrix_sync(ds_frag[kk], p_w + kk * 16, C::kPPitch);
-#pragma unroll
-    for (int f = 0; f < C::kFrags; ++f) {
-#pragma unroll
-      for (int kk = 0; kk < C::kKeys / 16; ++kk) {
-        BRowFrag k_frag;
-        wmma::load_matrix_sync(k_frag, k_s + kk * 16 * C::kPitch + f * 16, C::kPitch);
-        wmma::mma_sync(dq_acc[f], ds_frag[kk], k_frag, dq_acc[f]);
-      }
-    }
+    accumulate_scratch_product<kD>(dq_acc, p_w, k_s);
   }
 
   if (warp_row0 < pr.lq)  // warp-uniform: the last block's last warps may lie wholly past Lq
