@@ -19,31 +19,15 @@ import {
   unmergeAdapters,
   withAdaptersDisabled,
 } from '../../lib/nn/lora.js';
-import { Module } from '../../lib/nn/module.js';
 import { matmul } from '../../lib/ops/matmul.js';
 import { fromArray, zeros, type Tensor } from '../../lib/tensor.js';
 import { gradcheck, moduleGradcheck } from '../autograd/gradcheck.js';
 import { checkMemoryGuards, expectClose, randomArray, rng } from '../helpers.js';
+import { tinyDiTConfig, randomizeParameters } from './tiny.js';
 
 checkMemoryGuards();
 
-const config = {
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  width: 8,
-  depth: 2,
-  heads: 2,
-  mlpRatio: 2,
-  textWidth: 8,
-  contextLength: 4,
-  timestepDim: 8,
-  text: { vocabSize: 6, depth: 2, heads: 2, mlpRatio: 2 },
-};
-
-function randomize(module: Module, random: () => number, scale = 0.5): void {
-  for (const [, p] of module.namedParameters()) p.value.copy_(fromArray(randomArray(p.size, random, scale), p.shape));
-}
+const config = tinyDiTConfig({ textDepth: 2 });
 
 function input(shape: number[], random: () => number): Tensor<'f32'> {
   return fromArray(randomArray(shape.reduce((n, d) => n * d, 1), random), shape);
@@ -75,7 +59,7 @@ describe('LoRA adapters', () => {
   it('attach by name pattern; start as the identity; y = base + scale (x down) up', () => {
     const random = rng();
     const model = new DiT(config);
-    randomize(model, random);
+    randomizeParameters(model, random);
     const x = input([2, 3, 8, 8], random);
     const before = run(model, x);
     const attached = attachLora(model, { pattern: /^blocks\.\d+\.(attn|cross)\.(q|k|v|out)$/, rank: 2, scale: 0.5 });
@@ -105,7 +89,7 @@ describe('LoRA adapters', () => {
   it('trains only the adapters of a frozen model; disable, merge, unmerge, bake', () => {
     const random = rng();
     const model = new DiT(config);
-    randomize(model, random);
+    randomizeParameters(model, random);
     const x = input([2, 3, 8, 8], random);
     const base = run(model, x);
     model.freeze();
@@ -142,11 +126,11 @@ describe('LoRA adapters', () => {
     const a = new DiT(config);
     const b = new DiT(config);
     b.loadStateDict(a.stateDict());
-    randomize(a, random);
+    randomizeParameters(a, random);
     b.loadStateDict(a.stateDict());
     attachLora(a, { pattern: /cross\.(q|v)$/, rank: 3 });
     attachLora(b, { pattern: /cross\.(q|v)$/, rank: 3 });
-    for (const adapter of adapters(a).values()) randomize(adapter, random);
+    for (const adapter of adapters(a).values()) randomizeParameters(adapter, random);
     const dict = adapterStateDict(a);
     expect(Object.keys(dict).sort()).toEqual(
       ['blocks.0.cross.q', 'blocks.0.cross.v', 'blocks.1.cross.q', 'blocks.1.cross.v'].flatMap((n) => [`${n}.lora.down`, `${n}.lora.up`]).sort(),
@@ -169,7 +153,7 @@ describe('LiDB adapters', () => {
   it('split rank-1 factors from a seed: frozen bases, A_train/B_train trainable, B_train zero', () => {
     const random = rng();
     const model = new DiT(config);
-    randomize(model, random);
+    randomizeParameters(model, random);
     const x = input([2, 3, 8, 8], random);
     const base = run(model, x);
     model.freeze();

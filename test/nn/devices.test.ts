@@ -8,22 +8,11 @@ import type { Module } from '../../lib/nn/module.js';
 import { fromArray, type Tensor } from '../../lib/tensor.js';
 import { relativeError } from '../autograd/gradcheck.js';
 import { acceleratorBackends, checkMemoryGuards, randomArray, rng } from '../helpers.js';
+import { tinyDiTConfig } from './tiny.js';
 
 checkMemoryGuards();
 
-const config = {
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  width: 16,
-  depth: 1,
-  heads: 2,
-  mlpRatio: 2,
-  textWidth: 8,
-  contextLength: 4,
-  timestepDim: 16,
-  text: { vocabSize: 10, depth: 1, heads: 2, mlpRatio: 2 },
-};
+const config = tinyDiTConfig({ width: 16, depth: 1, vocabSize: 10 });
 
 function build(random: () => number): DiT {
   const model = new DiT(config);

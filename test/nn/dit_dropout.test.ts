@@ -6,38 +6,21 @@ import * as F from '../../lib/autograd/functions.js';
 import { backward } from '../../lib/autograd/backward.js';
 import { noGrad } from '../../lib/autograd/variable.js';
 import { DiT, type DiTConfig } from '../../lib/nn/dit.js';
-import { Module } from '../../lib/nn/module.js';
 import { Generator } from '../../lib/ops/random.js';
 import { tidy } from '../../lib/scope.js';
 import { fromArray, type Tensor } from '../../lib/tensor.js';
 import { moduleGradcheck } from '../autograd/gradcheck.js';
 import { checkMemoryGuards, randomArray, rng, testSeed } from '../helpers.js';
+import { tinyDiTConfig, randomizeParameters } from './tiny.js';
 
 checkMemoryGuards();
 
-const tinyDiT: DiTConfig = {
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  width: 8,
-  depth: 2,
-  heads: 2,
-  mlpRatio: 2,
-  textWidth: 8,
-  contextLength: 4,
-  timestepDim: 8,
-  text: { vocabSize: 6, depth: 1, heads: 2, mlpRatio: 2 },
-};
-
-/** Random weights everywhere: a fresh DiT predicts exactly 0 (adaLN-Zero), whatever dropout does. */
-function randomize(module: Module, random: () => number, scale = 0.5): void {
-  for (const [, p] of module.namedParameters()) p.value.copy_(fromArray(randomArray(p.size, random, scale), p.shape));
-}
+const tinyDiT = tinyDiTConfig();
 
 /** A randomised DiT and a fixed batch of two samples; `predict` runs it without gradients. */
 function setup(config: Partial<DiTConfig>, random: () => number): { model: DiT; predict: () => Float32Array; forward: () => ReturnType<DiT['forward']>; dispose: () => void } {
   const model = new DiT({ ...tinyDiT, ...config });
-  randomize(model, random);
+  randomizeParameters(model, random);
   const x = fromArray(randomArray(2 * 3 * 8 * 8, random), [2, 3, 8, 8]);
   const ids = fromArray([1, 2, 3, 0, 5, 4, 0, 0], [2, 4], { dtype: 'i32' }) as Tensor<'i32'>;
   const forward = (): ReturnType<DiT['forward']> => model.forward(x, [3, 700], model.encodeText(ids, [3, 2]));

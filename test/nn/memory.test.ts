@@ -2,6 +2,7 @@
 // so the garbage collector cannot hide a leak) and the live ones counted after each step.
 import { describe, expect, it, vi } from 'vitest';
 import type { Tensor } from '../../lib/tensor.js';
+import { tinyDiTConfig } from './tiny.js';
 
 const created: Tensor[] = vi.hoisted(() => []);
 vi.mock('../../lib/scope.js', async (importOriginal) => {
@@ -31,19 +32,7 @@ checkMemoryGuards();
 
 const live = (): number => created.filter((t) => !t.disposed).length;
 
-const config = {
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  width: 16,
-  depth: 2,
-  heads: 2,
-  mlpRatio: 2,
-  textWidth: 8,
-  contextLength: 4,
-  timestepDim: 16,
-  text: { vocabSize: 10, depth: 1, heads: 2, mlpRatio: 2 },
-};
+const config = tinyDiTConfig({ width: 16, vocabSize: 10 });
 
 describe('nn memory', () => {
   it('DiT + LoRA/LiDB training steps keep the live tensor count flat', () => {

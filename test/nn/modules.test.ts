@@ -10,30 +10,15 @@ import { manualSeed, randn } from '../../lib/ops/random.js';
 import { fromArray, zeros, type Tensor } from '../../lib/tensor.js';
 import { moduleGradcheck } from '../autograd/gradcheck.js';
 import { backends, checkMemoryGuards, expectClose, randomArray, rng } from '../helpers.js';
+import { tinyDiTConfig, randomizeParameters } from './tiny.js';
 
 checkMemoryGuards();
-
-function randomize(module: Module, random: () => number, scale = 0.5): void {
-  for (const [, p] of module.namedParameters()) p.value.copy_(fromArray(randomArray(p.size, random, scale), p.shape));
-}
 
 function input(shape: number[], random: () => number): Tensor<'f32'> {
   return fromArray(randomArray(shape.reduce((n, d) => n * d, 1), random), shape);
 }
 
-const tinyDiT = {
-  imageSize: 8,
-  patchSize: 4,
-  channels: 3,
-  width: 8,
-  depth: 1,
-  heads: 2,
-  mlpRatio: 2,
-  textWidth: 8,
-  contextLength: 4,
-  timestepDim: 8,
-  text: { vocabSize: 6, depth: 1, heads: 2, mlpRatio: 2 },
-};
+const tinyDiT = tinyDiTConfig({ depth: 1 });
 
 describe('Module', () => {
   class Pair extends Module {
@@ -60,7 +45,7 @@ describe('Module', () => {
     const random = rng();
     const a = new Pair();
     const b = new Pair();
-    randomize(a, random);
+    randomizeParameters(a, random);
     b.loadStateDict(a.stateDict());
     for (const [name, p] of b.namedParameters()) expectClose(p.value.toArray(), a.stateDict()[name]!.toArray(), { rtol: 0, atol: 0 }, name);
     const dict = { ...a.stateDict() };
@@ -100,7 +85,7 @@ describe('layers: gradients vs finite differences', () => {
     const x = new Variable(input([2, 5, 3], random), { requiresGrad: true });
     moduleGradcheck('Linear', [...linear.namedParameters(), ['x', x]], () => linear.forward(x), random);
     const norm = new LayerNorm(5);
-    randomize(norm, random);
+    randomizeParameters(norm, random);
     const xn = input([3, 5], random);
     moduleGradcheck('LayerNorm', [...norm.namedParameters()], () => norm.forward(xn), random);
     const shift = new Variable(input([2, 5], random), { requiresGrad: true });
@@ -147,7 +132,7 @@ describe('layers: gradients vs finite differences', () => {
 
   it('TextEncoder: causal, padding ignored, pooled at EOS', () => {
     const encoder = new TextEncoder({ vocabSize: 6, contextLength: 4, width: 8, depth: 1, heads: 2, mlpRatio: 2 });
-    randomize(encoder, random);
+    randomizeParameters(encoder, random);
     const ids = fromArray([1, 2, 3, 0, 5, 4, 0, 0], [2, 4], { dtype: 'i32' });
     moduleGradcheck('TextEncoder', [...encoder.namedParameters()], () => {
       const { tokens, pooled } = encoder.forward(ids, [3, 2]);
@@ -167,7 +152,7 @@ describe('layers: gradients vs finite differences', () => {
 
   it('DiT: every parameter', () => {
     const model = new DiT(tinyDiT);
-    randomize(model, random, 0.4);
+    randomizeParameters(model, random, 0.4);
     const x = input([2, 3, 8, 8], random);
     const ids = fromArray([1, 2, 3, 0, 5, 4, 0, 0], [2, 4], { dtype: 'i32' });
     moduleGradcheck('DiT', [...model.namedParameters()], () => model.forward(x, [3, 700], model.encodeText(ids, [3, 2])), random, {
@@ -241,7 +226,7 @@ describe('DiT', () => {
   it('processes frames jointly: tokens of a group attend to each other', () => {
     const random = rng();
     const model = new DiT(tinyDiT);
-    randomize(model, random);
+    randomizeParameters(model, random);
     const ids = zeros([4, 4], { dtype: 'i32' });
     const x = input([4, 3, 8, 8], random);
     const run = (images: Tensor<'f32'>, frames: number): Float32Array =>
