@@ -3,6 +3,12 @@
 // accumulators (the compiler will not reorder a float sum by itself) and exp is a branch-free
 // polynomial, so every inner loop vectorises; the row loops are compiled once per instruction
 // set and picked with isa().
+//
+// No trapping math here (set before any header, so every inlined function agrees): with it GCC
+// will not if-convert the float compares of the row max and of exp, which leaves those loops
+// scalar. The kernels never rely on floating-point exceptions.
+#pragma GCC optimize("no-trapping-math")
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -24,7 +30,7 @@ constexpr int64_t kElementsPerChunk = 1 << 14;
   for (int l = 0; l < kLanes; ++l) lanes[l] = -std::numeric_limits<float>::infinity();
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] = select(x[i + l] > lanes[l], x[i + l], lanes[l]);
+    for (int l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], x[i + l]);
   float m = -std::numeric_limits<float>::infinity();
   for (; i < n; ++i) m = std::max(m, x[i]);
   for (int l = 0; l < kLanes; ++l) m = std::max(m, lanes[l]);
