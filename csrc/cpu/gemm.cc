@@ -28,6 +28,7 @@
 #include "bf16.h"
 #include "isa.h"
 #include "parallel.h"
+#include "transpose.h"
 #include "vec_math.h"
 
 namespace rt::cpu {
@@ -67,27 +68,6 @@ void pack_panels(const T* src, int64_t stride_w, int64_t stride_k, int64_t w0, i
       for (int64_t w = width; w < W; ++w)
         for (int64_t p = 0; p < kc; ++p) dst[p * W + w] = 0.f;
     }
-  }
-}
-
-// 8 rows of 8 consecutive k each (rows `stride` apart) written as 8 k-rows of 8 at dst (rows W
-// apart): an 8 x 8 transpose in registers.
-__attribute__((target("avx2"))) inline void transpose_8x8(const float* src, int64_t stride, float* dst, int64_t W) {
-  __m256 r[8], t[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * stride);
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-  }
-  for (int i = 0; i < 4; ++i) {
-    _mm256_storeu_ps(dst + i * W, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-    _mm256_storeu_ps(dst + (i + 4) * W, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
   }
 }
 

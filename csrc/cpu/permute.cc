@@ -4,13 +4,16 @@
 // the input are merged, so e.g. [B, H, L, D] -> [B, L, H, D] becomes a copy of D-long runs.
 // Each output row (the last collapsed dimension) is then one contiguous copy, or, when the
 // input's unit-stride dimension moved away from the end (a transpose), the copy goes through
-// 32x32 tiles so that neither side strides through memory line by line. Work is spread over
+// 32x32 tiles so that neither side strides through memory line by line (4-byte elements are
+// transposed 8x8 in AVX registers when the cpu has AVX2). Work is spread over
 // threads by rows or tiles.
 #include <algorithm>
 #include <cstring>
 
 #include "../ops.h"
+#include "isa.h"
 #include "parallel.h"
+#include "transpose.h"
 
 namespace rt::cpu {
 
@@ -69,6 +72,16 @@ static void decompose(const CollapsedPermute& c, const int64_t* out_stride, cons
 // Each 32x32 tile of (unit, last) is read along the input's rows into a local buffer and written
 // along the output's rows, so every cache line is touched once on each side (a direct strided
 // copy would thrash L1 sets when the strides are powers of two).
+// One full 32x32 tile of 4-byte elements: src rows (`src_stride` apart) become dst columns, in
+// 8x8 register transposes straight from the input to the output.
+__attribute__((target("avx2"))) static void transpose_tile_avx2(const uint32_t* src, int64_t src_stride, uint32_t* dst,
+                                                                 int64_t dst_stride) {
+  for (int64_t b = 0; b < 32; b += 8)
+    for (int64_t a = 0; a < 32; a += 8)
+      transpose_8x8(reinterpret_cast<const float*>(src + b * src_stride + a), src_stride,
+                    reinterpret_cast<float*>(dst + a * dst_stride + b), dst_stride);
+}
+
 template <class T>
 static void permute_tiled(const CollapsedPermute& c, int unit, const T* x, T* out) {
   constexpr int64_t kTile = 32, kBlock = 256;
@@ -88,6 +101,7 @@ static void permute_tiled(const CollapsedPermute& c, int unit, const T* x, T* ou
   const int64_t blocks_per_slice = unit_blocks * last_blocks;
   const int64_t tasks = c.numel / (unit_size * last_size) * blocks_per_slice;
   const int64_t last_stride = c.in_stride[last], unit_out_stride = out_stride[unit];
+  const bool registers = isa() != Isa::scalar;  // AVX2 8x8 transposes for 4-byte elements
   // A task is a 256x256 block (few enough pages on each side for the TLB), copied in tiles.
   parallel_for(tasks, std::max<int64_t>(1, kGrain / (kBlock * kBlock)), [&](int64_t begin, int64_t end) {
     T tile[kTile][kTile];
@@ -101,6 +115,14 @@ static void permute_tiled(const CollapsedPermute& c, int unit, const T* x, T* ou
         const int64_t a1 = std::min(a_end, a0 + kTile);
         for (int64_t b0 = b_begin; b0 < b_end; b0 += kTile) {
           const int64_t b1 = std::min(b_end, b0 + kTile);
+          if constexpr (sizeof(T) == 4) {
+            if (registers && a1 - a0 == kTile && b1 - b0 == kTile) {
+              transpose_tile_avx2(reinterpret_cast<const uint32_t*>(x + in_base + b0 * last_stride + a0), last_stride,
+                                  reinterpret_cast<uint32_t*>(out + out_base + a0 * unit_out_stride + b0),
+                                  unit_out_stride);
+              continue;
+            }
+          }
           if (a1 - a0 == kTile && b1 - b0 == kTile) {
             // Full tiles with constant trip counts, which the compiler unrolls and vectorises.
             for (int64_t b = 0; b < kTile; ++b) std::memcpy(tile[b], x + in_base + (b0 + b) * last_stride + a0, sizeof(tile[b]));

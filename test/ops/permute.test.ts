@@ -7,7 +7,7 @@ import { acceleratorBackends, backends, checkMemoryGuards, expectClose, expectId
 checkMemoryGuards();
 
 const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
-// Transposes, copies of contiguous runs, size-1 axes, odd sizes and one with > 64K elements.
+// Transposes, copies of contiguous runs, size-1 axes, odd sizes and ones with > 64K elements.
 const cases: Array<{ shape: number[]; perm: number[] }> = [
   { shape: [1], perm: [0] },
   { shape: [17, 127], perm: [1, 0] },
@@ -17,6 +17,9 @@ const cases: Array<{ shape: number[]; perm: number[] }> = [
   { shape: [2, 2, 2, 2, 2, 2, 2, 3], perm: [7, 6, 5, 4, 3, 2, 1, 0] },
   { shape: [257, 259], perm: [1, 0] },
   { shape: [3, 4099], perm: [1, 0] },
+  // Batched transposes with whole 32x32 tiles and ragged edges (the register-transpose path).
+  { shape: [3, 70, 66], perm: [0, 2, 1] },
+  { shape: [2, 64, 3, 96], perm: [0, 2, 3, 1] },
 ];
 
 /** Values exactly representable in every dtype: small integers. */
