@@ -298,8 +298,20 @@ RT_ATTN_INLINE void forward_tasks(const AttentionParams& p, int64_t begin, int64
 // ---------------------------------------------------------------------------------------------
 // Backward
 
+// How the backward's work is split. A task is one head and one group of its key tiles: its dK
+// and dV rows are its own. With enough heads (B x H >= 2 x threads, as in training) a group is
+// the whole head and dQ is written directly; otherwise the key tiles are split into groups whose
+// dQ contributions go to separate buffers, summed once every task is done.
+struct BackwardJob {
+  const AttentionBackwardParams& p;
+  DType dtype;
+  int64_t groups, tiles_per_group;
+  float* partial_dq;  // [groups][batch * heads][lq][dim] when groups > 1
+};
+
 template <int W, class T>
-RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t begin, int64_t end) {
+RT_ATTN_INLINE void backward_tasks(const BackwardJob& job, int64_t begin, int64_t end) {
+  const AttentionBackwardParams& p = job.p;
   const int64_t D = p.dim, Dp = padded(D);
   const int64_t lq = p.lq, lk = p.lk;
   // Scratch: Q, dO and the dQ accumulator for the whole head, delta; the K tile (rows and
@@ -321,7 +333,10 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
   float* dscores = dprobs + kRowBlock * kKeyTile;
   float* v_rows = dk_acc;  // V rows are only needed while v_cols is built, before dK is cleared
 
-  for (int64_t bh = begin; bh < end; ++bh) {
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t bh = task / job.groups, group = task % job.groups;
+    const int64_t keys_begin = std::min(lk, group * job.tiles_per_group * kKeyTile);
+    const int64_t keys_end = std::min(lk, keys_begin + job.tiles_per_group * kKeyTile);
     const Masking mask(p.kv_lengths, bh / p.heads, lq, lk, p.causal);
     const T* k = static_cast<const T*>(p.k) + bh * lk * D;
     const T* v = static_cast<const T*>(p.v) + bh * lk * D;
@@ -343,8 +358,9 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
 
     T* dk = static_cast<T*>(p.dk) + bh * lk * D;
     T* dv = static_cast<T*>(p.dv) + bh * lk * D;
-    for (int64_t k0 = 0; k0 < max_limit; k0 += kKeyTile) {
-      const int64_t cols = std::min(kKeyTile, max_limit - k0);
+    const int64_t keys_seen = std::min(keys_end, max_limit);
+    for (int64_t k0 = keys_begin; k0 < keys_seen; k0 += kKeyTile) {
+      const int64_t cols = std::min(kKeyTile, keys_seen - k0);
       load_rows(k + k0 * D, cols, D, Dp, k_rows);
       transpose_tile(k_rows, cols, Dp, k_cols);
       load_rows(v + k0 * D, cols, D, Dp, v_rows);
@@ -383,14 +399,34 @@ RT_ATTN_INLINE void backward_tasks(const AttentionBackwardParams& p, int64_t beg
         }
     }
     // Keys no query sees get zero gradients.
-    for (int64_t j = max_limit * D; j < lk * D; ++j) {
+    for (int64_t j = std::max(keys_begin, keys_seen) * D; j < keys_end * D; ++j) {
       store(dk + j, 0.f);
       store(dv + j, 0.f);
     }
-    T* dq = static_cast<T*>(p.dq) + bh * lq * D;
-    for (int64_t i = 0; i < lq; ++i)
-      for (int64_t d = 0; d < D; ++d) store(dq + i * D + d, dq_acc[i * Dp + d]);
+    if (job.groups == 1) {
+      T* dq = static_cast<T*>(p.dq) + bh * lq * D;
+      for (int64_t i = 0; i < lq; ++i)
+        for (int64_t d = 0; d < D; ++d) store(dq + i * D + d, dq_acc[i * Dp + d]);
+    } else {
+      float* partial = job.partial_dq + (group * p.batch * p.heads + bh) * lq * D;
+      for (int64_t i = 0; i < lq; ++i)
+        for (int64_t d = 0; d < D; ++d) partial[i * D + d] = dq_acc[i * Dp + d];
+    }
   }
+}
+
+// dq = the sum of the groups' partial dQ.
+template <class T>
+void sum_partial_dq(const BackwardJob& job) {
+  const int64_t n = job.p.batch * job.p.heads * job.p.lq * job.p.dim;
+  T* dq = static_cast<T*>(job.p.dq);
+  parallel_for(n, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float sum = 0.f;
+      for (int64_t g = 0; g < job.groups; ++g) sum += job.partial_dq[g * n + i];
+      store(dq + i, sum);
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,8 +438,8 @@ RT_ATTN_INLINE void run_tasks(const AttentionParams& p, int64_t begin, int64_t e
   forward_tasks<W, T>(p, begin, end);
 }
 template <int W, class T>
-RT_ATTN_INLINE void run_tasks(const AttentionBackwardParams& p, int64_t begin, int64_t end) {
-  backward_tasks<W, T>(p, begin, end);
+RT_ATTN_INLINE void run_tasks(const BackwardJob& job, int64_t begin, int64_t end) {
+  backward_tasks<W, T>(job, begin, end);
 }
 
 template <class P, class T>
@@ -441,7 +477,18 @@ void attention(const AttentionParams& p) {
   run_parallel(p, p.batch * p.heads * ((p.lq + kQueryTile - 1) / kQueryTile));
 }
 
-void attention_backward(const AttentionBackwardParams& p) { run_parallel(p, p.batch * p.heads); }
+void attention_backward(const AttentionBackwardParams& p) {
+  const int64_t heads = p.batch * p.heads;
+  const int64_t key_tiles = (p.lk + kKeyTile - 1) / kKeyTile;
+  const int64_t wanted = (2 * num_threads() + heads - 1) / std::max<int64_t>(1, heads);
+  const int64_t groups = std::clamp<int64_t>(wanted, 1, std::max<int64_t>(1, key_tiles));
+  std::vector<float> partial_dq(groups > 1 ? size_t(groups * heads * p.lq * p.dim) : 0);
+  const BackwardJob job{p, p.dtype, groups, (key_tiles + groups - 1) / groups, partial_dq.data()};
+  run_parallel(job, heads * groups);
+  if (groups == 1 || heads == 0) return;
+  if (p.dtype == DType::bf16) sum_partial_dq<uint16_t>(job);
+  else sum_partial_dq<float>(job);
+}
 
 }  // namespace
 

@@ -286,6 +286,26 @@ describe('op attention_backward', () => {
     }
   });
 
+  it('splits the key tiles of few heads over the cpu threads (dQ summed over the groups)', () => {
+    // One head of 5 key tiles: 1, 2 and 3 threads give 2, 4 and 5 groups of key tiles.
+    const c: Case = { batch: 1, heads: 1, lq: 70, lk: 300, dim: 32, causal: true };
+    const masked: Case = { ...c, causal: false, kvLengths: [100] };  // groups past key 100 only zero dK, dV
+    const before = native.info().threads;
+    try {
+      for (const threads of [1, 2, 3]) {
+        native.setNumThreads(threads);
+        for (const dtype of ['f32', 'bf16'] as const) {
+          for (const k of [c, masked]) {
+            const x = makeInputs(k, rng(), dtype);
+            expectMatchesReference(x, run(x, dtype, 'cpu'), dtype, `${threads} threads ${dtype} ${describeCase(k)}`);
+          }
+        }
+      }
+    } finally {
+      native.setNumThreads(before);
+    }
+  });
+
   it.runIf(acceleratorBackends().includes('cuda-emu'))('cuda-emu runs bf16 D 64 on the WMMA kernels and f32 on the SIMT ones', () => {
     const kernels = ['attention_bwd_delta', 'attention_bwd_dq_wmma', 'attention_bwd_dkdv_wmma', 'attention_bwd_dq', 'attention_bwd_dkdv'];
     const c: Case = { batch: 1, heads: 2, lq: 20, lk: 24, dim: 64, causal: true };
