@@ -5,8 +5,10 @@
 // computes the tile's scores S = scale * Q K^T for all its rows at once, folds them into a
 // running (max, sum) per row (online softmax), rescales the rows' output accumulators and adds
 // P V. The row's log-sum-exp is saved for the backward.
-// Backward: a task is one (batch, head), so dK and dV of that head are private to it (no races).
-// For each key tile and block of 32 query rows it recomputes S and dP = dO V^T, then
+// Backward: a task is one (batch, head) and a group of its key tiles, so its dK and dV rows are
+// private to it (no races); a group is the whole head unless there are fewer heads than twice
+// the threads, and then each group's dQ goes to a buffer of its own, summed at the end. For
+// each key tile and block of 32 query rows it recomputes S and dP = dO V^T, then
 // P = exp(S - lse) and dS = P * (dP - delta) * scale (delta_i = dO_i . O_i, precomputed), and
 // adds dS K into dQ, P^T dO into dV and dS^T Q into dK.
 //
