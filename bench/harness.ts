@@ -100,6 +100,11 @@ export function pairedRatio(a: () => void, b: () => void, pairs = 15): number {
   return median(ratios);
 }
 
+/** Blocks the thread for `ms` milliseconds without spinning. */
+export function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** Runs `fn` with the cpu pool at `threads`, restoring the previous count after. */
 export function withThreads<T>(threads: number, fn: () => T): T {
   const before = native.info().threads;

@@ -341,7 +341,11 @@ export async function run(args: string[]): Promise<OpsResult> {
     if (prepared.peer) {
       native.openblasSetThreads(caseThreads);
       const peer = h.time(prepared.peer.call, { runs });
-      native.openblasSetThreads(1);  // idle OpenBLAS threads spin; keep none around for our cases
+      native.openblasSetThreads(1);
+      // OpenBLAS's idle workers keep spinning for a while after a call (about 2^28 cycles, its
+      // THREAD_TIMEOUT) whatever the thread count is set to; a 2-thread case of ours started
+      // then shares a core with one and runs at half speed. Wait until they sleep.
+      h.sleepMs(400);
       result.peer = {
         name: prepared.peer.name,
         medianMs: peer.median * 1e3,
