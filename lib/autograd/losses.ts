@@ -1,0 +1,89 @@
+// The Diffusion-DPO and channel-statistics losses as differentiable functions (lib/ops/dpo_loss.ts
+// and lib/ops/channel_stat_loss.ts underneath). Both train a policy against something frozen: the
+// reference predictions and the noise of DPO, the base model's sample of the statistics loss.
+// Those inputs are read as constants; one that would take a gradient is refused, since the
+// kernels give none for it.
+import { channelStatLoss as channelStatLossOp, channelStatLossBackward, type ChannelStatLossOptions } from '../ops/channel_stat_loss.js';
+import { dpoLoss as dpoLossOp, dpoLossBackward, type DpoLossOptions } from '../ops/dpo_loss.js';
+import type { Tensor } from '../tensor.js';
+import { asVariable, record, type Input, type Variable } from './variable.js';
+
+/** The value of an input that must not take a gradient. */
+function constant(op: string, name: string, x: Input, why: string): Tensor<'f32'> {
+  const v = asVariable(x);
+  if (v.requiresGrad) throw new TypeError(`${op}: ${name} requires grad, but ${why}: compute it under noGrad() or pass its value`);
+  return v.value;
+}
+
+/** The upstream gradient of a scalar loss, as a host number (the backward kernels take it so). */
+function scalar(g: Tensor<'f32'>): number {
+  return g.toArray()[0]!;
+}
+
+export interface DpoLossTerms {
+  /** -mean over pairs of logsigmoid(inside), [1]; differentiable in predW and predL. */
+  loss: Variable;
+  /** Implicit accuracy, mean over pairs of (inside > 0) with ties as 0.5, [1]. */
+  accuracy: Tensor<'f32'>;
+  /** Per-pair mse of the policy and of the reference, [pairs]. */
+  mseW: Tensor<'f32'>;
+  mseL: Tensor<'f32'>;
+  refMseW: Tensor<'f32'>;
+  refMseL: Tensor<'f32'>;
+}
+
+/**
+ * Diffusion-DPO (SPEC section 1, diffusers form, beta 2500 by default): the leading axis indexes
+ * pairs whose winner and loser share one timestep and one noise. The gradient reaches predW and
+ * predL; refW, refL (the frozen reference's predictions) and the noise are constants. The
+ * metric tensors are the caller's to dispose (or let a tidy() scope do it).
+ */
+export function dpoLoss(
+  predW: Input,
+  predL: Input,
+  refW: Input,
+  refL: Input,
+  noiseW: Input,
+  noiseL: Input,
+  options: DpoLossOptions = {},
+): DpoLossTerms {
+  const op = 'dpoLoss';
+  const reference = 'the reference model is frozen';
+  const vw = asVariable(predW);
+  const vl = asVariable(predL);
+  const [rw, rl] = [constant(op, 'refW', refW, reference), constant(op, 'refL', refL, reference)];
+  const [nw, nl] = [constant(op, 'noiseW', noiseW, 'the noise is data'), constant(op, 'noiseL', noiseL, 'the noise is data')];
+  const result = dpoLossOp(vw.value, vl.value, rw, rl, nw, nl, options);
+  const { loss, inside, ...metrics } = result;
+  const variable = record(
+    op,
+    loss,
+    [vw, vl],
+    (g) => {
+      const grads = dpoLossBackward(vw.value, vl.value, nw, nl, inside, { ...options, dloss: scalar(g) });
+      return [grads.dPredW, grads.dPredL];
+    },
+    [inside],
+  );
+  return { loss: variable, ...metrics };
+}
+
+/**
+ * The statistics-matching loss of HG-DPO's easy stage: a and b [B, C, N] or [B, C, H, W];
+ * mean over B and C of (mean_N(a) - mean_N(b))^2, plus the squared difference of the standard
+ * deviations with matchStd. The gradient reaches `a`; `b` (the frozen base model's) is a constant.
+ */
+export function channelStatLoss(a: Input, b: Input, options: ChannelStatLossOptions = {}): Variable {
+  const op = 'channelStatLoss';
+  const va = asVariable(a);
+  const base = constant(op, 'b', b, 'it comes from the frozen base model');
+  const matchStd = options.matchStd ?? false;
+  const { loss, ...saved } = channelStatLossOp(va.value, base, { matchStd });
+  return record(
+    op,
+    loss,
+    [va],
+    (g) => [channelStatLossBackward(va.value, saved, { matchStd, dloss: scalar(g) }).da],
+    Object.values(saved).filter((t): t is Tensor<'f32'> => t !== undefined),
+  );
+}
