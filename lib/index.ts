@@ -15,4 +15,4 @@ export * as data from './data/index.js';
 export * as text from './text/index.js';
 export { TextToImage, applyLoraFile, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig } from './train/model.js';
 export { trainBase, resolveStages, type BaseTrainOptions, type StepReport, type Stage, type Example as TrainExample } from './train/base.js';
-export { dpoObjective, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective } from './train/dpo.js';
+export { dpoObjective, statMatchObjective, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective, type StatMatchBatch, type StatMatchOptions } from './train/dpo.js';

@@ -11,6 +11,7 @@ import { noGrad, type Variable } from '../autograd/variable.js';
 import { qSample } from '../diffusion/sampler.js';
 import type { HostRandom } from '../host_random.js';
 import { adapters, withAdaptersDisabled } from '../nn/lora.js';
+import { axpy, scale as scaleTensor } from '../ops/elementwise.js';
 import { randn, type Generator } from '../ops/random.js';
 import { tidy } from '../scope.js';
 import { shapeString, type Tensor } from '../tensor.js';
@@ -38,6 +39,28 @@ export interface DpoObjectiveOptions {
 export interface DpoObjective extends F.DpoLossTerms {
   /** The timestep each pair was noised to. */
   timesteps: number[];
+}
+
+/**
+ * eps of the frozen reference: the model with its adapters disabled, in eval mode (a frozen model
+ * has no dropout), outside the graph.
+ */
+function referencePrediction(model: TextToImage, xt: Tensor<'f32'>, timesteps: readonly number[], prompts: readonly string[]): Tensor<'f32'> {
+  return noGrad(() => {
+    const wasTraining = model.dit.training;
+    model.dit.eval();
+    try {
+      return withAdaptersDisabled(model.dit, () => tidy(() => model.predictEps(xt, timesteps, model.encodePrompts(prompts)).value));
+    } finally {
+      model.dit.train(wasTraining);
+    }
+  });
+}
+
+function requireAdapters(op: string, model: TextToImage): void {
+  if (![...adapters(model.dit).values()].some((a) => a.enabled)) {
+    throw new Error(`${op}: the model has no enabled adapter to train (the reference is the model with its adapters disabled)`);
+  }
 }
 
 function checkPairs(model: TextToImage, pairs: PreferencePairs): number {
@@ -76,9 +99,7 @@ function pairTimesteps(model: TextToImage, count: number, options: DpoObjectiveO
  */
 export function dpoObjective(model: TextToImage, pairs: PreferencePairs, options: DpoObjectiveOptions): DpoObjective {
   const count = checkPairs(model, pairs);
-  if (![...adapters(model.dit).values()].some((a) => a.enabled)) {
-    throw new Error('dpoObjective: the model has no enabled adapter to train (the reference is the model with its adapters disabled)');
-  }
+  requireAdapters('dpoObjective', model);
   const timesteps = pairTimesteps(model, count, options);
   const both = [...timesteps, ...timesteps];
   const prompts = [...pairs.prompts, ...pairs.prompts];
@@ -92,15 +113,7 @@ export function dpoObjective(model: TextToImage, pairs: PreferencePairs, options
   });
   const constants = [noise, noisy];
   try {
-    const reference = noGrad(() => {
-      const wasTraining = model.dit.training;
-      model.dit.eval();
-      try {
-        return withAdaptersDisabled(model.dit, () => tidy(() => model.predictEps(noisy, both, model.encodePrompts(prompts)).value));
-      } finally {
-        model.dit.train(wasTraining);
-      }
-    });
+    const reference = referencePrediction(model, noisy, both, prompts);
     const refW = reference.slice(0, count);
     const refL = reference.slice(count, 2 * count);
     try {
@@ -115,5 +128,84 @@ export function dpoObjective(model: TextToImage, pairs: PreferencePairs, options
     }
   } finally {
     for (const t of constants) t.dispose();
+  }
+}
+
+export interface StatMatchBatch {
+  /** One prompt per image. */
+  prompts: readonly string[];
+  /** The easy stage's winners, [B, C, H, W] in [-1, 1] at the model's size. */
+  images: Tensor<'f32'>;
+}
+
+export interface StatMatchOptions {
+  /** The stream of the forward and the reverse-step noise. */
+  noiseGenerator: Generator;
+  /** Draws the batch's timestep, uniform in [0, T). */
+  hostRandom?: HostRandom;
+  /** A fixed timestep instead. */
+  timestep?: number;
+  /** Also match the channel standard deviations (default false: HG-DPO matches the mean only). */
+  matchStd?: boolean;
+}
+
+/**
+ * HG-DPO's statistics-matching term (SPEC section 2, easy stage; weighted 10000 against the DPO
+ * loss there): noise the images to l_t (one t for the batch), take one reverse DDPM step, no
+ * guidance, with the trained model and with the reference (adapters disabled),
+ *   l_{t-1} = (l_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t z
+ * (the same z for both, sigma_t the posterior std), and compare the channel means over the
+ * spatial positions: mean over images and channels of (mu(l_{t-1}^theta) - mu(l_{t-1}^base))^2.
+ * Differentiable in the model's enabled adapters.
+ */
+export function statMatchObjective(model: TextToImage, batch: StatMatchBatch, options: StatMatchOptions): { loss: Variable; timestep: number } {
+  const op = 'statMatchObjective';
+  const count = batch.prompts.length;
+  if (count === 0) throw new RangeError(`${op}: expected at least one image, got no prompts`);
+  const size = model.imageSize;
+  const expected = [count, model.channels, size, size];
+  if (batch.images.dtype !== 'f32') throw new TypeError(`${op}: images has dtype ${batch.images.dtype}, expected f32`);
+  if (shapeString(batch.images.shape) !== shapeString(expected)) {
+    throw new RangeError(`${op}: images has shape ${shapeString(batch.images.shape)}, expected ${shapeString(expected)} (one image per prompt)`);
+  }
+  requireAdapters(op, model);
+  const steps = model.schedule.steps;
+  let t: number;
+  if (options.timestep !== undefined) {
+    t = options.timestep;
+    if (!Number.isInteger(t) || t < 0 || t >= steps) throw new RangeError(`${op}: timestep must be an integer in [0, ${steps}), got ${t}`);
+  } else if (options.hostRandom !== undefined) {
+    t = options.hostRandom.int(steps);
+  } else {
+    throw new TypeError(`${op}: give hostRandom (to draw the timestep) or timestep`);
+  }
+  const { betas, alphas, alphasCumprod } = model.schedule;
+  const abar = alphasCumprod[t]!;
+  const epsCoefficient = betas[t]! / Math.sqrt(1 - abar);
+  const inverseSqrtAlpha = 1 / Math.sqrt(alphas[t]!);
+  const sigma = t > 0 ? Math.sqrt((betas[t]! * (1 - alphasCumprod[t - 1]!)) / (1 - abar)) : 0;
+  const timesteps = Array<number>(count).fill(t);
+  const { lt, stepNoise } = tidy(() => {
+    const eps = randn(batch.images.shape, { generator: options.noiseGenerator });
+    const z = randn(batch.images.shape, { generator: options.noiseGenerator });
+    return { lt: qSample(batch.images, timesteps, eps, model.schedule), stepNoise: scaleTensor(z, sigma) };
+  });
+  try {
+    // l_{t-1} from an eps prediction; the base's outside the graph.
+    const base = tidy(() => {
+      const prev = scaleTensor(lt, inverseSqrtAlpha);
+      axpy(-epsCoefficient * inverseSqrtAlpha, referencePrediction(model, lt, timesteps, batch.prompts), prev);
+      return axpy(1, stepNoise, prev);
+    });
+    try {
+      const eps = model.predictEps(lt, timesteps, model.encodePrompts(batch.prompts));
+      const prev = F.add(F.scale(F.sub(lt, F.scale(eps, epsCoefficient)), inverseSqrtAlpha), stepNoise);
+      return { loss: F.channelStatLoss(prev, base, { matchStd: options.matchStd ?? false }), timestep: t };
+    } finally {
+      base.dispose();
+    }
+  } finally {
+    lt.dispose();
+    stepNoise.dispose();
   }
 }

@@ -4,18 +4,20 @@
 // lower the loss, nothing is left behind, and bad pairs are refused with their reason.
 import { describe, expect, it } from 'vitest';
 import { backward } from '../../lib/autograd/backward.js';
+import { noGrad } from '../../lib/autograd/variable.js';
+import { qSample } from '../../lib/diffusion/sampler.js';
 import { HostRandom } from '../../lib/host_random.js';
 import { native } from '../../lib/native.js';
-import { attachLora } from '../../lib/nn/lora.js';
+import { attachLora, withAdaptersDisabled } from '../../lib/nn/lora.js';
 import { axpy } from '../../lib/ops/elementwise.js';
 import { Generator, randn } from '../../lib/ops/random.js';
 import { AdamW } from '../../lib/optim/adamw.js';
 import { tidy } from '../../lib/scope.js';
 import { fromArray, full, type Tensor } from '../../lib/tensor.js';
 import { trainTokenizer } from '../../lib/train/data.js';
-import { dpoObjective, type PreferencePairs } from '../../lib/train/dpo.js';
+import { dpoObjective, statMatchObjective, type PreferencePairs } from '../../lib/train/dpo.js';
 import { TextToImage } from '../../lib/train/model.js';
-import { checkMemoryGuards, testSeed } from '../helpers.js';
+import { checkMemoryGuards, expectClose, testSeed } from '../helpers.js';
 
 checkMemoryGuards();
 
@@ -124,6 +126,94 @@ describe('dpoObjective', () => {
     expect(() => dpoObjective(model, batch, { noiseGenerator: new Generator(1) })).toThrow(/give hostRandom .* or timesteps/);
     wrong.dispose();
     dispose(batch);
+    model.dispose();
+  });
+});
+
+describe('statMatchObjective', () => {
+  /** Adapters whose up-projections are random, so the trained model differs from the base. */
+  function adapted(): TextToImage {
+    const model = tinyModel();
+    model.dit.freeze();
+    const generator = new Generator(testSeed + 2);
+    for (const a of attachLora(model.dit, { pattern: /(attn|cross)\.(q|k|v|out)$/, rank: 2, generator }).values()) {
+      const up = randn(a.up.shape, { generator, std: 2 });
+      a.up.value.copy_(up);
+      up.dispose();
+    }
+    return model;
+  }
+
+  it('matches the channel means of one reverse step computed in float64 with the DDIM form of the same step', () => {
+    const model = adapted();
+    const made = pairs(3);
+    const batch = { prompts: made.prompts, images: made.winners };
+    const t = 700;
+    const got = tidy(() => statMatchObjective(model, batch, { noiseGenerator: new Generator(7), timestep: t }).loss.value.toArray()[0]!);
+    // The same draws: eps for the forward noise, then z for the reverse step.
+    const generator = new Generator(7);
+    const eps = randn(batch.images.shape, { generator });
+    const z = randn(batch.images.shape, { generator });
+    const timesteps = [t, t, t];
+    const lt = qSample(batch.images, timesteps, eps, model.schedule);
+    const predict = (): Float32Array =>
+      noGrad(() => {
+        model.dit.eval();
+        return tidy(() => model.predictEps(lt, timesteps, model.encodePrompts(batch.prompts)).value.toArray());
+      });
+    const epsTheta = predict();
+    const epsBase = withAdaptersDisabled(model.dit, predict);
+    const abarT = model.schedule.alphasCumprod[t]!;
+    const abarS = model.schedule.alphasCumprod[t - 1]!;
+    const sigma = Math.sqrt((1 - abarS) / (1 - abarT)) * Math.sqrt(1 - abarT / abarS);
+    const [x, noise] = [lt.toArray(), z.toArray()];
+    const step = (e: Float32Array): Float64Array =>
+      Float64Array.from(x, (xt, i) => {
+        const x0 = (xt - Math.sqrt(1 - abarT) * e[i]!) / Math.sqrt(abarT);
+        return Math.sqrt(abarS) * x0 + Math.sqrt(1 - abarS - sigma * sigma) * e[i]! + sigma * noise[i]!;
+      });
+    const [prevTheta, prevBase] = [step(epsTheta), step(epsBase)];
+    let want = 0;
+    for (let row = 0; row < 9; row++) {
+      let diff = 0;
+      for (let i = 0; i < 64; i++) diff += (prevTheta[row * 64 + i]! - prevBase[row * 64 + i]!) / 64;
+      want += (diff * diff) / 9;
+    }
+    expect(want, 'the adapters move the channel means').toBeGreaterThan(1e-8);
+    expectClose([got], [want], { rtol: 1e-3, atol: 1e-9 }, 'statistics loss');
+    for (const tensor of [eps, z, lt]) tensor.dispose();
+    dispose(made);
+    model.dispose();
+  });
+
+  it('is 0 with the adapters at zero, its gradient reaches the adapters only, and it leaves nothing behind', () => {
+    const model = tinyModel();
+    model.dit.freeze();
+    const adapters = attachLora(model.dit, { pattern: /(attn|cross)\.(q|k|v|out)$/, rank: 2, generator: new Generator(1) });
+    const made = pairs(2);
+    const batch = { prompts: made.prompts, images: made.winners };
+    const before = native.info().liveStorages;
+    const atZero = tidy(() => {
+      const { loss, timestep } = statMatchObjective(model, batch, { noiseGenerator: new Generator(3), hostRandom: new HostRandom(4) });
+      expect(timestep).toBeGreaterThanOrEqual(0);
+      backward(loss);
+      return loss.value.toArray()[0]!;
+    });
+    // The same predictions through two spellings of the step (tape ops against in-place ones).
+    expect(atZero).toBeLessThan(1e-12);
+    for (const a of adapters.values()) {
+      expect(a.up.grad, 'every adapter gets a gradient').not.toBeNull();
+      a.zeroGrad();
+    }
+    for (const [name, p] of model.dit.namedParameters()) if (!name.includes('.lora.')) expect(p.grad, `${name} is frozen`).toBeNull();
+    expect(native.info().liveStorages).toBe(before);
+    expect(() => statMatchObjective(model, batch, { noiseGenerator: new Generator(1), timestep: 1000 })).toThrow(
+      'statMatchObjective: timestep must be an integer in [0, 1000), got 1000',
+    );
+    expect(() => statMatchObjective(model, { ...batch, prompts: ['one'] }, { noiseGenerator: new Generator(1), timestep: 5 })).toThrow(
+      'statMatchObjective: images has shape [2, 3, 8, 8], expected [1, 3, 8, 8] (one image per prompt)',
+    );
+    dispose(made);
     model.dispose();
   });
 });
