@@ -1,5 +1,6 @@
 // The Diffusion-DPO objective of a batch of preference pairs for the text-to-image model
-// (SPEC section 1), the step every HG-DPO stage repeats. The trained part of the model is a set
+// (SPEC section 1), the step every HG-DPO stage repeats, and HG-DPO's statistics-matching term
+// of the easy stage (SPEC section 2). The trained part of the model is a set
 // of adapters (LoRA on the denoiser and, optionally, its text encoder); the reference is the same
 // model with them disabled, so no second copy of the weights exists.
 //
