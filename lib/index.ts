@@ -15,4 +15,5 @@ export * as data from './data/index.js';
 export * as text from './text/index.js';
 export { TextToImage, applyLoraFile, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig } from './train/model.js';
 export { trainBase, resolveStages, type BaseTrainOptions, type StepReport, type Stage, type Example as TrainExample } from './train/base.js';
-export { dpoObjective, statMatchObjective, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective, type StatMatchBatch, type StatMatchOptions } from './train/dpo.js';
+export { dpoObjective, statMatchObjective, trainDpo, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective, type StatMatchBatch, type StatMatchOptions, type DpoTrainOptions } from './train/dpo.js';
+export { loadPreferences, figurePreferences, manifestPreferences, type PreferenceExample, type PreferenceSpec } from './train/preferences.js';

@@ -10,13 +10,16 @@
 import * as F from '../autograd/index.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
 import { qSample } from '../diffusion/sampler.js';
-import type { HostRandom } from '../host_random.js';
-import { adapters, withAdaptersDisabled } from '../nn/lora.js';
+import { HostRandom } from '../host_random.js';
+import { backward } from '../autograd/backward.js';
+import { adapters, attachLora, withAdaptersDisabled } from '../nn/lora.js';
 import { axpy, scale as scaleTensor } from '../ops/elementwise.js';
-import { randn, type Generator } from '../ops/random.js';
+import { Generator, randn } from '../ops/random.js';
+import { AdamW } from '../optim/adamw.js';
 import { tidy } from '../scope.js';
-import { shapeString, type Tensor } from '../tensor.js';
+import { fromArray, shapeString, type Tensor } from '../tensor.js';
 import type { TextToImage } from './model.js';
+import type { PreferenceExample } from './preferences.js';
 
 export interface PreferencePairs {
   /** One prompt per pair. */
@@ -209,4 +212,126 @@ export function statMatchObjective(model: TextToImage, batch: StatMatchBatch, op
     lt.dispose();
     stepNoise.dispose();
   }
+}
+
+export interface DpoTrainOptions {
+  steps: number;
+  /** Pairs per step (default 4). */
+  batch?: number;
+  /** AdamW learning rate of the adapters (default 5e-4). */
+  lr?: number;
+  /** Coefficient on the mse difference (default 2500). */
+  beta?: number;
+  /** LoRA rank on the denoiser's attention projections (default 8). */
+  rank?: number;
+  /** LoRA rank on the text encoder's attention projections (default 0: none). */
+  textRank?: number;
+  /** Weight of statMatchObjective on the winners (HG-DPO's easy stage: 10000; default 0: off). */
+  statWeight?: number;
+  /** Clip the adapters' global gradient norm (default 1; 0: off). */
+  clipNorm?: number;
+  /** Seed of the pair order, the timesteps, the noise and the adapter initialisation (default 0). */
+  seed?: number;
+  onStep?: (report: { step: number; total: number; loss: number; accuracy: number }) => void;
+}
+
+/** The denoiser's and the text encoder's attention projections, where HG-DPO puts its LoRA. */
+export const denoiserAttention = /^blocks\.\d+\.(attn|cross)\.(q|k|v|out)$/;
+export const textEncoderAttention = /^text\.blocks\.\d+\.attn\.(q|k|v|out)$/;
+
+/**
+ * Diffusion-DPO training of LoRA adapters on `pairs`: the base weights are frozen, adapters are
+ * attached to the attention projections, and `steps` AdamW steps follow on dpoObjective (plus
+ * statWeight times statMatchObjective on the winners). The adapters stay attached and the model
+ * ends in eval mode; save them with adapterStateDict(model.dit).
+ */
+export async function trainDpo(
+  model: TextToImage,
+  pairs: readonly PreferenceExample[],
+  options: DpoTrainOptions,
+): Promise<{ losses: number[]; accuracies: number[] }> {
+  const op = 'trainDpo';
+  const positiveInt = (name: string, value: number): number => {
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be an integer >= 1, got ${value}`);
+    return value;
+  };
+  const steps = positiveInt('steps', options.steps);
+  const batch = positiveInt('batch', options.batch ?? 4);
+  const rank = positiveInt('rank', options.rank ?? 8);
+  const textRank = options.textRank ?? 0;
+  if (!Number.isInteger(textRank) || textRank < 0) throw new RangeError(`${op}: textRank must be an integer >= 0, got ${textRank}`);
+  const statWeight = options.statWeight ?? 0;
+  if (!(statWeight >= 0)) throw new RangeError(`${op}: statWeight must be >= 0, got ${statWeight}`);
+  if (pairs.length === 0) throw new RangeError(`${op}: expected at least one preference pair`);
+  const length = model.channels * model.imageSize * model.imageSize;
+  pairs.forEach((p, i) => {
+    if (p.winner.length !== length || p.loser.length !== length) {
+      throw new RangeError(`${op}: pair ${i} has images of ${p.winner.length} and ${p.loser.length} values, expected ${length} (${model.channels} x ${model.imageSize} x ${model.imageSize})`);
+    }
+  });
+  const seed = options.seed ?? 0;
+  const generator = new Generator(seed);
+  model.dit.freeze();
+  attachLora(model.dit, { pattern: denoiserAttention, rank, generator });
+  if (textRank > 0) attachLora(model.dit, { pattern: textEncoderAttention, rank: textRank, generator });
+  const optimizer = new AdamW([...model.dit.namedParameters()].filter(([, p]) => p.requiresGrad), { lr: options.lr ?? 5e-4, weightDecay: 0 });
+  const hostRandom = new HostRandom(seed);
+  const noiseGenerator = new Generator(seed + 1);
+  const clipNorm = options.clipNorm ?? 1;
+  const losses: number[] = [];
+  const accuracies: number[] = [];
+  let order: number[] = [];
+  model.dit.train();
+  try {
+    for (let step = 1; step <= steps; step++) {
+      const chosen: PreferenceExample[] = [];
+      while (chosen.length < batch) {
+        if (order.length === 0) order = shuffled(pairs.length, hostRandom);
+        chosen.push(pairs[order.pop()!]!);
+      }
+      const shape = [batch, model.channels, model.imageSize, model.imageSize];
+      const [loss, accuracy] = tidy(() => {
+        const winners = fromArray(concatArrays(chosen.map((p) => p.winner)), shape);
+        const losers = fromArray(concatArrays(chosen.map((p) => p.loser)), shape);
+        const prompts = chosen.map((p) => p.prompt);
+        const terms = dpoObjective(model, { prompts, winners, losers }, { noiseGenerator, hostRandom, ...(options.beta === undefined ? {} : { beta: options.beta }) });
+        const reported: [number, number] = [terms.loss.value.toArray()[0]!, terms.accuracy.toArray()[0]!];  // the backward frees the graph
+        let total: Variable = terms.loss;
+        if (statWeight > 0) total = F.add(total, F.scale(statMatchObjective(model, { prompts, images: winners }, { noiseGenerator, hostRandom }).loss, statWeight));
+        backward(total);
+        return reported;
+      });
+      if (clipNorm > 0) optimizer.clipGradNorm(clipNorm);
+      optimizer.step();
+      optimizer.zeroGrad();
+      losses.push(loss);
+      accuracies.push(accuracy);
+      options.onStep?.({ step, total: steps, loss, accuracy });
+      // N-API runs the finalisers of collected wrappers from the event loop (see trainBase).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    optimizer.dispose();
+    model.dit.eval();
+  }
+  return { losses, accuracies };
+}
+
+function shuffled(n: number, random: HostRandom): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = random.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+function concatArrays(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
 }

@@ -1,21 +1,28 @@
-// The Diffusion-DPO objective of the text-to-image model: log 2 at step 0 (a fresh LoRA is the
+// Diffusion-DPO for the text-to-image model. The objective: log 2 at step 0 (a fresh LoRA is the
 // identity, and the reference is the model with its adapters off), its gradient reaches only the
 // adapters, a few AdamW steps on pairs that prefer one colour raise the implicit accuracy and
-// lower the loss, nothing is left behind, and bad pairs are refused with their reason.
+// lower the loss, nothing is left behind, and bad pairs are refused with their reason. The
+// statistics term against a float64 reverse step. trainDpo end to end, and the preference pairs
+// (figures and JSONL manifests).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backward } from '../../lib/autograd/backward.js';
 import { noGrad } from '../../lib/autograd/variable.js';
 import { qSample } from '../../lib/diffusion/sampler.js';
 import { HostRandom } from '../../lib/host_random.js';
+import { imageToPng } from '../../lib/io/images.js';
 import { native } from '../../lib/native.js';
-import { attachLora, withAdaptersDisabled } from '../../lib/nn/lora.js';
+import { adapters, attachLora, withAdaptersDisabled } from '../../lib/nn/lora.js';
 import { axpy } from '../../lib/ops/elementwise.js';
 import { Generator, randn } from '../../lib/ops/random.js';
 import { AdamW } from '../../lib/optim/adamw.js';
 import { tidy } from '../../lib/scope.js';
 import { fromArray, full, type Tensor } from '../../lib/tensor.js';
 import { trainTokenizer } from '../../lib/train/data.js';
-import { dpoObjective, statMatchObjective, type PreferencePairs } from '../../lib/train/dpo.js';
+import { dpoObjective, statMatchObjective, trainDpo, type PreferencePairs } from '../../lib/train/dpo.js';
+import { figurePreferences, manifestPreferences } from '../../lib/train/preferences.js';
 import { TextToImage } from '../../lib/train/model.js';
 import { checkMemoryGuards, expectClose, testSeed } from '../helpers.js';
 
@@ -215,5 +222,98 @@ describe('statMatchObjective', () => {
     );
     dispose(made);
     model.dispose();
+  });
+});
+
+describe('trainDpo', () => {
+  it('trains LoRA adapters on the pairs (denoiser and text encoder): the preference is learned, the base stays', async () => {
+    const model = tinyModel();
+    const colourPairs = pairs(4);
+    const examples = colourPairs.prompts.map((prompt, i) => ({
+      prompt,
+      winner: colourPairs.winners.slice(i, i + 1).toArray(),
+      loser: colourPairs.losers.slice(i, i + 1).toArray(),
+    }));
+    const base = new Map([...model.dit.namedParameters()].map(([name, p]) => [name, p.value.toArray()]));
+    const reports: number[] = [];
+    const { losses, accuracies } = await trainDpo(model, examples, {
+      steps: 25,
+      batch: 4,
+      lr: 2e-3,
+      beta: 500,
+      rank: 4,
+      textRank: 2,
+      statWeight: 100,
+      seed: 3,
+      onStep: (r) => reports.push(r.step),
+    });
+    expect(reports).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    expect(losses[0], 'log 2 at the first step').toBeCloseTo(Math.log(2), 5);
+    expect(accuracies).toHaveLength(25);
+    const evaluation = tidy(() => {
+      const terms = dpoObjective(model, colourPairs, { noiseGenerator: new Generator(99), timesteps: [50, 250, 450, 650], beta: 500 });
+      return { loss: terms.loss.value.toArray()[0]!, accuracy: terms.accuracy.toArray()[0]! };
+    });
+    expect(evaluation.loss, `loss after training ${evaluation.loss}`).toBeLessThan(Math.log(2) - 0.2);
+    expect(evaluation.accuracy).toBeGreaterThan(0.7);
+    const attached = [...adapters(model.dit).keys()];
+    expect(attached.filter((n) => n.startsWith('blocks.'))).toHaveLength(2 * 8);
+    expect(attached.filter((n) => n.startsWith('text.'))).toHaveLength(4);
+    for (const [name, p] of model.dit.namedParameters()) if (base.has(name)) expect(p.value.toArray(), `${name} is frozen`).toEqual(base.get(name));
+    expect(model.dit.training).toBe(false);
+    dispose(colourPairs);
+    model.dispose();
+  });
+
+  it('refuses options and pairs it cannot use', async () => {
+    const model = tinyModel();
+    const figurePairs = figurePreferences(2, 8, 1);
+    await expect(trainDpo(model, figurePairs, { steps: 0 })).rejects.toThrow('trainDpo: steps must be an integer >= 1, got 0');
+    await expect(trainDpo(model, [], { steps: 1 })).rejects.toThrow('trainDpo: expected at least one preference pair');
+    await expect(trainDpo(model, figurePreferences(1, 16, 1), { steps: 1 })).rejects.toThrow(
+      'trainDpo: pair 0 has images of 768 and 768 values, expected 192 (3 x 8 x 8)',
+    );
+    model.dispose();
+  });
+});
+
+describe('preference pairs', () => {
+  it('figures: the winner is drawn as captioned, the loser differs in the shirt only', () => {
+    const [first, second] = figurePreferences(2, 16, 4);
+    expect(figurePreferences(2, 16, 4)).toEqual([first, second]);
+    for (const p of [first!, second!]) {
+      expect(p.prompt).toMatch(/wearing an? \w+ shirt/);
+      expect(p.winner).toHaveLength(3 * 16 * 16);
+      // Only some pixels change (the shirt), not the background or the rest of the figure.
+      let changed = 0;
+      for (let i = 0; i < p.winner.length; i++) if (p.winner[i] !== p.loser[i]) changed++;
+      expect(changed).toBeGreaterThan(0);
+      expect(changed).toBeLessThan(p.winner.length / 3);
+    }
+    expect(() => figurePreferences(0, 16, 4)).toThrow('figurePreferences: count must be an integer >= 1, got 0');
+  });
+
+  it('manifest: JSONL lines of prompt, winner and loser files (relative paths), with errors that name the line', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'realtune-preferences-'));
+    try {
+      const [pair] = figurePreferences(1, 16, 2);
+      await imageToPng(pair!.winner, path.join(dir, 'w.png'), { width: 16, height: 16 });
+      await imageToPng(pair!.loser, path.join(dir, 'l.png'), { width: 16, height: 16 });
+      const file = path.join(dir, 'pairs.jsonl');
+      writeFileSync(file, `${JSON.stringify({ prompt: pair!.prompt, winner: 'w.png', loser: 'l.png' })}\n\n`);
+      const [loaded] = await manifestPreferences(file, 16);
+      expect(loaded!.prompt).toBe(pair!.prompt);
+      // PNG keeps 8 bits per channel: within half a step of 2/255.
+      expect(Math.max(...Array.from(loaded!.winner, (v, i) => Math.abs(v - pair!.winner[i]!)))).toBeLessThan(1 / 255 + 1e-6);
+      expect(loaded!.loser).not.toEqual(loaded!.winner);
+      writeFileSync(file, `${JSON.stringify({ prompt: 'x', winner: 'w.png', loser: 'missing.png' })}\n`);
+      await expect(manifestPreferences(file, 16)).rejects.toThrow(`manifestPreferences: ${file}:1: loser ${path.join(dir, 'missing.png')}`);
+      writeFileSync(file, `${JSON.stringify({ prompt: 'x', winner: 'w.png', loser: 'l.png' })}\n{"prompt": 3}\n`);
+      await expect(manifestPreferences(file, 16)).rejects.toThrow(`manifestPreferences: ${file}:2: "prompt" must be a string`);
+      writeFileSync(file, '');
+      await expect(manifestPreferences(file, 16)).rejects.toThrow(`manifestPreferences: ${file} has no pairs`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
