@@ -27,6 +27,10 @@ const commands: Record<string, Command> = {
     summary: 'base training of the text-to-image model (--data DIR | --manifest FILE | --figures N; --help)',
     run: async (args) => (await import('./train-base.js')).run(args),
   },
+  'train-dpo': {
+    summary: 'Diffusion-DPO of LoRA adapters on preference pairs (--pairs FILE | --figures N; --help)',
+    run: async (args) => (await import('./train-dpo.js')).run(args),
+  },
   sample: {
     summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png (--help)',
     run: async (args) => (await import('./sample.js')).run(args),

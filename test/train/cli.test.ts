@@ -1,5 +1,5 @@
 // The training commands from source (`node --import tsx lib/cli/run.ts ...`) with tiny step
-// counts: train-base, resume, sample from what it wrote, and argument errors.
+// counts: train-base, resume, sample from what it wrote, train-dpo, and argument errors.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -86,6 +86,21 @@ describe('cli train-base / sample', () => {
     expect(trainBaseFlags.dropout!.help).toMatch(/DiT blocks/);
   });
 
+  it('train-dpo trains adapters from a checkpoint on figure pairs; sample applies them', () => {
+    const dpoOut = path.join(scratch, 'dpo');
+    const log = cli(['train-dpo', '--from', path.join(out, 'model'), '--figures', '6', '--steps', '2', '--batch', '2', '--rank', '2', '--text-rank', '1', '--stat-weight', '10', '--sample-steps', '2', '--sample-prompts', 'a person in a red shirt|a person', '--out', dpoOut, '--quiet']);
+    expect(log).toMatch(/train-dpo: .* on 6 pairs \(6 procedural figure pairs \(seed 0, losers in another shirt colour\)\), 2 steps/);
+    expect(log).toMatch(/mean of the last 2 steps: loss \d\.\d{4} \(log 2 = 0\.6931 at the start\), implicit accuracy/);
+    const lora = path.join(dpoOut, 'lora.safetensors');
+    expect(readFileSync(path.join(dpoOut, 'samples.png')).subarray(1, 4).toString()).toBe('PNG');
+    const header = JSON.parse(readFileSync(lora).subarray(8, 8 + Number(readFileSync(lora).readBigUInt64LE(0))).toString('utf8')) as Record<string, unknown>;
+    const names = Object.keys(header).filter((k) => k !== '__metadata__');
+    expect(names.some((k) => /^blocks\.0\.attn\.q\.lora\.(down|up)$/.test(k))).toBe(true);
+    expect(names.some((k) => /^text\.blocks\.0\.attn\.q\.lora\.(down|up)$/.test(k))).toBe(true);
+    const grid = path.join(dpoOut, 'with-lora.png');
+    expect(cli(['sample', '--ckpt', path.join(out, 'model'), '--prompt', 'a person', '--steps', '2', '--n', '1', '--lora', lora, '--lora-scale', '0.5', '--out', grid, '--quiet'])).toMatch(/1 images? written to/);
+  });
+
   it('argument errors name the flag and the expectation', () => {
     const cases: [string[], RegExp][] = [
       [['train-base', '--steps', '2'], /give the training data: --data DIR, --manifest FILE.jsonl or --figures N/],
@@ -97,6 +112,10 @@ describe('cli train-base / sample', () => {
       [['train-base', '--figures', '4', '--frobnicate'], /unknown flag --frobnicate/],
       [['train-base', '--figures', '4', '--data', scratch], /give one of --data, --manifest, --figures \(got --data and --figures\)/],
       [['train-base', '--data', path.join(scratch, 'nowhere'), '--steps', '1'], /folderDataset: cannot read directory .*nowhere/],
+      [['train-dpo', '--figures', '2', '--pairs', 'p.jsonl'], /give one of --pairs and --figures \(got both\)/],
+      [['train-dpo', '--from', path.join(scratch, 'missing'), '--figures', '2'], /--from .*missing: no checkpoint there/],
+      [['train-dpo', '--from', path.join(out, 'model'), '--pairs', path.join(scratch, 'missing.jsonl')], /manifestPreferences: cannot read .*missing\.jsonl/],
+      [['train-dpo', '--figures', '2', '--beta', '0'], /--beta must be >= 1e-12, got 0/],
       [['sample', '--prompt', 'x'], /--ckpt is required/],
       [['sample', '--ckpt', path.join(scratch, 'missing'), '--prompt', 'x'], /--ckpt .*missing: no such directory/],
       [['sample', '--ckpt', path.join(out, 'model'), '--prompt', 'x', '--cfg', '-1'], /--cfg must be >= 0, got -1/],
