@@ -218,7 +218,7 @@ export interface DpoTrainOptions {
   steps: number;
   /** Pairs per step (default 4). */
   batch?: number;
-  /** AdamW learning rate of the adapters (default 5e-4). */
+  /** AdamW learning rate of the adapters (default 1e-4). */
   lr?: number;
   /** Coefficient on the mse difference (default 2500). */
   beta?: number;
@@ -274,7 +274,7 @@ export async function trainDpo(
   model.dit.freeze();
   attachLora(model.dit, { pattern: denoiserAttention, rank, generator });
   if (textRank > 0) attachLora(model.dit, { pattern: textEncoderAttention, rank: textRank, generator });
-  const optimizer = new AdamW([...model.dit.namedParameters()].filter(([, p]) => p.requiresGrad), { lr: options.lr ?? 5e-4, weightDecay: 0 });
+  const optimizer = new AdamW([...model.dit.namedParameters()].filter(([, p]) => p.requiresGrad), { lr: options.lr ?? 1e-4, weightDecay: 0 });
   const hostRandom = new HostRandom(seed);
   const noiseGenerator = new Generator(seed + 1);
   const clipNorm = options.clipNorm ?? 1;
