@@ -4,6 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { DeviceRequest } from '../device.js';
 import { loadImage, resizeImage, type CropMode } from '../io/images.js';
+import { readJsonl } from '../io/jsonl.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { seededRandom } from '../host_random.js';
 
@@ -187,27 +188,10 @@ export async function folderDataset(dir: string, options: FileDatasetOptions): P
  * skipped); image paths are relative to the manifest's directory. Errors name file and line.
  */
 export async function jsonlDataset(file: string, options: FileDatasetOptions): Promise<Dataset> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (error) {
-    throw new Error(`jsonlDataset: cannot read ${file}: ${(error as Error).message}`);
-  }
   const base = path.dirname(file);
   const entries: FileEntry[] = [];
-  const lines = text.split('\n');
-  for (let n = 0; n < lines.length; n++) {
-    const line = lines[n]!.trim();
-    if (line === '') continue;
-    const where = `${file}:${n + 1}`;
-    let record: unknown;
-    try {
-      record = JSON.parse(line);
-    } catch (error) {
-      throw new Error(`jsonlDataset: ${where}: not valid JSON (${(error as Error).message})`);
-    }
-    if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new Error(`jsonlDataset: ${where}: expected an object {"image": ..., "caption": ...}`);
-    const { image, caption } = record as Record<string, unknown>;
+  for (const { where, record } of await readJsonl(file, 'jsonlDataset', '{"image": ..., "caption": ...}')) {
+    const { image, caption } = record;
     if (typeof image !== 'string' || image === '') throw new Error(`jsonlDataset: ${where}: "image" must be a non-empty string path`);
     if (typeof caption !== 'string') throw new Error(`jsonlDataset: ${where}: "caption" must be a string`);
     const resolved = path.resolve(base, image);

@@ -2,10 +2,10 @@
 // Two sources: a JSONL manifest of image files, and pairs made from the embedded procedural
 // figures, where the winner is drawn as captioned and the loser is the same picture with one
 // attribute changed (the shirt colour), so a DPO run teaches the model to follow that word.
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { captionFor, mixSeed, renderFigure, sampleFigureAttributes, SHIRT_COLORS, type ShirtColor } from '../data/figures.js';
 import { loadImage } from '../io/images.js';
+import { readJsonl } from '../io/jsonl.js';
 
 export interface PreferenceExample {
   prompt: string;
@@ -41,29 +41,10 @@ export function figurePreferences(count: number, size: number, seed: number): Pr
  */
 export async function manifestPreferences(file: string, size: number): Promise<PreferenceExample[]> {
   const op = 'manifestPreferences';
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (error) {
-    throw new Error(`${op}: cannot read ${file}: ${(error as Error).message}`);
-  }
   const base = path.dirname(file);
   const pairs: PreferenceExample[] = [];
-  const lines = text.split('\n');
-  for (let n = 0; n < lines.length; n++) {
-    const line = lines[n]!.trim();
-    if (line === '') continue;
-    const where = `${file}:${n + 1}`;
-    let record: unknown;
-    try {
-      record = JSON.parse(line);
-    } catch (error) {
-      throw new Error(`${op}: ${where}: not valid JSON (${(error as Error).message})`);
-    }
-    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
-      throw new Error(`${op}: ${where}: expected an object {"prompt": ..., "winner": ..., "loser": ...}`);
-    }
-    const { prompt, winner, loser } = record as Record<string, unknown>;
+  for (const { where, record } of await readJsonl(file, op, '{"prompt": ..., "winner": ..., "loser": ...}')) {
+    const { prompt, winner, loser } = record;
     if (typeof prompt !== 'string') throw new Error(`${op}: ${where}: "prompt" must be a string`);
     const images: Float32Array[] = [];
     for (const [name, value] of [['winner', winner], ['loser', loser]] as const) {
