@@ -4,11 +4,11 @@
 // adapters (usable with `realtune sample --lora`) and a grid of samples without and with them.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { withAdaptersDisabled, adapterStateDict } from '../nn/lora.js';
-import { isCheckpoint } from '../io/checkpoint.js';
-import { saveSafetensors } from '../io/safetensors.js';
 import { concat } from '../autograd/functions.js';
 import { noGrad } from '../autograd/variable.js';
+import { isCheckpoint } from '../io/checkpoint.js';
+import { saveSafetensors } from '../io/safetensors.js';
+import { adapterStateDict, withAdaptersDisabled } from '../nn/lora.js';
 import { tidy } from '../scope.js';
 import { trainDpo } from '../train/dpo.js';
 import { TextToImage } from '../train/model.js';

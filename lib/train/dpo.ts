@@ -7,11 +7,11 @@
 // A pair (prompt, winner, loser) shares one timestep and one noise. Winners and losers go through
 // the model as one batch [winners; losers] for the policy (with gradients) and once more for the
 // reference (no gradients, adapters disabled, eval mode: a frozen model has no dropout).
+import { backward } from '../autograd/backward.js';
 import * as F from '../autograd/index.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
 import { qSample } from '../diffusion/sampler.js';
 import { HostRandom } from '../host_random.js';
-import { backward } from '../autograd/backward.js';
 import { adapters, attachLora, withAdaptersDisabled } from '../nn/lora.js';
 import { axpy, scale as scaleTensor } from '../ops/elementwise.js';
 import { Generator, randn } from '../ops/random.js';
