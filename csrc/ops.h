@@ -125,10 +125,12 @@ struct LayerNormParams {
   float eps;
 };
 // Gradients of LayerNormParams. dgamma, dbeta, dscale, dshift are written (not accumulated)
-// and may be null when not wanted; they must be null when the matching input was.
+// and may be null when not wanted; they must be null when the matching input was. beta is read
+// only for dscale (the modulation scales z gamma + beta).
 struct LayerNormBackwardParams {
   const float* x;
   const float* gamma;
+  const float* beta;
   const float* scale;
   const float* mean;
   const float* rstd;

@@ -131,18 +131,19 @@ __global__ void __launch_bounds__(kThreads)
 // Sums over the rows of each span s ([span * s, span * (s + 1)), s = blockIdx.y, blockIdx.y +
 // gridDim.y, ...), per column:
 //   dgamma += dy m xhat, dbeta += dy m  (m = 1 + scale, or 1)
-//   dscale += dy xhat gamma, dshift += dy
+//   dscale += dy (xhat gamma + beta), dshift += dy
 // Outputs that are null are skipped; dgamma/dbeta are indexed by column only (launched with one
 // span), dscale/dshift by [span, column].
 __global__ void __launch_bounds__(kColumnTile * kRowLanes)
     layernorm_param_grad_kernel(dptr<const float> x, dptr<const float> dy, dptr<const float> gamma,
-                                dptr<const float> scale, dptr<const float> mean, dptr<const float> rstd,
+                                dptr<const float> beta, dptr<const float> scale, dptr<const float> mean, dptr<const float> rstd,
                                 dptr<float> dgamma, dptr<float> dbeta, dptr<float> dscale, dptr<float> dshift,
                                 int64_t cols, int64_t group, int64_t span, int64_t spans) {
   __shared__ float partial[4][kRowLanes][kColumnTile + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c = int64_t(blockIdx.x) * kColumnTile + tx;
   const float g = gamma && c < cols ? gamma[c] : 1.f;
+  const float b = beta && c < cols ? beta[c] : 0.f;
   for (int64_t s = blockIdx.y; s < spans; s += gridDim.y) {
     float acc_gamma = 0.f, acc_beta = 0.f, acc_scale = 0.f, acc_shift = 0.f;
     if (c < cols) {
@@ -152,7 +153,7 @@ __global__ void __launch_bounds__(kColumnTile * kRowLanes)
         const float dz = scale ? d * (1.f + scale[(r / group) * cols + c]) : d;
         acc_gamma += dz * xhat;
         acc_beta += dz;
-        acc_scale += d * xhat * g;
+        acc_scale += d * (xhat * g + b);
         acc_shift += d;
       }
     }
@@ -204,16 +205,16 @@ static void layernorm_backward(const rt::LayerNormBackwardParams& p) {
   const int column_tiles = rt::ceil_div(p.cols, kColumnTile);
   float* none = nullptr;
   if (per_group && groups == 1) {
-    RT_LAUNCH(layernorm_param_grad_kernel, dim3(column_tiles, 1), block, 0, p.x, p.dy, p.gamma, p.scale, p.mean,
+    RT_LAUNCH(layernorm_param_grad_kernel, dim3(column_tiles, 1), block, 0, p.x, p.dy, p.gamma, p.beta, p.scale, p.mean,
               p.rstd, p.dgamma, p.dbeta, p.dscale, p.dshift, p.cols, p.group, p.rows, int64_t(1));
     return;
   }
   if (all_rows)
-    RT_LAUNCH(layernorm_param_grad_kernel, dim3(column_tiles, 1), block, 0, p.x, p.dy, p.gamma, p.scale, p.mean,
+    RT_LAUNCH(layernorm_param_grad_kernel, dim3(column_tiles, 1), block, 0, p.x, p.dy, p.gamma, p.beta, p.scale, p.mean,
               p.rstd, p.dgamma, p.dbeta, none, none, p.cols, p.group, p.rows, int64_t(1));
   if (per_group && groups > 0) {
     const unsigned grid_y = static_cast<unsigned>(std::min<int64_t>(groups, kMaxGridY));
-    RT_LAUNCH(layernorm_param_grad_kernel, dim3(column_tiles, grid_y), block, 0, p.x, p.dy, p.gamma, p.scale, p.mean,
+    RT_LAUNCH(layernorm_param_grad_kernel, dim3(column_tiles, grid_y), block, 0, p.x, p.dy, p.gamma, p.beta, p.scale, p.mean,
               p.rstd, none, none, p.dscale, p.dshift, p.cols, p.group, p.group, groups);
   }
 }

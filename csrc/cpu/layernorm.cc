@@ -9,7 +9,7 @@
 // dz = dy m and dxhat = dz a,
 //   dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))        per row
 //   dgamma = sum_rows dz xhat,  dbeta = sum_rows dz                  over all rows
-//   dscale[g] = sum_{rows of g} dy xhat a,  dshift[g] = sum_{rows of g} dy
+//   dscale[g] = sum_{rows of g} dy (xhat a + beta),  dshift[g] = sum_{rows of g} dy
 // The parameter gradients are reductions over rows. Rows are cut into at most ~64 segments
 // that never straddle a modulation group; each segment accumulates its own partial sums
 // while it computes dx, then the partials are added in segment order. The cut depends only
@@ -116,6 +116,7 @@ void backward_segment(const LayerNormBackwardParams& p, const Segments& seg, int
   float* __restrict__ ps = part.scale.empty() ? nullptr : part.scale.data() + s * cols;
   float* __restrict__ psh = part.shift.empty() ? nullptr : part.shift.data() + s * cols;
   const float* __restrict__ gamma = p.gamma;
+  const float* __restrict__ beta = p.beta;
 
   for (int64_t r = seg.begin(s); r < seg.end(s); ++r) {
     const float* __restrict__ x = p.x + r * cols;
@@ -126,10 +127,11 @@ void backward_segment(const LayerNormBackwardParams& p, const Segments& seg, int
 
     if (psh)
       for (int64_t c = 0; c < cols; ++c) psh[c] += dy[c];
-    if (ps && gamma)
-      for (int64_t c = 0; c < cols; ++c) ps[c] += dy[c] * xhat[c] * gamma[c];
-    else if (ps)
-      for (int64_t c = 0; c < cols; ++c) ps[c] += dy[c] * xhat[c];
+    if (ps) {
+      // The modulation scales the affine output z = xhat gamma + beta.
+      for (int64_t c = 0; c < cols; ++c)
+        ps[c] += dy[c] * ((gamma ? xhat[c] * gamma[c] : xhat[c]) + (beta ? beta[c] : 0.f));
+    }
 
     // dxhat holds dz = dy (1 + scale) first, then dz gamma.
     if (p.scale) {

@@ -86,7 +86,7 @@ RT_BINDING(layerNorm) {
   return result;
 }
 
-// layerNormBackward(x, dy, gamma?, scale?, mean, rstd, group, needGamma, needBeta, needScale, needShift)
+// layerNormBackward(x, dy, gamma?, beta?, scale?, mean, rstd, group, needGamma, needBeta, needScale, needShift)
 //   -> [dx, dgamma | null, dbeta | null, dscale | null, dshift | null]
 RT_BINDING(layerNormBackward) {
   const char* op = "layerNormBackward";
@@ -95,19 +95,20 @@ RT_BINDING(layerNormBackward) {
   expect_dtype(x, DType::f32, op, "x");
   expect_f32_shaped(dy, x, x.shape(), op, "dy");
   const RowsCols rc = rows_cols(x, op);
-  const int64_t group = group_arg(info, 6, rc.rows, op);
-  const bool need_gamma = bool_arg(info, 7, op, "needGamma");
-  const bool need_beta = bool_arg(info, 8, op, "needBeta");
-  const bool need_scale = bool_arg(info, 9, op, "needScale");
-  const bool need_shift = bool_arg(info, 10, op, "needShift");
+  const int64_t group = group_arg(info, 7, rc.rows, op);
+  const bool need_gamma = bool_arg(info, 8, op, "needGamma");
+  const bool need_beta = bool_arg(info, 9, op, "needBeta");
+  const bool need_scale = bool_arg(info, 10, op, "needScale");
+  const bool need_shift = bool_arg(info, 11, op, "needShift");
 
   LayerNormBackwardParams p{};
   p.x = static_cast<const float*>(x.data(op, "x"));
   p.dy = static_cast<const float*>(dy.data(op, "dy"));
   p.gamma = optional_vector(info, 2, x, rc.cols, op, "gamma");
-  p.scale = optional_modulation(info, 3, x, rc, group, op, "scale");
-  p.mean = row_stat(info, 4, x, rc, op, "mean");
-  p.rstd = row_stat(info, 5, x, rc, op, "rstd");
+  p.beta = optional_vector(info, 3, x, rc.cols, op, "beta");
+  p.scale = optional_modulation(info, 4, x, rc, group, op, "scale");
+  p.mean = row_stat(info, 5, x, rc, op, "mean");
+  p.rstd = row_stat(info, 6, x, rc, op, "rstd");
   RT_EXPECT(!need_gamma || p.gamma, std::string(op) + ": needGamma is set but gamma is null");
   RT_EXPECT(!need_scale || p.scale, std::string(op) + ": needScale is set but scale is null");
   p.rows = rc.rows;

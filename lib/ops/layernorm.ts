@@ -21,6 +21,7 @@ declare module '../native.js' {
       x: NativeHandle,
       dy: NativeHandle,
       gamma: NativeHandle | null,
+      beta: NativeHandle | null,
       scale: NativeHandle | null,
       mean: NativeHandle,
       rstd: NativeHandle,
@@ -38,7 +39,7 @@ export interface LayerNormOptions {
   gamma?: Tensor<'f32'>;
   /** [C] added after gamma. */
   beta?: Tensor<'f32'>;
-  /** [B, C] adaLN: y = y * (1 + scale[b]) + shift[b]. Cannot be combined with beta. */
+  /** [B, C] adaLN: y = y * (1 + scale[b]) + shift[b]. */
   scale?: Tensor<'f32'>;
   /** [B, C] adaLN shift. */
   shift?: Tensor<'f32'>;
@@ -54,7 +55,7 @@ export interface LayerNormResult {
 }
 
 export interface LayerNormBackwardOptions {
-  /** The forward's inputs, as given to layerNorm; beta and shift only say they were present. */
+  /** The forward's inputs, as given to layerNorm (shift only says it was present). */
   gamma?: Tensor<'f32'>;
   beta?: Tensor<'f32'>;
   scale?: Tensor<'f32'>;
@@ -114,15 +115,6 @@ function modulationGroup(op: string, x: Tensor, cols: number, modulation: Record
   return group;
 }
 
-function rejectBetaWithScale(op: string, beta: Tensor | undefined, scale: Tensor | undefined): void {
-  if (beta !== undefined && scale !== undefined) {
-    throw new RangeError(
-      `${op}: beta cannot be combined with scale (the gradient of scale would need beta); ` +
-        'fold beta into shift: (z + beta)(1 + scale) + shift = z(1 + scale) + (beta(1 + scale) + shift)',
-    );
-  }
-}
-
 /**
  * y = (x - mean) / sqrt(var + eps) over the last axis, then * gamma + beta, then
  * * (1 + scale[b]) + shift[b]. Returns y and the per-row statistics the backward needs.
@@ -135,7 +127,6 @@ export function layerNorm(x: Tensor<'f32'>, options: LayerNormOptions = {}): Lay
   checkVector(op, 'gamma', gamma, x, cols);
   checkVector(op, 'beta', beta, x, cols);
   const group = modulationGroup(op, x, cols, { scale, shift });
-  rejectBetaWithScale(op, beta, scale);
   const [y, mean, rstd] = native.layerNorm(
     x.handle,
     gamma?.handle ?? null,
@@ -181,11 +172,11 @@ export function layerNormBackward(x: Tensor<'f32'>, dy: Tensor<'f32'>, options: 
   if (needShift && scale === undefined && shift === undefined) {
     throw new RangeError(`${op}: needShift is set but neither shift nor scale was given (their [B, C] shape is needed)`);
   }
-  rejectBetaWithScale(op, beta, scale);
   const [dx, dgamma, dbeta, dscale, dshift] = native.layerNormBackward(
     x.handle,
     dy.handle,
     gamma?.handle ?? null,
+    beta?.handle ?? null,
     scale?.handle ?? null,
     mean.handle,
     rstd.handle,
