@@ -203,7 +203,7 @@ describe('op layernorm_backward', () => {
       const c: Case = { shape: [2, 4, 9], params: ['gamma', 'scale', 'shift'] };
       const inputs = makeInputs(c, rng());
       const t = onDevice(c, inputs, device);
-      const { mean, rstd } = layerNorm(t.x, t);
+      const { mean, rstd } = layerNorm(t.x, { ...t, eps: inputs.data.eps });
       const dy = randomArray(72, rng(3));
       const grads = layerNormBackward(t.x, fromArray(dy, c.shape, { device }), {
         ...t,
