@@ -145,7 +145,7 @@ export function resolveStages(model: TextToImage, options: Pick<BaseTrainOptions
 }
 
 /** Example indices in epoch order: a fresh seeded permutation per epoch, a pure function of (seed, epoch). */
-class EpochSampler {
+export class EpochSampler {
   #epoch = -1;
   #order: number[] = [];
   constructor(

@@ -18,6 +18,7 @@ import { Generator, randn } from '../ops/random.js';
 import { AdamW } from '../optim/adamw.js';
 import { tidy } from '../scope.js';
 import { fromArray, shapeString, type Tensor } from '../tensor.js';
+import { EpochSampler } from './base.js';
 import type { TextToImage } from './model.js';
 import type { PreferenceExample } from './preferences.js';
 
@@ -67,18 +68,21 @@ function requireAdapters(op: string, model: TextToImage): void {
   }
 }
 
+/** Checks that `images` holds `count` f32 images at the model's size, one per prompt. */
+function checkImages(op: string, name: string, images: Tensor, model: TextToImage, count: number): void {
+  const size = model.imageSize;
+  const expected = [count, model.channels, size, size];
+  if (images.dtype !== 'f32') throw new TypeError(`${op}: ${name} has dtype ${images.dtype}, expected f32`);
+  if (shapeString(images.shape) !== shapeString(expected)) {
+    throw new RangeError(`${op}: ${name} has shape ${shapeString(images.shape)}, expected ${shapeString(expected)} (one image per prompt)`);
+  }
+}
+
 function checkPairs(model: TextToImage, pairs: PreferencePairs): number {
   const count = pairs.prompts.length;
   if (count === 0) throw new RangeError('dpoObjective: expected at least one pair, got no prompts');
-  const size = model.imageSize;
-  const expected = [count, model.channels, size, size];
-  for (const name of ['winners', 'losers'] as const) {
-    const t = pairs[name];
-    if (t.dtype !== 'f32') throw new TypeError(`dpoObjective: ${name} has dtype ${t.dtype}, expected f32`);
-    if (shapeString(t.shape) !== shapeString(expected)) {
-      throw new RangeError(`dpoObjective: ${name} has shape ${shapeString(t.shape)}, expected ${shapeString(expected)} (one image per prompt)`);
-    }
-  }
+  checkImages('dpoObjective', 'winners', pairs.winners, model, count);
+  checkImages('dpoObjective', 'losers', pairs.losers, model, count);
   return count;
 }
 
@@ -166,12 +170,7 @@ export function statMatchObjective(model: TextToImage, batch: StatMatchBatch, op
   const op = 'statMatchObjective';
   const count = batch.prompts.length;
   if (count === 0) throw new RangeError(`${op}: expected at least one image, got no prompts`);
-  const size = model.imageSize;
-  const expected = [count, model.channels, size, size];
-  if (batch.images.dtype !== 'f32') throw new TypeError(`${op}: images has dtype ${batch.images.dtype}, expected f32`);
-  if (shapeString(batch.images.shape) !== shapeString(expected)) {
-    throw new RangeError(`${op}: images has shape ${shapeString(batch.images.shape)}, expected ${shapeString(expected)} (one image per prompt)`);
-  }
+  checkImages(op, 'images', batch.images, model, count);
   requireAdapters(op, model);
   const steps = model.schedule.steps;
   let t: number;
@@ -280,15 +279,11 @@ export async function trainDpo(
   const clipNorm = options.clipNorm ?? 1;
   const losses: number[] = [];
   const accuracies: number[] = [];
-  let order: number[] = [];
+  const sampler = new EpochSampler(pairs.length, seed);
   model.dit.train();
   try {
     for (let step = 1; step <= steps; step++) {
-      const chosen: PreferenceExample[] = [];
-      while (chosen.length < batch) {
-        if (order.length === 0) order = shuffled(pairs.length, hostRandom);
-        chosen.push(pairs[order.pop()!]!);
-      }
+      const chosen = Array.from({ length: batch }, (_, i) => pairs[sampler.at((step - 1) * batch + i)]!);
       const shape = [batch, model.channels, model.imageSize, model.imageSize];
       const [loss, accuracy] = tidy(() => {
         const winners = fromArray(concatArrays(chosen.map((p) => p.winner)), shape);
@@ -315,15 +310,6 @@ export async function trainDpo(
     model.dit.eval();
   }
   return { losses, accuracies };
-}
-
-function shuffled(n: number, random: HostRandom): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = random.int(i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  return order;
 }
 
 function concatArrays(parts: readonly Float32Array[]): Float32Array {
