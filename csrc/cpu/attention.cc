@@ -149,6 +149,21 @@ struct Blocking {
   static constexpr int kRows = 4;
 };
 
+// Columns [0, NV * W) of `rows` <= kRows rows: one micro-tile, or row by row at the bottom edge.
+template <int W, int NV>
+RT_ATTN_INLINE void column_block(int64_t rows, int64_t kc, StridedA a, const float* b, int64_t ldb, float* c,
+                                 int64_t ldc, float alpha, bool accumulate) {
+  constexpr int kRows = Blocking<W>::kRows;
+  if (rows == kRows) {
+    micro_tile<W, NV, kRows>(kc, a, b, ldb, c, ldc, alpha, accumulate);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const StridedA a_row{a.data + r * a.row_stride, a.row_stride, a.k_stride};
+    micro_tile<W, NV, 1>(kc, a_row, b, ldb, c + r * ldc, ldc, alpha, accumulate);
+  }
+}
+
 // C[m x n] (+)= alpha * A[m x kc] B[kc x n], B and C row-major, n a multiple of kPad.
 template <int W>
 RT_ATTN_INLINE void block_product(int64_t m, int64_t n, int64_t kc, StridedA a, const float* b, int64_t ldb, float* c,
@@ -160,26 +175,9 @@ RT_ATTN_INLINE void block_product(int64_t m, int64_t n, int64_t kc, StridedA a, 
     const StridedA a_rows{a.data + i0 * a.row_stride, a.row_stride, a.k_stride};
     float* c_rows = c + i0 * ldc;
     int64_t j = 0;
-    for (; j + wide <= n; j += wide) {
-      if (rows == B::kRows) {
-        micro_tile<W, B::kVectors, B::kRows>(kc, a_rows, b + j, ldb, c_rows + j, ldc, alpha, accumulate);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          const StridedA a_row{a_rows.data + r * a.row_stride, a.row_stride, a.k_stride};
-          micro_tile<W, B::kVectors, 1>(kc, a_row, b + j, ldb, c_rows + r * ldc + j, ldc, alpha, accumulate);
-        }
-      }
-    }
-    for (; j < n; j += W) {
-      if (rows == B::kRows) {
-        micro_tile<W, 1, B::kRows>(kc, a_rows, b + j, ldb, c_rows + j, ldc, alpha, accumulate);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          const StridedA a_row{a_rows.data + r * a.row_stride, a.row_stride, a.k_stride};
-          micro_tile<W, 1, 1>(kc, a_row, b + j, ldb, c_rows + r * ldc + j, ldc, alpha, accumulate);
-        }
-      }
-    }
+    for (; j + wide <= n; j += wide)
+      column_block<W, B::kVectors>(rows, kc, a_rows, b + j, ldb, c_rows + j, ldc, alpha, accumulate);
+    for (; j < n; j += W) column_block<W, 1>(rows, kc, a_rows, b + j, ldb, c_rows + j, ldc, alpha, accumulate);
   }
 }
 
