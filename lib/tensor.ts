@@ -222,4 +222,14 @@ export function wrap<D extends DType, V extends DeviceType>(handle: NativeHandle
   return new Tensor(handle, shape, dtype, device);
 }
 
+/**
+ * Wraps a handle an op returned as a view of another `shape`, freeing the op's own handle now
+ * (left to the garbage collector, its storage would outlive the view's dispose()).
+ */
+export function wrapReshaped<D extends DType, V extends DeviceType>(handle: NativeHandle, shape: Shape, dtype: D, device: V): Tensor<D, V> {
+  const view = native.view(handle, shape);
+  native.dispose(handle);
+  return wrap(view, shape, dtype, device);
+}
+
 export { deviceFromCode };

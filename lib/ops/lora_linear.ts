@@ -1,8 +1,7 @@
 // LoRA-fused linear layer: y = x w^T + bias + scale (x down) up, in one GEMM pass over x.
 import type { NativeHandle } from '../native.js';
-import type { DeviceType } from '../device.js';
 import { native } from '../native.js';
-import { shapeString, wrap, type Tensor } from '../tensor.js';
+import { shapeString, wrap, wrapReshaped, type Tensor } from '../tensor.js';
 import { expectDType, expectNumber, expectSameDevice, expectShape, expectTensor } from './validate.js';
 
 declare module '../native.js' {
@@ -76,16 +75,6 @@ function withMatrices<T>(views: [Tensor, number, number][], fn: (handles: Native
   }
 }
 
-/**
- * The kernel's [M, ...] result given x's leading axes: a view, with the kernel's own handle freed
- * now (left to the garbage collector, its storage would outlive the view's dispose()).
- */
-function shaped(handle: NativeHandle, shape: number[], device: DeviceType): Tensor<'f32'> {
-  const view = native.view(handle, shape);
-  native.dispose(handle);
-  return wrap(view, shape, 'f32', device);
-}
-
 export interface LoraLinearForward {
   /** [..., N] */
   y: Tensor<'f32'>;
@@ -118,7 +107,7 @@ export function loraLinearForward(
   // The kernel works on [M, K] matrices; give the results x's leading axes natively too.
   const yShape = [...lead, n];
   const hShape = [...lead, rank];
-  return { y: shaped(y!, yShape, x.device), h: shaped(h!, hShape, x.device) };
+  return { y: wrapReshaped(y!, yShape, 'f32', x.device), h: wrapReshaped(h!, hShape, 'f32', x.device) };
 }
 
 /** y = x w^T + bias + scale (x down) up (see loraLinearForward). */
@@ -186,7 +175,7 @@ export function loraLinearBackward(
   );
   const device = x.device;
   const result: LoraLinearGradients = {
-    dx: shaped(handles[0]!, [...x.shape], device),
+    dx: wrapReshaped(handles[0]!, x.shape, 'f32', device),
     ddown: wrap(handles[3]!, [k, rank], 'f32', device),
     dup: wrap(handles[4]!, [rank, n], 'f32', device),
   };

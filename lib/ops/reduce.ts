@@ -1,7 +1,7 @@
 // Reductions (sum, mean) over any axes, and expand: the broadcast that is their backward.
 import type { NativeHandle } from '../native.js';
 import { native } from '../native.js';
-import { shapeString, wrap, type Shape, type Tensor } from '../tensor.js';
+import { shapeString, wrap, wrapReshaped, type Shape, type Tensor } from '../tensor.js';
 import { normalizeAxis } from './elementwise.js';
 import { expectDType, expectNumber, expectTensor } from './validate.js';
 
@@ -57,12 +57,7 @@ function reduceOver(op: string, x: Tensor<'f32'>, axes: number | readonly number
     shape = [...shape.slice(0, begin), ...shape.slice(end)];
   }
   const finalShape = options.keepDims ? x.shape.map((d, i) => (list.includes(i) ? 1 : d)) : shape;
-  if (finalShape.length !== shape.length) {
-    const reshaped = native.view(handle!, finalShape);
-    native.dispose(handle!);
-    handle = reshaped;
-  }
-  return wrap(handle!, finalShape, 'f32', x.device);
+  return finalShape.length !== shape.length ? wrapReshaped(handle!, finalShape, 'f32', x.device) : wrap(handle!, finalShape, 'f32', x.device);
 }
 
 /** Sum over `axes` (a number or a list, negative allowed; all axes by default). */
