@@ -72,12 +72,17 @@ export type Pose = 'standing' | 'walking' | 'arms raised' | 'sitting' | 'waving'
 /** park: sky over grass (the colour names the grass); wall: an indoor wall over a floor; plain: a gradient. */
 export type BackgroundKind = 'park' | 'wall' | 'plain';
 export type LightDirection = 'left' | 'right' | 'above' | 'front';
+/** Traits no caption word names: they tell two people with the same caption apart. */
+export type ShirtPattern = 'plain' | 'stripes' | 'dots' | 'chest mark';
+export type Accessory = 'none' | 'scarf' | 'belt' | 'bag';
 
 export const HAIR_STYLES: readonly HairStyle[] = ['short', 'long', 'bald', 'ponytail'];
 export const LOWER_WEARS: readonly LowerWear[] = ['trousers', 'skirt', 'shorts'];
 export const POSES: readonly Pose[] = ['standing', 'walking', 'arms raised', 'sitting', 'waving', 'running'];
 export const BACKGROUND_KINDS: readonly BackgroundKind[] = ['park', 'wall', 'plain'];
 export const LIGHT_DIRECTIONS: readonly LightDirection[] = ['left', 'right', 'above', 'front'];
+export const SHIRT_PATTERNS: readonly ShirtPattern[] = ['plain', 'stripes', 'dots', 'chest mark'];
+export const ACCESSORIES: readonly Accessory[] = ['none', 'scarf', 'belt', 'bag'];
 /** The colours each background kind is drawn in (a blue park would not read as a park). */
 export const BACKGROUND_COLORS_BY_KIND: Readonly<Record<BackgroundKind, readonly BackgroundColor[]>> = {
   park: ['green', 'olive', 'yellow'],
@@ -123,7 +128,12 @@ export const JOINT_LIMITS: Readonly<Record<keyof LimbAngles, readonly [number, n
 };
 export const YAW_LIMIT = 90;
 
-/** What makes a person the same person across images. */
+/**
+ * What makes a person the same person across images. The named attributes appear in captions;
+ * the unnamed traits (body proportions, the shirt's pattern and the accessory, each pattern and
+ * accessory colour drawn from a continuous range) do not, so no prompt can describe a person
+ * completely: that is what personalisation has to learn from images.
+ */
 export interface IdentityAttributes {
   skinTone: SkinTone;
   hairColor: HairColor;
@@ -132,6 +142,11 @@ export interface IdentityAttributes {
   trouserColor: TrouserColor;
   lowerWear: LowerWear;
   body: BodyProportions;
+  shirtPattern: ShirtPattern;
+  /** Colour of the stripes, dots or chest mark (RGB in [0, 1]). */
+  patternColor: RGB;
+  accessory: Accessory;
+  accessoryColor: RGB;
 }
 
 export interface FigureAttributes extends IdentityAttributes {
@@ -172,9 +187,22 @@ function uniform(random: () => number, lo: number, hi: number): number {
 const IDENTITY_STREAM = 1;
 const SCENE_STREAM = 2;
 
+/** A saturated colour from the continuous HSV range (hue anywhere, saturation 0.55-0.95, value 0.45-0.95). */
+function sampleTraitColor(random: () => number): RGB {
+  const h = random() * 6;
+  const s = uniform(random, 0.55, 0.95);
+  const v = uniform(random, 0.45, 0.95);
+  const f = h - Math.floor(h);
+  const p = v * (1 - s);
+  const q = v * (1 - s * f);
+  const u = v * (1 - s * (1 - f));
+  const sector: RGB[] = [[v, u, p], [q, v, p], [p, v, u], [p, q, v], [u, p, v], [v, p, q]];
+  return sector[Math.floor(h) % 6]!;
+}
+
 export function sampleIdentity(seed: number): IdentityAttributes {
   const random = seededRandom(mixSeed(seed, IDENTITY_STREAM));
-  return {
+  const named = {
     skinTone: pick(random, Object.keys(SKIN_TONES) as SkinTone[]),
     hairColor: pick(random, Object.keys(HAIR_COLORS) as HairColor[]),
     hairStyle: pick(random, HAIR_STYLES),
@@ -188,11 +216,19 @@ export function sampleIdentity(seed: number): IdentityAttributes {
       frameHeight: uniform(random, 0.72, 0.84),
     },
   };
+  // Drawn after the named attributes, so those stay what they were for every seed.
+  return {
+    ...named,
+    shirtPattern: pick(random, SHIRT_PATTERNS),
+    patternColor: sampleTraitColor(random),
+    accessory: pick(random, ACCESSORIES),
+    accessoryColor: sampleTraitColor(random),
+  };
 }
 
 export function identityOf(attrs: FigureAttributes): IdentityAttributes {
-  const { skinTone, hairColor, hairStyle, shirtColor, trouserColor, lowerWear, body } = attrs;
-  return { skinTone, hairColor, hairStyle, shirtColor, trouserColor, lowerWear, body: { ...body } };
+  const { skinTone, hairColor, hairStyle, shirtColor, trouserColor, lowerWear, body, shirtPattern, patternColor, accessory, accessoryColor } = attrs;
+  return { skinTone, hairColor, hairStyle, shirtColor, trouserColor, lowerWear, body: { ...body }, shirtPattern, patternColor, accessory, accessoryColor };
 }
 
 function limb(random: () => number, ranges: { [K in keyof LimbAngles]: readonly [number, number] }): LimbAngles {
@@ -551,7 +587,15 @@ function convexHull(points: [number, number][]): [number, number][] {
  * The hull of circles (pixel coordinates), shaded as a vertical cylinder whose axis runs through
  * `axisX` with half-width `halfWidth`: used for the torso and the skirt.
  */
-function drawRoundedHull(canvas: Canvas, circles: readonly [number, number, number][], color: RGB, light: Light, axisX: number, halfWidth: number): void {
+function drawRoundedHull(
+  canvas: Canvas,
+  circles: readonly [number, number, number][],
+  color: RGB,
+  light: Light,
+  axisX: number,
+  halfWidth: number,
+  colorAt?: (px: number, py: number) => RGB,
+): void {
   const hull = convexHull(circles.map(([x, y]) => [x, y]));
   let x0 = Infinity;
   let y0 = Infinity;
@@ -586,7 +630,7 @@ function drawRoundedHull(canvas: Canvas, circles: readonly [number, number, numb
     }
     if (!inside) return;
     const nx = Math.max(-1, Math.min(1, (px - axisX) / halfWidth));
-    paint(canvas, x, y, color, [nx * 0.9, -0.1, Math.sqrt(Math.max(0, 1 - nx * nx * 0.81))], light);
+    paint(canvas, x, y, colorAt ? colorAt(px, py) : color, [nx * 0.9, -0.1, Math.sqrt(Math.max(0, 1 - nx * nx * 0.81))], light);
   });
 }
 
@@ -595,6 +639,44 @@ function drawEllipseShadow(canvas: Canvas, cx: number, cy: number, rx: number, r
     const d = ((px - cx) / rx) ** 2 + ((py - cy) / ry) ** 2;
     if (d < 1) canvas.blend(x, y, [0, 0, 0], strength * (1 - d));
   });
+}
+
+/**
+ * The shirt's colour at a pixel of the torso: its pattern over the named colour. `top`/`bottom`
+ * bound the torso vertically, `chest` is the badge centre (pixels).
+ */
+function shirtColorAt(
+  attrs: IdentityAttributes,
+  shirt: RGB,
+  top: number,
+  bottom: number,
+  axisX: number,
+  halfWidth: number,
+  chest: readonly [number, number],
+): ((px: number, py: number) => RGB) | undefined {
+  const mark = attrs.patternColor;
+  switch (attrs.shirtPattern) {
+    case 'plain':
+      return undefined;
+    case 'stripes': {
+      const band = (bottom - top) / 6;
+      return (_px, py) => (Math.floor((py - top) / band) % 2 === 1 ? mark : shirt);
+    }
+    case 'dots': {
+      const cell = halfWidth * 0.75;
+      return (px, py) => {
+        const u = (px - axisX) / cell + 0.5;
+        const v = (py - top) / cell;
+        const du = u - Math.floor(u) - 0.5;
+        const dv = v - Math.floor(v) - 0.5;
+        return du * du + dv * dv < 0.09 ? mark : shirt;
+      };
+    }
+    case 'chest mark': {
+      const r2 = (halfWidth * 0.42) ** 2;
+      return (px, py) => ((px - chest[0]) ** 2 + (py - chest[1]) ** 2 < r2 ? mark : shirt);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -893,7 +975,12 @@ export function renderFigure(attrs: FigureAttributes, size: number, options: Ren
     [px(skeleton.hip.left), py(skeleton.hip.left) - 0.02 * scale, r.hipBall * scale],
     [px(skeleton.hip.right), py(skeleton.hip.right) - 0.02 * scale, r.hipBall * scale],
   ];
-  items.push({ depth: 0, draw: () => drawRoundedHull(canvas, torsoCircles(), shirt, light, torsoAxis, torsoHalf) });
+  const torsoTop = Math.min(py(skeleton.shoulder.left), py(skeleton.shoulder.right)) - r.shoulder * scale;
+  const torsoBottom = Math.max(py(skeleton.hip.left), py(skeleton.hip.right));
+  const chest: [number, number] = [torsoAxis, py(shoulderMid) * 0.6 + py(skeleton.pelvis) * 0.4];
+  const shirtAt = shirtColorAt(attrs, shirt, torsoTop, torsoBottom, torsoAxis, torsoHalf, chest);
+  items.push({ depth: 0, draw: () => drawRoundedHull(canvas, torsoCircles(), shirt, light, torsoAxis, torsoHalf, shirtAt) });
+  drawAccessory(items, canvas, skeleton, attrs, light, px, py, scale, r);
   if (attrs.lowerWear !== 'skirt') {
     // Waistband and hips in the trouser colour, so the shirt ends above the legs.
     items.push({
@@ -948,6 +1035,50 @@ export function renderFigure(attrs: FigureAttributes, size: number, options: Ren
   items.sort((a, b) => a.depth - b.depth);
   for (const item of items) item.draw();
   return downsample(canvas, size, ss, random, options.noise ?? 0.02);
+}
+
+/** The accessory, as depth-sorted items: a scarf at the neck, a belt at the waist, a bag at one hip on a strap. */
+function drawAccessory(
+  items: DrawItem[],
+  canvas: Canvas,
+  skeleton: Skeleton,
+  attrs: FigureAttributes,
+  light: Light,
+  px: (v: Vec3) => number,
+  py: (v: Vec3) => number,
+  scale: number,
+  r: ReturnType<typeof radii>,
+): void {
+  const color = attrs.accessoryColor;
+  const capsule = (a: Vec3, b: Vec3, rad: number, depth: number) =>
+    items.push({ depth, draw: () => drawCapsule(canvas, px(a), py(a), px(b), py(b), rad * scale, color, light) });
+  const { shoulder, hip, neck } = skeleton;
+  switch (attrs.accessory) {
+    case 'none':
+      return;
+    case 'scarf': {
+      const collar = (p: Vec3): Vec3 => [neck[0] * 0.4 + p[0] * 0.6, neck[1] + 0.025, 0.02];
+      capsule(collar(shoulder.left), collar(shoulder.right), r.neck * 1.25, 0.025);
+      const tailSide = attrs.joints.yaw >= 0 ? shoulder.right : shoulder.left;
+      const tailTop = collar(tailSide);
+      capsule(tailTop, [tailTop[0], tailTop[1] + 0.11, 0.02], r.neck * 0.8, 0.025);
+      return;
+    }
+    case 'belt': {
+      const waist = (p: Vec3): Vec3 => [p[0] * 1.25, p[1] - 0.03, 0.01];
+      capsule(waist(hip.left), waist(hip.right), 0.02 * attrs.body.build, attrs.lowerWear === 'skirt' ? 0.061 : 0.0008);
+      return;
+    }
+    case 'bag': {
+      const side = attrs.joints.yaw >= 0 ? -1 : 1;
+      const strapTop = side > 0 ? shoulder.right : shoulder.left;
+      const bagHip = side > 0 ? hip.left : hip.right;
+      const bag: Vec3 = [bagHip[0] + side * 0.07, bagHip[1] - 0.01, 0.03];
+      capsule(strapTop, bag, 0.011, 0.013);
+      capsule([bag[0], bag[1] - 0.015, bag[2]], [bag[0], bag[1] + 0.025, bag[2]], 0.05, 0.014);
+      return;
+    }
+  }
 }
 
 function drawHead(

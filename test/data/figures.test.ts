@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  ACCESSORIES,
+  SHIRT_PATTERNS,
   BACKGROUND_COLORS_BY_KIND,
   HAIR_COLORS,
   JOINT_LIMITS,
@@ -20,6 +22,7 @@ import {
   type LimbAngles,
   type ShirtColor,
 } from '../../lib/data/figures.js';
+type RGB = readonly [number, number, number];
 import { testSeed } from '../helpers.js';
 
 const seeds = Array.from({ length: 48 }, (_, i) => testSeed * 48 + i);
@@ -170,7 +173,8 @@ describe('procedural figures', () => {
     // In profile the near arm hangs over the narrow chest, so only figures turned less than 30 degrees count.
     const frontal = Array.from({ length: 400 }, (_, i) => testSeed * 400 + i).filter((seed) => Math.abs(sampleFigureAttributes(seed).joints.yaw) <= 30).slice(0, 40);
     for (const seed of frontal) {
-      const attrs = sampleFigureAttributes(seed);
+      // The chest is read on a plain shirt: a pattern or a scarf would cover it by design.
+      const attrs: FigureAttributes = { ...sampleFigureAttributes(seed), shirtPattern: 'plain', accessory: 'none' };
       const size = 64;
       const image = renderFigure(attrs, size, { noise: 0 });
       const layout = figureLayout(attrs, size);
@@ -191,6 +195,40 @@ describe('procedural figures', () => {
     expect(total).toBe(40);
     expect(shirtHits / total).toBeGreaterThanOrEqual(0.95);
     expect(skinHits / total).toBeGreaterThanOrEqual(0.85);
+  });
+
+  it('the unnamed traits (pattern, accessory, proportions) change the pixels at 32x32 but never the caption', () => {
+    const size = 32;
+    const changed = (a: FigureAttributes, b: FigureAttributes): number => {
+      const x = renderFigure(a, size, { noise: 0 });
+      const y = renderFigure(b, size, { noise: 0 });
+      let pixels = 0;
+      for (let i = 0; i < size * size; i++) {
+        const d = Math.abs(x[i]! - y[i]!) + Math.abs(x[i + size * size]! - y[i + size * size]!) + Math.abs(x[i + 2 * size * size]! - y[i + 2 * size * size]!);
+        if (d > 0.3) pixels++;
+      }
+      return pixels;
+    };
+    for (let k = 0; k < 12; k++) {
+      const base: FigureAttributes = { ...sampleFigureAttributes(testSeed + k, { pose: 'standing' }), shirtPattern: 'plain', accessory: 'none' };
+      const mark: RGB = [0.1, 0.9, 0.8];
+      for (const shirtPattern of SHIRT_PATTERNS.filter((p) => p !== 'plain')) {
+        const other = { ...base, shirtPattern, patternColor: mark };
+        expect(captionFor(other)).toBe(captionFor(base));
+        expect(changed(base, other), `${shirtPattern} on seed ${testSeed + k}`).toBeGreaterThanOrEqual(2);
+      }
+      for (const accessory of ACCESSORIES.filter((a) => a !== 'none')) {
+        const other = { ...base, accessory, accessoryColor: mark };
+        expect(captionFor(other)).toBe(captionFor(base));
+        expect(changed(base, other), `${accessory} on seed ${testSeed + k}`).toBeGreaterThanOrEqual(2);
+      }
+    }
+    const people = Array.from({ length: 400 }, (_, i) => sampleIdentity(testSeed + i));
+    expect(new Set(people.map((p) => p.shirtPattern)).size).toBe(SHIRT_PATTERNS.length);
+    expect(new Set(people.map((p) => p.accessory)).size).toBe(ACCESSORIES.length);
+    // Continuous colours: no palette, nearly every person has their own.
+    expect(new Set(people.map((p) => p.patternColor.join())).size).toBeGreaterThan(395);
+    for (const p of people) for (const c of [...p.patternColor, ...p.accessoryColor]) expect(c >= 0 && c <= 1).toBe(true);
   });
 
   it('every palette colour is reachable from sampling', () => {
