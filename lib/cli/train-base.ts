@@ -1,8 +1,8 @@
 // `realtune train-base`: base training of the text-to-image model from the command line.
 import path from 'node:path';
 import { resolveStages, trainBase, type BaseTrainOptions, type Example, type Stage } from '../train/base.js';
-import { TextToImage } from '../train/model.js';
-import { loadTrainingData, trainTokenizer, writeLabelledGrid, type DataSpec } from '../train/data.js';
+import { TextToImage, type PredictionKind } from '../train/model.js';
+import { loadTrainingData, trainingSource, trainTokenizer, writeLabelledGrid, type DataSpec } from '../train/data.js';
 import type { BetaScheduleKind } from '../diffusion/schedule.js';
 import type { DiTPreset } from '../nn/dit.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs, type FlagValues } from './flags.js';
@@ -13,6 +13,9 @@ export const trainBaseFlags: FlagSpecs = {
   manifest: { kind: 'string', help: 'a JSONL manifest ({"image": path, "caption": text} per line)' },
   figures: { kind: 'int', min: 1, help: 'N procedural figures (the embedded default data)' },
   'figures-seed': { kind: 'int', min: 0, help: 'seed of the figures generator (default 0)' },
+  fresh: { kind: 'boolean', help: 'a new procedural figure for every example drawn (instead of --figures N), rendered ahead in worker threads' },
+  'render-workers': { kind: 'int', min: 0, help: 'threads rendering --fresh figures ahead of training (default 1; 0: on the training thread)' },
+  prediction: { kind: 'string', choices: ['epsilon', 'v'], help: 'what a new model predicts: the noise or the velocity (default v)' },
   preset: { kind: 'string', choices: ['tiny', 'small'], help: 'model size for a new model (default tiny)' },
   init: { kind: 'string', help: 'start from this checkpoint directory (weights and tokenizer; fresh optimiser)' },
   schedule: { kind: 'string', choices: ['linear', 'cosine'], help: 'noise schedule of a new model (default cosine: better at 32x32 in pixel space)' },
@@ -58,12 +61,16 @@ export function parseStages(text: string): Stage[] {
 }
 
 export function dataSpecFromFlags(flags: FlagValues): DataSpec {
-  const given = (['data', 'manifest', 'figures'] as const).filter((k) => flags[k] !== undefined);
+  const given = (['data', 'manifest', 'figures', 'fresh'] as const).filter((k) => flags[k] !== undefined);
   if (given.length !== 1) {
-    throw new FlagError(given.length === 0 ? 'give the training data: --data DIR, --manifest FILE.jsonl or --figures N' : `give one of --data, --manifest, --figures (got ${given.map((k) => `--${k}`).join(' and ')})`);
+    throw new FlagError(
+      given.length === 0 ? 'give the training data: --data DIR, --manifest FILE.jsonl, --figures N or --fresh' : `give one of --data, --manifest, --figures, --fresh (got ${given.map((k) => `--${k}`).join(' and ')})`,
+    );
   }
+  if (flags['render-workers'] !== undefined && flags.fresh === undefined) throw new FlagError('--render-workers applies to --fresh figures only');
   if (flags.data !== undefined) return { kind: 'folder', dir: String(flags.data) };
   if (flags.manifest !== undefined) return { kind: 'manifest', file: String(flags.manifest) };
+  if (flags.fresh !== undefined) return { kind: 'fresh-figures', seed: Number(flags['figures-seed'] ?? 0), workers: Number(flags['render-workers'] ?? 1) };
   return { kind: 'figures', count: Number(flags.figures), seed: Number(flags['figures-seed'] ?? 0) };
 }
 
@@ -99,7 +106,7 @@ export function trainOptionsFromFlags(flags: FlagValues, out: string): Omit<Base
 /** Runs training with a progress bar (step, loss, steps/s, ETA over the steps left). */
 export async function runTraining(model: TextToImage, spec: DataSpec, options: BaseTrainOptions, quiet: boolean, label = 'train'): Promise<void> {
   let bar: ProgressBar | null = null;
-  const result = await trainBase(model, (size) => loadTrainingData(spec, size), {
+  const result = await trainBase(model, (size) => trainingSource(spec, size), {
     ...options,
     writeGrid: writeLabelledGrid,
     onStart: (start) => {
@@ -146,8 +153,12 @@ export async function run(argv: string[]): Promise<void> {
     model = TextToImage.create(tokenizer, {
       preset: (flags.preset as DiTPreset | undefined) ?? 'tiny',
       schedule: (flags.schedule as BetaScheduleKind | undefined) ?? 'cosine',
+      prediction: (flags.prediction as PredictionKind | undefined) ?? 'v',
       seed,
     });
+  }
+  if (flags.prediction !== undefined && (resume !== undefined || flags.init !== undefined) && model.prediction !== flags.prediction) {
+    throw new FlagError(`--prediction ${String(flags.prediction)} does not match the checkpoint's prediction ${model.prediction}`);
   }
   if (flags.preset !== undefined && (resume !== undefined || flags.init !== undefined) && model.preset !== flags.preset) {
     throw new FlagError(`--preset ${String(flags.preset)} does not match the checkpoint's preset ${model.preset}`);

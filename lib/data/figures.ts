@@ -1218,6 +1218,29 @@ export interface FiguresDataset extends Dataset {
   attributes(i: number): FigureAttributes;
 }
 
+/**
+ * The attributes of figure `i` of the figures with `seed`: a pure function of the three, shared
+ * by the datasets and the render-ahead stream. With `identities`, figure i shows identity
+ * i % identities.
+ */
+export function figureAttributesAt(seed: number, i: number, identities?: number): FigureAttributes {
+  const exampleSeed = mixSeed(seed, i);
+  if (identities === undefined) return sampleFigureAttributes(exampleSeed);
+  return sampleFigureAttributes(exampleSeed, { fixed: sampleIdentity(mixSeed(seed, 0x1d, i % identities)) });
+}
+
+/** A rendered image ([-1, 1] floats) as bytes: round((v + 1) * 127.5). */
+export function quantizeImage(image: Float32Array, out = new Uint8Array(image.length)): Uint8Array {
+  for (let i = 0; i < image.length; i++) out[i] = Math.round((Math.min(1, Math.max(-1, image[i]!)) + 1) * 127.5);
+  return out;
+}
+
+/** Bytes back to [-1, 1] floats. */
+export function dequantizeImage(bytes: Uint8Array, out = new Float32Array(bytes.length)): Float32Array {
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]! / 127.5 - 1;
+  return out;
+}
+
 /** `n` procedural figures; synchronous (`get` renders, `load` has nothing to do). */
 export function figuresDataset(n: number, options: FiguresDatasetOptions = {}): FiguresDataset {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`figuresDataset: n must be an integer >= 1, got ${n}`);
@@ -1232,9 +1255,7 @@ export function figuresDataset(n: number, options: FiguresDatasetOptions = {}): 
   const cache = new Map<number, Float32Array>();
   const attributes = (i: number): FigureAttributes => {
     if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`figuresDataset: index ${i} out of range [0, ${n})`);
-    const exampleSeed = mixSeed(seed, i);
-    if (identities === undefined) return sampleFigureAttributes(exampleSeed);
-    return sampleFigureAttributes(exampleSeed, { fixed: sampleIdentity(mixSeed(seed, 0x1d, i % identities)) });
+    return figureAttributesAt(seed, i, identities);
   };
   return {
     size: n,

@@ -59,7 +59,7 @@ const presets: Record<DiTPreset, DiTConfig> = {
     mlpRatio: 4,
     textWidth: 128,
     contextLength: 32,
-    text: { vocabSize: 4096, depth: 2, heads: 2, mlpRatio: 4 },
+    text: { vocabSize: 4096, depth: 2, heads: 2, mlpRatio: 4, causal: false },
   },
   small: {
     imageSize: 64,
@@ -71,7 +71,7 @@ const presets: Record<DiTPreset, DiTConfig> = {
     mlpRatio: 4,
     textWidth: 256,
     contextLength: 32,
-    text: { vocabSize: 8192, depth: 4, heads: 4, mlpRatio: 4 },
+    text: { vocabSize: 8192, depth: 4, heads: 4, mlpRatio: 4, causal: false },
   },
 };
 

@@ -1,7 +1,12 @@
-// A small CLIP-style text encoder: token embedding + learned positions, pre-LN causal
-// transformer blocks (padding masked through kvLengths), final LayerNorm. Takes token ids
-// (lib/text's tokenizer makes them) and returns every token's features plus a pooled vector
-// read at the EOS position (the last real token), which conditions adaLN.
+// A small CLIP-style text encoder: token embedding + learned positions, pre-LN transformer
+// blocks (padding masked through kvLengths), final LayerNorm. Takes token ids (lib/text's
+// tokenizer makes them) and returns every token's features plus a pooled vector read at the EOS
+// position (the last real token), which conditions adaLN.
+//
+// CLIP's blocks are causal; here that is an option (`causal`, true when a saved config does not
+// say) because a causal word cannot see what follows it: in "a red shirt and blue trousers" the
+// token "red" does not know it names the shirt, and a 2-block encoder leaves that binding to the
+// denoiser's cross-attention. New models read the caption both ways.
 import * as F from '../autograd/functions.js';
 import type { Variable } from '../autograd/variable.js';
 import { defaultGenerator, type Generator } from '../ops/random.js';
@@ -18,6 +23,8 @@ export interface TextEncoderConfig {
   depth: number;
   heads: number;
   mlpRatio: number;
+  /** Each token attends only to earlier ones (CLIP); default true, the behaviour of configs saved before the option. */
+  causal?: boolean;
 }
 
 export interface TextEncoding {
@@ -35,7 +42,13 @@ export class TextBlock extends Module {
   readonly norm2: LayerNorm;
   readonly mlp: MLP;
 
-  constructor(width: number, heads: number, mlpRatio: number, generator: Generator) {
+  constructor(
+    width: number,
+    heads: number,
+    mlpRatio: number,
+    generator: Generator,
+    readonly causal = true,
+  ) {
     super();
     this.norm1 = this.addModule('norm1', new LayerNorm(width));
     this.attn = this.addModule('attn', new Attention(width, heads, { generator }));
@@ -44,7 +57,7 @@ export class TextBlock extends Module {
   }
 
   forward(x: Variable, lengths: Tensor<'i32'>): Variable {
-    const h = F.add(x, this.attn.forward(this.norm1.forward(x), { causal: true, kvLengths: lengths }));
+    const h = F.add(x, this.attn.forward(this.norm1.forward(x), { causal: this.causal, kvLengths: lengths }));
     return F.add(h, this.mlp.forward(this.norm2.forward(h)));
   }
 }
@@ -63,7 +76,7 @@ export class TextEncoder extends Module {
     const { vocabSize, contextLength, width, depth, heads, mlpRatio } = config;
     this.token = this.addModule('token', new Embedding(vocabSize, width, { std: 0.02, generator }));
     this.position = this.addParameter('position', normal([contextLength, width], 0.01, generator));
-    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new TextBlock(width, heads, mlpRatio, generator))));
+    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new TextBlock(width, heads, mlpRatio, generator, config.causal ?? true))));
     this.norm = this.addModule('norm', new LayerNorm(width));
   }
 

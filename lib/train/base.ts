@@ -1,5 +1,5 @@
-// Base training of the text-to-image model: epsilon-prediction MSE with timesteps uniform in
-// [0, T), 10% condition dropout (the caption replaced by the empty prompt, which is what
+// Base training of the text-to-image model: MSE of the model's prediction (eps or v, see
+// TextToImage) with timesteps uniform in [0, T), 10% condition dropout (the caption replaced by the empty prompt, which is what
 // classifier-free guidance's unconditional branch reads), AdamW with weight decay and an
 // optional L1 penalty, a learning-rate schedule, clipping by global norm, optional EMA of the
 // weights, dropout inside the DiT's blocks, host-side augmentation, gradient accumulation and
@@ -36,8 +36,20 @@ export interface Example {
   caption: string;
 }
 
-/** The training set at a resolution (stage-wise training asks once per stage). */
-export type DataSource = (imageSize: number) => Promise<readonly Example[]> | readonly Example[];
+/**
+ * Examples made on demand: example k of a stage is the k-th drawn (no epochs, nothing repeats),
+ * e.g. lib/data's FigureStream. `prefetch` announces the next batch so it can be made while the
+ * current one trains; the trainer closes the stream when its stage ends.
+ */
+export interface ExampleStream {
+  readonly kind: 'stream';
+  take(start: number, count: number): Promise<Example[]>;
+  prefetch(start: number, count: number): void;
+  close(): Promise<void>;
+}
+
+/** The training set at a resolution (stage-wise training asks once per stage): a fixed list, or a stream. */
+export type DataSource = (imageSize: number) => Promise<readonly Example[] | ExampleStream> | readonly Example[] | ExampleStream;
 
 export interface Stage {
   /** Image side in pixels (a multiple of the patch size). */
@@ -283,54 +295,54 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
     while (step >= stageStart(stageIndex + 1)) stageIndex += 1;
     const stage = stages[stageIndex]!;
     ema = changeResolution(model, stage.resolution, optimizer, ema);
-    const examples = await data(stage.resolution);
-    if (examples.length === 0) throw new Error('train: the dataset is empty');
-    const expected = model.channels * stage.resolution * stage.resolution;
-    const bad = examples.find((e) => e.image.length !== expected);
-    if (bad !== undefined) throw new RangeError(`train: an image has ${bad.image.length} values, expected ${expected} (${model.channels}x${stage.resolution}x${stage.resolution})`);
-    const sampler = new EpochSampler(examples.length, (seed ^ Math.imul(stageIndex + 1, 0x85ebca6b)) >>> 0);
+    const draw = batchDrawer(await data(stage.resolution), options.batch, model.channels * stage.resolution * stage.resolution, (seed ^ Math.imul(stageIndex + 1, 0x85ebca6b)) >>> 0);
     const stageEnd = Math.min(stageStart(stageIndex + 1), stopAt);
 
-    while (step < stageEnd) {
-      const started = performance.now();
-      const lr = schedule(step);
-      optimizer.lr = lr;
-      let loss = 0;
-      for (let micro = 0; micro < accumulate; micro++) {
-        const drawn = ((step - stageStart(stageIndex)) * accumulate + micro) * options.batch;
-        loss += microStep(model, examples, sampler, drawn, options, { hostRandom, noiseGenerator, condDropout, accumulate, resolution: stage.resolution });
-      }
-      const gradNorm = (options.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(options.clipNorm!) : 0;
-      optimizer.step();
-      optimizer.zeroGrad();
-      ema?.update();
-      step += 1;
-      losses.push(loss);
-      options.onStep?.({ step, total: options.steps, loss, lr, gradNorm, resolution: stage.resolution, seconds: (performance.now() - started) / 1000 });
-      // N-API runs the finalisers of collected tensor wrappers from the event loop: without
-      // this turn a synchronous run of steps holds every step's wrapper memory until it ends.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      while (step < stageEnd) {
+        const started = performance.now();
+        const lr = schedule(step);
+        optimizer.lr = lr;
+        let loss = 0;
+        for (let micro = 0; micro < accumulate; micro++) {
+          const drawn = ((step - stageStart(stageIndex)) * accumulate + micro) * options.batch;
+          const examples = await draw.batch(drawn);
+          loss += microStep(model, examples, options, { hostRandom, noiseGenerator, condDropout, accumulate, resolution: stage.resolution });
+        }
+        const gradNorm = (options.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(options.clipNorm!) : 0;
+        optimizer.step();
+        optimizer.zeroGrad();
+        ema?.update();
+        step += 1;
+        losses.push(loss);
+        options.onStep?.({ step, total: options.steps, loss, lr, gradNorm, resolution: stage.resolution, seconds: (performance.now() - started) / 1000 });
+        // N-API runs the finalisers of collected tensor wrappers from the event loop: without
+        // this turn a synchronous run of steps holds every step's wrapper memory until it ends.
+        await new Promise<void>((resolve) => setImmediate(resolve));
 
-      const finished = step === stopAt;
-      if (options.out !== undefined && ((options.ckptEvery && step % options.ckptEvery === 0) || finished)) {
-        lastCheckpoint = path.join(options.out, 'checkpoint');
-        saveTrainingCheckpoint(lastCheckpoint, model, optimizer, ema, {
-          step,
-          optimizerStep: optimizer.stepCount,
-          stage: stageIndex,
-          hostRandom: hostRandom.state,
-          noise: noiseGenerator.state(),
-          dropout: dropoutGenerator.state(),
-          losses: [...previousLosses, ...losses],
-          ema: ema !== null,
-        });
-        options.onArtifact?.('checkpoint', lastCheckpoint);
+        const finished = step === stopAt;
+        if (options.out !== undefined && ((options.ckptEvery && step % options.ckptEvery === 0) || finished)) {
+          lastCheckpoint = path.join(options.out, 'checkpoint');
+          saveTrainingCheckpoint(lastCheckpoint, model, optimizer, ema, {
+            step,
+            optimizerStep: optimizer.stepCount,
+            stage: stageIndex,
+            hostRandom: hostRandom.state,
+            noise: noiseGenerator.state(),
+            dropout: dropoutGenerator.state(),
+            losses: [...previousLosses, ...losses],
+            ema: ema !== null,
+          });
+          options.onArtifact?.('checkpoint', lastCheckpoint);
+        }
+        if (options.out !== undefined && options.sampleEvery && (step % options.sampleEvery === 0 || (finished && step === options.steps))) {
+          const file = path.join(options.out, 'samples', `step-${String(step).padStart(6, '0')}.png`);
+          await writeSamples(model, ema, options, file, seed);
+          options.onArtifact?.('samples', file);
+        }
       }
-      if (options.out !== undefined && options.sampleEvery && (step % options.sampleEvery === 0 || (finished && step === options.steps))) {
-        const file = path.join(options.out, 'samples', `step-${String(step).padStart(6, '0')}.png`);
-        await writeSamples(model, ema, options, file, seed);
-        options.onArtifact?.('samples', file);
-      }
+    } finally {
+      await draw.close();
     }
   }
   if (ema !== null && step === options.steps) {
@@ -351,8 +363,42 @@ interface MicroContext {
   resolution: number;
 }
 
+interface BatchDrawer {
+  /** The examples of the micro-batch that starts with the `drawn`-th example of the stage. */
+  batch(drawn: number): Promise<Example[]>;
+  close(): Promise<void>;
+}
+
+/** Micro-batches from a list (in EpochSampler order) or from a stream (in its order, the next one made ahead). */
+function batchDrawer(source: readonly Example[] | ExampleStream, batch: number, valuesPerImage: number, orderSeed: number): BatchDrawer {
+  const checked = (examples: Example[]): Example[] => {
+    const bad = examples.find((e) => e.image.length !== valuesPerImage);
+    if (bad !== undefined) throw new RangeError(`train: an image has ${bad.image.length} values, expected ${valuesPerImage}`);
+    return examples;
+  };
+  if (!Array.isArray(source)) {
+    const stream = source as ExampleStream;
+    return {
+      batch: async (drawn) => {
+        const examples = stream.take(drawn, batch);
+        stream.prefetch(drawn + batch, batch);
+        return checked(await examples);
+      },
+      close: () => stream.close(),
+    };
+  }
+  const examples = source as readonly Example[];
+  if (examples.length === 0) throw new Error('train: the dataset is empty');
+  checked([...examples]);
+  const sampler = new EpochSampler(examples.length, orderSeed);
+  return {
+    batch: async (drawn) => Array.from({ length: batch }, (_, i) => examples[sampler.at(drawn + i)]!),
+    close: async () => {},
+  };
+}
+
 /** Forward and backward of one micro-batch; gradients accumulate in the parameters. Returns its loss share. */
-function microStep(model: TextToImage, examples: readonly Example[], sampler: EpochSampler, drawn: number, options: BaseTrainOptions, ctx: MicroContext): number {
+function microStep(model: TextToImage, examples: readonly Example[], options: BaseTrainOptions, ctx: MicroContext): number {
   const { batch } = options;
   const { hostRandom, noiseGenerator, resolution } = ctx;
   const perImage = model.channels * resolution * resolution;
@@ -360,7 +406,7 @@ function microStep(model: TextToImage, examples: readonly Example[], sampler: Ep
   const captions: string[] = [];
   const timesteps: number[] = [];
   for (let i = 0; i < batch; i++) {
-    const example = examples[sampler.at(drawn + i)]!;
+    const example = examples[i]!;
     const image = options.augment
       ? augment({ data: example.image, channels: model.channels, height: resolution, width: resolution }, options.augment, () => hostRandom.next()).data
       : example.image;
@@ -372,7 +418,7 @@ function microStep(model: TextToImage, examples: readonly Example[], sampler: Ep
     const x0 = fromArray(pixels, [batch, model.channels, resolution, resolution]);
     const noise = randn(x0.shape, { generator: noiseGenerator });
     const xt = qSample(x0, timesteps, noise, model.schedule);
-    let loss: Variable = F.mse(model.predictEps(xt, timesteps, model.encodePrompts(captions)), noise);
+    let loss: Variable = F.mse(model.predict(xt, timesteps, model.encodePrompts(captions)), model.target(x0, noise, timesteps));
     if (ctx.accumulate > 1) loss = F.scale(loss, 1 / ctx.accumulate);
     const value = loss.value.item();
     backward(loss);

@@ -2,6 +2,7 @@
 // figures, a folder of captioned images or a JSONL manifest (lib/data), the tokenizer learned
 // from the captions (lib/text), and labelled sample grids (lib/io).
 import { figuresDataset } from '../data/figures.js';
+import { FigureStream } from '../data/figure_stream.js';
 import { saveImageGrid } from '../io/images.js';
 import { folderDataset, jsonlDataset, type Dataset } from '../data/dataset.js';
 import { Tokenizer } from '../text/tokenizer.js';
@@ -10,13 +11,19 @@ import type { Example } from './base.js';
 
 export type DataSpec =
   | { kind: 'figures'; count: number; seed: number }
+  /** A new figure for every example drawn, rendered ahead by `workers` threads. */
+  | { kind: 'fresh-figures'; seed: number; workers: number }
   | { kind: 'folder'; dir: string }
   | { kind: 'manifest'; file: string };
 
 const loaded = new Map<string, readonly Example[]>();
 
+/** Captions a tokenizer for a fresh-figures run learns from: those of its first figures. */
+const freshCaptionCount = 20000;
+
 async function openDataset(spec: DataSpec, size: number): Promise<Dataset> {
   if (spec.kind === 'figures') return figuresDataset(spec.count, { size, seed: spec.seed });
+  if (spec.kind === 'fresh-figures') return figuresDataset(freshCaptionCount, { size, seed: spec.seed, cache: false });
   return spec.kind === 'folder' ? folderDataset(spec.dir, { size }) : jsonlDataset(spec.file, { size });
 }
 
@@ -42,8 +49,23 @@ export async function loadTrainingData(spec: DataSpec, size: number | null): Pro
   return examples;
 }
 
+/** What a trainer draws from at `size`: the stream of fresh figures, or every example of the data. */
+export async function trainingSource(spec: DataSpec, size: number): Promise<readonly Example[] | FigureStream> {
+  if (spec.kind === 'fresh-figures') return new FigureStream({ size, seed: spec.seed, workers: spec.workers });
+  return loadTrainingData(spec, size);
+}
+
 export function describeSpec(spec: DataSpec): string {
-  return spec.kind === 'figures' ? `${spec.count} procedural figures (seed ${spec.seed})` : spec.kind === 'folder' ? `folder ${spec.dir}` : `manifest ${spec.file}`;
+  switch (spec.kind) {
+    case 'figures':
+      return `${spec.count} procedural figures (seed ${spec.seed})`;
+    case 'fresh-figures':
+      return `fresh procedural figures (seed ${spec.seed})`;
+    case 'folder':
+      return `folder ${spec.dir}`;
+    case 'manifest':
+      return `manifest ${spec.file}`;
+  }
 }
 
 /** A byte-level BPE tokenizer learned from the training captions. */

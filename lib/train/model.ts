@@ -7,15 +7,25 @@
 //   optimizer.safetensors, ema.safetensors   training checkpoints only
 // Sampling is classifier-free guidance with a negative prompt (the empty prompt by default)
 // over DDIM or DDPM, deterministic by seed; a LoRA file can be applied for one generate call.
+//
+// The network predicts either the noise eps ('epsilon', DDPM) or the velocity
+// v = sqrt(abar) eps - sqrt(1 - abar) x0 ('v', Salimans & Ho 2022). With eps, the clean-image
+// estimate at high noise is (x_t - sqrt(1 - abar) eps) / sqrt(abar): near t = T every error in
+// eps is multiplied by 1 / sqrt(abar), so the loss barely cares what the model thinks the image
+// is while the image's colours and layout are being decided. With v it predicts about -x0 there.
+// Everything downstream (samplers, DPO, statistics matching) reads eps, which predictEps
+// derives from v exactly: eps = sqrt(abar) v + sqrt(1 - abar) x_t.
 import { existsSync } from 'node:fs';
 import * as F from '../autograd/functions.js';
-import { noGrad, type Input, type Variable } from '../autograd/variable.js';
+import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
 import { guidedPredictor, sample, type SamplerKind } from '../diffusion/sampler.js';
 import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
 import { attachLora, detachAdapters, loadAdapterStateDict, findLinears } from '../nn/lora.js';
 import type { TextEncoding } from '../nn/text_encoder.js';
 import { cast } from '../ops/cast.js';
+import { axpy, mul } from '../ops/elementwise.js';
+import { expand } from '../ops/reduce.js';
 import { tidy } from '../scope.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
@@ -25,12 +35,18 @@ import { isCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.j
 export const checkpointFormat = 'realtune-text-to-image';
 const checkpointVersion = 1;
 
+/** What the denoiser outputs: the noise, or the velocity sqrt(abar) eps - sqrt(1 - abar) x0. */
+export type PredictionKind = 'epsilon' | 'v';
+export const predictionKinds: readonly PredictionKind[] = ['epsilon', 'v'];
+
 export interface TextToImageConfig {
   format: typeof checkpointFormat;
   version: number;
   preset: DiTPreset | 'custom';
   dit: DiTConfig;
   schedule: { kind: BetaScheduleKind; steps: number };
+  /** Absent in checkpoints written before the option: 'epsilon'. */
+  prediction?: PredictionKind;
 }
 
 export interface CreateTextToImageOptions {
@@ -38,6 +54,8 @@ export interface CreateTextToImageOptions {
   /** Overrides of the preset's DiT config (vocabSize always comes from the tokenizer). */
   dit?: Partial<DiTConfig>;
   schedule?: BetaScheduleKind;
+  /** What the network predicts (default 'epsilon'). */
+  prediction?: PredictionKind;
   /** Seeds the parameter initialisation. */
   seed?: number;
 }
@@ -75,7 +93,9 @@ export class TextToImage {
     readonly dit: DiT,
     readonly schedule: NoiseSchedule,
     readonly preset: DiTPreset | 'custom' = 'custom',
+    readonly prediction: PredictionKind = 'epsilon',
   ) {
+    if (!predictionKinds.includes(prediction)) throw new RangeError(`TextToImage: prediction must be 'epsilon' or 'v', got ${JSON.stringify(prediction)}`);
     if (dit.text === null) throw new Error('TextToImage: the DiT must carry its text encoder (config.text)');
     if (dit.text.config.vocabSize < tokenizer.vocabSize) {
       throw new RangeError(`TextToImage: the text encoder has ${dit.text.config.vocabSize} token embeddings but the tokenizer has ${tokenizer.vocabSize} tokens`);
@@ -91,7 +111,7 @@ export class TextToImage {
       ...(options.seed === undefined ? {} : { seed: options.seed }),
       text: { ...base.text!, vocabSize: tokenizer.vocabSize },
     };
-    return new TextToImage(tokenizer, new DiT(config), NoiseSchedule.create(options.schedule ?? 'linear'), options.dit ? 'custom' : preset);
+    return new TextToImage(tokenizer, new DiT(config), NoiseSchedule.create(options.schedule ?? 'linear'), options.dit ? 'custom' : preset, options.prediction ?? 'epsilon');
   }
 
   get config(): TextToImageConfig {
@@ -102,6 +122,7 @@ export class TextToImage {
       preset: this.preset,
       dit: dit as DiTConfig,
       schedule: { kind: this.schedule.kind, steps: this.schedule.steps },
+      prediction: this.prediction,
     };
   }
 
@@ -132,9 +153,49 @@ export class TextToImage {
     return encoding;
   }
 
-  /** eps_theta(x_t, t, c): x_t [B, C, H, W], one timestep per sample or one for all. */
-  predictEps(xt: Input, t: number | readonly number[], text: TextCondition): Variable {
+  /** The network's output for x_t [B, C, H, W] (eps or v, see `prediction`), one timestep per sample or one for all. */
+  predict(xt: Input, t: number | readonly number[], text: TextCondition): Variable {
     return this.dit.forward(xt, t, text);
+  }
+
+  /** eps_theta(x_t, t, c), whatever the network predicts. */
+  predictEps(xt: Input, t: number | readonly number[], text: TextCondition): Variable {
+    const out = this.dit.forward(xt, t, text);
+    if (this.prediction === 'epsilon') return out;
+    const value = xt instanceof Variable ? xt.value : xt;
+    // eps = sqrt(abar) v + sqrt(1 - abar) x_t; x_t is a constant of the graph here. The
+    // coefficients belong to the graph (the product's backward reads them) and are freed with it.
+    const { signal, noise } = this.#perSample(t, value);
+    const noiseTerm = mul(value, noise);
+    noise.dispose();
+    const eps = F.add(F.mul(out, signal), noiseTerm);
+    if (eps.node !== null) eps.node.owned.push(signal, noiseTerm);
+    else {
+      signal.dispose();
+      noiseTerm.dispose();
+    }
+    return eps;
+  }
+
+  /** What `predict` is trained toward for x0 noised with `noise` at `timesteps`: eps itself, or v. */
+  target(x0: Tensor<'f32'>, noise: Tensor<'f32'>, timesteps: readonly number[]): Tensor<'f32'> {
+    if (this.prediction === 'epsilon') return noise.clone();
+    return tidy(() => {
+      const { signal, noise: noiseLevel } = this.#perSample(timesteps, x0);
+      // v = sqrt(abar) eps - sqrt(1 - abar) x0
+      return axpy(-1, mul(x0, noiseLevel), mul(noise, signal));
+    });
+  }
+
+  /** sqrt(abar_t) and sqrt(1 - abar_t) broadcast to like's shape, per sample. */
+  #perSample(t: number | readonly number[], like: Tensor<'f32'>): { signal: Tensor<'f32'>; noise: Tensor<'f32'> } {
+    const batch = like.shape[0]!;
+    const ts = typeof t === 'number' ? Array<number>(batch).fill(t) : t;
+    if (ts.length !== batch) throw new RangeError(`predict: ${ts.length} timesteps for a batch of ${batch}`);
+    const column = (values: number[]) =>
+      tidy(() => expand(fromArray(values, [batch, ...like.shape.slice(1).map(() => 1)], { device: like.device }), like.shape));
+    const levels = ts.map((step) => this.schedule.signalNoise(step));
+    return { signal: column(levels.map((l) => l.signal)), noise: column(levels.map((l) => l.noise)) };
   }
 
   /** Images [N, 3, H, W] in [-1, 1]: prompts.length * n of them, prompt-major. */
@@ -223,7 +284,7 @@ export class TextToImage {
         throw err;
       }
       dit.eval();
-      return new TextToImage(tokenizer, dit, NoiseSchedule.create(config.schedule.kind, config.schedule.steps), config.preset);
+      return new TextToImage(tokenizer, dit, NoiseSchedule.create(config.schedule.kind, config.schedule.steps), config.preset, config.prediction ?? 'epsilon');
     } finally {
       for (const t of [...Object.values(tensors), ...Object.values(optimizer)]) t.dispose();
     }
