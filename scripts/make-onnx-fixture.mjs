@@ -4,7 +4,8 @@
 //
 //   features.onnx  images float [N, 3, 32, 32] -> AveragePool 4x4 stride 4 -> Flatten
 //                  -> MatMul weight [192, 16] -> Add bias [16] -> Tanh -> features [N, 16]
-//   scorer.onnx    the same, then ReduceMean over the 16 features (keepdims) -> score [N, 1]
+//   features-batch1.onnx  the same with a fixed batch: images [1, 3, 32, 32] -> features [1, 16]
+//   scorer.onnx    the same as features.onnx, then ReduceMean over the 16 features (keepdims) -> score [N, 1]
 //   vectors.onnx   vectors float [N, 12] -> MatMul weight [12, 4] -> features [N, 4] (not an
 //                  image model: the adapter must refuse it)
 //
@@ -107,6 +108,13 @@ const fixtures = {
     initializers: imageInitializers(),
     input: ['images', ['N', 3, 32, 32]],
     output: ['features', ['N', featureDim]],
+  }),
+  'features-batch1.onnx': model({
+    name: 'features_batch1',
+    nodes: imageFeatureNodes(),
+    initializers: imageInitializers(),
+    input: ['images', [1, 3, 32, 32]],
+    output: ['features', [1, featureDim]],
   }),
   'scorer.onnx': model({
     name: 'scorer',

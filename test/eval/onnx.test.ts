@@ -17,6 +17,7 @@ checkMemoryGuards();
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const fixtures = path.join(root, 'test/fixtures/eval');
 const featuresModel = path.join(fixtures, 'features.onnx');
+const batchOneModel = path.join(fixtures, 'features-batch1.onnx');
 const scorerModel = path.join(fixtures, 'scorer.onnx');
 const vectorsModel = path.join(fixtures, 'vectors.onnx');
 
@@ -99,6 +100,19 @@ describe('OnnxModel', () => {
     await Promise.all([batched.dispose(), normalized.dispose()]);
   });
 
+  it(`a model with a fixed batch of 1 runs image by image; a batchSize that contradicts it is refused (seed ${testSeed})`, async () => {
+    const random = rng(testSeed + 24);
+    const count = 3;
+    const images = randomImages(count, random);
+    const model = await OnnxModel.load(batchOneModel);
+    expect(model.inputShape).toEqual([1, 3, 32, 32]);
+    const batch = fromArray(images, [count, 3, size, size]);
+    expectClose((await model.run(batch)).data, referenceFeatures(images, count), { rtol: 1e-5, atol: 1e-6 }, 'three runs of one');
+    batch.dispose();
+    await model.dispose();
+    await expect(OnnxModel.load(batchOneModel, { batchSize: 2 })).rejects.toThrow(`onnx: ${batchOneModel}: input 'images' has a fixed batch of 1, got batchSize 2`);
+  });
+
   it('images of the wrong shape: one error naming the file, the declared and the actual shape', async () => {
     const model = await OnnxModel.load(featuresModel);
     const large = fromArray(new Float32Array(2 * 3 * 64 * 64), [2, 3, 64, 64]);
@@ -176,7 +190,7 @@ describe('the fixtures and the runtime', () => {
   it('the committed fixtures are what scripts/make-onnx-fixture.mjs writes', () => {
     const fresh = path.join(scratch, 'fixtures');
     execFileSync(process.execPath, [path.join(root, 'scripts/make-onnx-fixture.mjs'), fresh]);
-    for (const file of ['features.onnx', 'scorer.onnx', 'vectors.onnx']) {
+    for (const file of ['features.onnx', 'features-batch1.onnx', 'scorer.onnx', 'vectors.onnx']) {
       expect(readFileSync(path.join(fresh, file)).equals(readFileSync(path.join(fixtures, file))), file).toBe(true);
     }
   });
