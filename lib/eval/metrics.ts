@@ -29,13 +29,13 @@ function imagesOf(set: ImageSet, op: string, name: string, shape: ImageShape): I
   } else if (Array.isArray(set)) {
     images = set.map((image, i) => asImageData(image, `${op}: ${name}[${i}]`, shape));
   } else {
-    throw new TypeError(`${op}: ${name} must be a Tensor [N, 3, H, W] or an array of CHW images, got ${describe(set)}`);
+    throw new TypeError(`${op}: ${name} must be a Tensor [N, 3, H, W] or an array of CHW images, got ${describeValue(set)}`);
   }
   if (images.length === 0) throw new RangeError(`${op}: ${name} is empty, expected at least one image`);
   return images;
 }
 
-function describe(value: unknown): string {
+function describeValue(value: unknown): string {
   if (value === null || typeof value !== 'object') return String(value);
   return value.constructor?.name ?? 'an object';
 }
@@ -178,7 +178,7 @@ function featureStatistics({ data, count, dim }: FeatureMatrix): FeatureStatisti
 function checkFeatures(features: FeatureMatrix, name: string): void {
   const op = 'frechetDistance';
   if (typeof features !== 'object' || features === null || !(features.data instanceof Float32Array || features.data instanceof Float64Array)) {
-    throw new TypeError(`${op}: ${name} must be { data: Float32Array | Float64Array, count, dim }, got ${describe(features)}`);
+    throw new TypeError(`${op}: ${name} must be { data: Float32Array | Float64Array, count, dim }, got ${describeValue(features)}`);
   }
   const { data, count, dim } = features;
   if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`${op}: ${name}.dim must be an integer >= 1, got ${dim}`);
@@ -395,7 +395,7 @@ function checkStrength(op: string, name: string, value: number): void {
 }
 
 function checkImageArray(op: string, image: unknown): asserts image is Float32Array {
-  if (!(image instanceof Float32Array)) throw new TypeError(`${op}: image must be a CHW Float32Array, got ${describe(image)}`);
+  if (!(image instanceof Float32Array)) throw new TypeError(`${op}: image must be a CHW Float32Array, got ${describeValue(image)}`);
 }
 
 /**

@@ -140,7 +140,8 @@ export class OnnxModel {
   /**
    * Runs the network on a batch of CHW images in [-1, 1]: a Tensor [N, 3, H, W], or a
    * Float32Array with its `shape` (which may be left out when the model fixes H and W).
-   * Returns one row per image: the output flattened after its batch dimension.
+   * Returns one row per image: the output flattened after its batch dimension. Images are not
+   * resized: bring them to the model's H x W first (resizeImage in lib/io).
    */
   async run(images: Tensor | Float32Array, shape?: readonly number[]): Promise<OnnxOutput> {
     const { data, dims } = this.#batch(images, shape);
