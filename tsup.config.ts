@@ -8,5 +8,5 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
-  external: ['sharp'],
+  external: ['sharp', 'onnxruntime-node'],
 });

@@ -1,6 +1,7 @@
 // npm run bench -- [suite] [--json FILE] [suite options]
 //   suites: ops (ops, GEMM vs OpenBLAS, machine peaks), kernels (attention, losses, LoRA linear),
-//   train (a tiny-DiT training step vs PyTorch); no suite runs them all in order.
+//   train (a tiny-DiT training step vs PyTorch), eval (sampler and evaluators, images/s); no
+//   suite runs them all in order.
 // Each suite is a module exporting run(args) (see BenchSuite in bench/harness.ts); register a new
 // one with one line below. --json writes the suite's result (or { suite: result } for all).
 import { flagValue, writeJson, type BenchSuite } from './harness.js';
@@ -9,6 +10,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
   ops: () => import('./ops.js'),
   kernels: () => import('./kernels.js'),
   train: () => import('./train.js'),
+  eval: () => import('./eval.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -3,7 +3,7 @@
 text-to-image DiT written in PyTorch with the same architecture as lib/nn/dit.ts and
 lib/nn/text_encoder.ts (the arithmetic is the one scripts/fixtures/make_dit_parity.py checks to
 1e-4): patchify, adaLN-Zero blocks with self-attention, cross-attention to the text tokens and
-a GELU(tanh) MLP, a causal CLIP-style text encoder with padding masks, epsilon-MSE loss.
+a GELU(tanh) MLP, a CLIP-style text encoder (bidirectional, as the preset) with padding masks, epsilon-MSE loss.
 Attention is the unfused matmul-softmax-matmul (torch 1.13 has no fused cpu attention).
 
 Prints one JSON object: parameter count, median seconds per step, samples per second.
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 TINY = dict(image_size=32, patch_size=4, channels=3, width=192, depth=6, heads=3, mlp_ratio=4,
             text_width=128, context_length=32, vocab_size=4096, text_depth=2, text_heads=2, text_mlp_ratio=4,
-            timestep_dim=256)
+            text_causal=False, timestep_dim=256)
 
 
 class Attention(nn.Module):
@@ -63,8 +63,9 @@ class MLP(nn.Module):
 
 
 class TextBlock(nn.Module):
-    def __init__(self, width, heads, mlp_ratio):
+    def __init__(self, width, heads, mlp_ratio, causal):
         super().__init__()
+        self.causal = causal
         self.norm1 = nn.LayerNorm(width)
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width)
@@ -72,7 +73,7 @@ class TextBlock(nn.Module):
 
     def forward(self, x, lengths):
         h = self.norm1(x)
-        x = x + self.attn(h, h, causal=True, kv_lengths=lengths)
+        x = x + self.attn(h, h, causal=self.causal, kv_lengths=lengths)
         return x + self.mlp(self.norm2(x))
 
 
@@ -82,7 +83,7 @@ class TextEncoder(nn.Module):
         tw = c['text_width']
         self.token = nn.Embedding(c['vocab_size'], tw)
         self.position = nn.Parameter(torch.randn(c['context_length'], tw) * 0.01)
-        self.blocks = nn.ModuleList(TextBlock(tw, c['text_heads'], c['text_mlp_ratio']) for _ in range(c['text_depth']))
+        self.blocks = nn.ModuleList(TextBlock(tw, c['text_heads'], c['text_mlp_ratio'], c['text_causal']) for _ in range(c['text_depth']))
         self.norm = nn.LayerNorm(tw)
 
     def forward(self, ids, lengths):

@@ -3,4 +3,4 @@ export { Variable, noGrad, enableGrad, isGradEnabled, record, asVariable, type I
 export { backward, release, type BackwardOptions } from './backward.js';
 export * from './functions.js';
 export { loraLinear } from './lora_linear.js';
-export { dpoLoss, channelStatLoss, type DpoLossTerms } from './losses.js';
+export { dpoLoss, channelStatLoss, crossEntropy, type DpoLossTerms, type CrossEntropyOptions } from './losses.js';

@@ -5,7 +5,7 @@
 // kernels give none for it.
 import { channelStatLoss as channelStatLossOp, channelStatLossBackward, type ChannelStatLossOptions } from '../ops/channel_stat_loss.js';
 import { dpoLoss as dpoLossOp, dpoLossBackward, type DpoLossOptions } from '../ops/dpo_loss.js';
-import type { Tensor } from '../tensor.js';
+import { fromArray, shapeString, type Tensor } from '../tensor.js';
 import { asVariable, record, type Input, type Variable } from './variable.js';
 
 /** The value of an input that must not take a gradient. */
@@ -86,4 +86,52 @@ export function channelStatLoss(a: Input, b: Input, options: ChannelStatLossOpti
     (g) => [channelStatLossBackward(va.value, saved, { matchStd, dloss: scalar(g) }).da],
     Object.values(saved).filter((t): t is Tensor<'f32'> => t !== undefined),
   );
+}
+
+export interface CrossEntropyOptions {
+  /** Labels equal to this take no part (an attribute a sample does not have). Default -1. */
+  ignoreIndex?: number;
+}
+
+/**
+ * Softmax cross-entropy of logits [B, C] against integer labels, averaged over the labelled
+ * rows: mean_b (logsumexp(z_b) - z_b[y_b]); the gradient is (softmax(z_b) - onehot(y_b)) / count.
+ * For the evaluators' classification heads and contrastive losses, whose logits are a few
+ * thousand numbers: it is computed on the host in float64 (one read of the logits, one write of
+ * the gradient). Rows whose label is ignoreIndex contribute nothing; with none labelled the loss
+ * is 0.
+ */
+export function crossEntropy(logits: Input, labels: readonly number[], options: CrossEntropyOptions = {}): Variable {
+  const v = asVariable(logits);
+  if (v.ndim !== 2) throw new RangeError(`crossEntropy: logits has shape ${shapeString(v.shape)}, expected [batch, classes]`);
+  const [rows, classes] = v.shape as [number, number];
+  if (labels.length !== rows) throw new RangeError(`crossEntropy: ${labels.length} labels for ${rows} rows of logits`);
+  const ignore = options.ignoreIndex ?? -1;
+  labels.forEach((y, b) => {
+    if (y !== ignore && !(Number.isInteger(y) && y >= 0 && y < classes)) throw new RangeError(`crossEntropy: labels[${b}] is ${y}, expected an integer in [0, ${classes}) or ${ignore}`);
+  });
+  const z = v.value.toArray();
+  const probabilities = new Float64Array(rows * classes);
+  let total = 0;
+  let count = 0;
+  for (let b = 0; b < rows; b++) {
+    if (labels[b] === ignore) continue;
+    let max = -Infinity;
+    for (let c = 0; c < classes; c++) max = Math.max(max, z[b * classes + c]!);
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += Math.exp(z[b * classes + c]! - max);
+    for (let c = 0; c < classes; c++) probabilities[b * classes + c] = Math.exp(z[b * classes + c]! - max) / sum;
+    total += max + Math.log(sum) - z[b * classes + labels[b]!]!;
+    count++;
+  }
+  const value = fromArray([count > 0 ? total / count : 0], [1], { device: v.device });
+  return record('crossEntropy', value, [v], (grad) => {
+    const g = grad.toArray()[0]! / Math.max(count, 1);
+    const dz = new Float32Array(rows * classes);
+    for (let b = 0; b < rows; b++) {
+      if (labels[b] === ignore) continue;
+      for (let c = 0; c < classes; c++) dz[b * classes + c] = g * (probabilities[b * classes + c]! - (c === labels[b] ? 1 : 0));
+    }
+    return [fromArray(dz, [rows, classes], { device: v.device })];
+  });
 }

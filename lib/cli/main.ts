@@ -35,6 +35,14 @@ const commands: Record<string, Command> = {
     summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png (--help)',
     run: async (args) => (await import('./sample.js')).run(args),
   },
+  'train-evaluator': {
+    summary: 'trains an evaluator on procedural figures: --kind attributes|identity|scorer (--help)',
+    run: async (args) => (await import('./train-evaluator.js')).run(args),
+  },
+  eval: {
+    summary: 'measures a checkpoint on held-out prompts: FD, adherence, scorer, hue, sharpness (--help)',
+    run: async (args) => (await import('./eval.js')).run(args),
+  },
   demo: {
     summary: 'short training from the shipped model on procedural figures + a sample grid in ./realtune-demo',
     run: async (args) => (await import('./demo.js')).run(args),

@@ -8,6 +8,7 @@ export {
   Embedding,
   MLP,
   Attention,
+  TransformerBlock,
   timestepEmbedding,
   type AdapterFactors,
   type LinearOptions,
@@ -31,7 +32,7 @@ export {
   type AttachLoraOptions,
 } from './lora.js';
 export { LidbAdapter, attachLidb, type AttachLidbOptions } from './lidb.js';
-export { TextEncoder, TextBlock, type TextEncoderConfig, type TextEncoding } from './text_encoder.js';
+export { TextEncoder, type TextEncoderConfig, type TextEncoding } from './text_encoder.js';
 export {
   DiT,
   DiTBlock,

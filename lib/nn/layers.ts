@@ -271,6 +271,34 @@ export class Attention extends Module {
 }
 
 /**
+ * A pre-LN transformer block: x + attn(LN(x)), then + MLP(LN(.)). The text encoder's (causal or
+ * not, padding masked by kvLengths) and the image encoder's (every patch sees every patch).
+ */
+export class TransformerBlock extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: MLP;
+  readonly causal: boolean;
+
+  constructor(width: number, heads: number, mlpRatio: number, options: { generator?: Generator; causal?: boolean } = {}) {
+    super();
+    const init = options.generator ? { generator: options.generator } : {};
+    this.causal = options.causal ?? false;
+    this.norm1 = this.addModule('norm1', new LayerNorm(width));
+    this.attn = this.addModule('attn', new Attention(width, heads, init));
+    this.norm2 = this.addModule('norm2', new LayerNorm(width));
+    this.mlp = this.addModule('mlp', new MLP(width, Math.round(width * mlpRatio), init));
+  }
+
+  /** x [B, L, width]; kvLengths i32 [B] masks keys past each sample's length. */
+  forward(x: Input, kvLengths?: Tensor<'i32'>): Variable {
+    const h = F.add(x, this.attn.forward(this.norm1.forward(x), { causal: this.causal, ...(kvLengths ? { kvLengths } : {}) }));
+    return F.add(h, this.mlp.forward(this.norm2.forward(h)));
+  }
+}
+
+/**
  * Sinusoidal embedding of diffusion timesteps (DiT / GLIDE): [cos(t f_i), sin(t f_i)] with
  * f_i = maxPeriod^(-i / half), i < half. Returns a constant f32 [B, dim] tensor.
  */

@@ -12,7 +12,7 @@ import type { Variable } from '../autograd/variable.js';
 import { defaultGenerator, type Generator } from '../ops/random.js';
 import { fromArray, shapeString, type Tensor } from '../tensor.js';
 import { normal } from './init.js';
-import { Attention, Embedding, LayerNorm, MLP } from './layers.js';
+import { Embedding, LayerNorm, TransformerBlock } from './layers.js';
 import { Module, ModuleList } from './module.js';
 
 export interface TextEncoderConfig {
@@ -36,37 +36,11 @@ export interface TextEncoding {
   lengths: Tensor<'i32'>;
 }
 
-export class TextBlock extends Module {
-  readonly norm1: LayerNorm;
-  readonly attn: Attention;
-  readonly norm2: LayerNorm;
-  readonly mlp: MLP;
-
-  constructor(
-    width: number,
-    heads: number,
-    mlpRatio: number,
-    generator: Generator,
-    readonly causal = true,
-  ) {
-    super();
-    this.norm1 = this.addModule('norm1', new LayerNorm(width));
-    this.attn = this.addModule('attn', new Attention(width, heads, { generator }));
-    this.norm2 = this.addModule('norm2', new LayerNorm(width));
-    this.mlp = this.addModule('mlp', new MLP(width, Math.round(width * mlpRatio), { generator }));
-  }
-
-  forward(x: Variable, lengths: Tensor<'i32'>): Variable {
-    const h = F.add(x, this.attn.forward(this.norm1.forward(x), { causal: this.causal, kvLengths: lengths }));
-    return F.add(h, this.mlp.forward(this.norm2.forward(h)));
-  }
-}
-
 export class TextEncoder extends Module {
   readonly config: TextEncoderConfig;
   readonly token: Embedding;
   readonly position: Variable;
-  readonly blocks: ModuleList<TextBlock>;
+  readonly blocks: ModuleList<TransformerBlock>;
   readonly norm: LayerNorm;
 
   constructor(config: TextEncoderConfig, options: { generator?: Generator } = {}) {
@@ -76,7 +50,7 @@ export class TextEncoder extends Module {
     const { vocabSize, contextLength, width, depth, heads, mlpRatio } = config;
     this.token = this.addModule('token', new Embedding(vocabSize, width, { std: 0.02, generator }));
     this.position = this.addParameter('position', normal([contextLength, width], 0.01, generator));
-    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new TextBlock(width, heads, mlpRatio, generator, config.causal ?? true))));
+    this.blocks = this.addModule('blocks', new ModuleList(Array.from({ length: depth }, () => new TransformerBlock(width, heads, mlpRatio, { generator, causal: config.causal ?? true }))));
     this.norm = this.addModule('norm', new LayerNorm(width));
   }
 

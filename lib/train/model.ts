@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import * as F from '../autograd/functions.js';
 import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
-import { guidedPredictor, sample, type SamplerKind } from '../diffusion/sampler.js';
+import { sample, type SamplerKind } from '../diffusion/sampler.js';
 import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
 import { attachLora, detachAdapters, loadAdapterStateDict, findLinears } from '../nn/lora.js';
 import type { TextEncoding } from '../nn/text_encoder.js';
@@ -213,27 +213,40 @@ export class TextToImage {
     try {
       return noGrad(() => {
         const batchPrompts = prompts.flatMap((p) => Array<string>(n).fill(p));
-        const cond = this.#encodeConstant(batchPrompts);
-        const negative = this.#encodeConstant(Array<string>(batchPrompts.length).fill(options.negative ?? ''));
+        const batch = batchPrompts.length;
+        // Guidance in one forward pass: the prompts and the negatives as one batch of 2B.
+        const text = this.#encodeConstant(cfg === 1 ? batchPrompts : [...batchPrompts, ...Array<string>(batch).fill(options.negative ?? '')]);
         try {
-          const predict = (xt: Tensor<'f32'>, t: number, text: ConstantText): Tensor<'f32'> => this.predictEps(xt, t, text).value;
           const size = this.imageSize;
           const total = this.schedule.samplingTimesteps(steps).length;
-          return sample(guidedPredictor(predict, cond, negative, cfg), [batchPrompts.length, this.channels, size, size], this.schedule, {
+          return sample((xt, t) => this.#guidedEps(xt, t, text, cfg), [batch, this.channels, size, size], this.schedule, {
             sampler: options.sampler ?? 'ddim',
             steps,
             seed: options.seed ?? 0,
             ...(options.onStep ? { onStep: (index: number) => options.onStep!(index, total) } : {}),
           });
         } finally {
-          disposeEncoding(cond);
-          disposeEncoding(negative);
+          disposeEncoding(text);
         }
       });
     } finally {
       if (loraFile !== undefined) detachAdapters(this.dit);
       this.dit.train(wasTraining);
     }
+  }
+
+  /**
+   * eps_neg + cfg (eps_cond - eps_neg) for x_t [B, ...], with `text` holding the B prompts and
+   * then the B negatives (or only the prompts when cfg is 1).
+   */
+  #guidedEps(xt: Tensor<'f32'>, t: number, text: ConstantText, cfg: number): Tensor<'f32'> {
+    return tidy(() => {
+      const batch = xt.shape[0]!;
+      if (cfg === 1) return this.predictEps(xt, t, text).value;
+      const both = this.predictEps(F.concat([xt, xt], 0).value, t, text).value;
+      const negative = both.slice(batch, 2 * batch).clone();
+      return axpy(cfg, both.slice(0, batch), negative, { beta: 1 - cfg });
+    });
   }
 
   /** Text features as plain tensors outside any graph (sampling reads them at every step). */
