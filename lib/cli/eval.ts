@@ -19,6 +19,8 @@ export const evalFlags: FlagSpecs = {
   cfg: { kind: 'number', min: 0, help: 'guidance scale (default 5)' },
   classifier: { kind: 'string', help: 'attribute classifier file (default models/eval/attributes.safetensors)' },
   scorer: { kind: 'string', help: 'caption scorer file (default models/eval/scorer.safetensors)' },
+  'onnx-features': { kind: 'string', help: 'your own feature network as ONNX (images [N,3,H,W] -> [N,d]): adds FD in its features (needs onnxruntime-node)' },
+  'onnx-scorer': { kind: 'string', help: 'your own scorer as ONNX (images -> one score each): adds its mean score (needs onnxruntime-node)' },
   out: { kind: 'string', help: 'report JSON (default eval-report.json; the grid goes beside it as .png)' },
   quiet: { kind: 'boolean', help: 'no progress bar' },
   help: { kind: 'boolean', help: 'this text' },
@@ -41,7 +43,7 @@ export async function run(argv: string[]): Promise<void> {
     const prompts = Number(flags.prompts ?? 256);
     const bar = flags.quiet ? null : new ProgressBar({ total: prompts, label: 'eval' });
     let done = 0;
-    const report = evaluateModel(model, {
+    const report = await evaluateModel(model, {
       prompts,
       seed: Number(flags.seed ?? 0),
       steps: Number(flags.steps ?? 50),
@@ -49,6 +51,8 @@ export async function run(argv: string[]): Promise<void> {
       ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale'] ?? 1) } : {}),
       ...(flags.classifier !== undefined ? { classifier: String(flags.classifier) } : {}),
       ...(flags.scorer !== undefined ? { scorer: String(flags.scorer) } : {}),
+      ...(flags['onnx-features'] !== undefined ? { onnxFeatures: path.resolve(String(flags['onnx-features'])) } : {}),
+      ...(flags['onnx-scorer'] !== undefined ? { onnxScorer: path.resolve(String(flags['onnx-scorer'])) } : {}),
       onProgress: (d) => {
         bar?.tick({}, d - done);
         done = d;

@@ -1,11 +1,15 @@
-// Fresh procedural figures for training: example k of the stream is figure k of the seed (a new
-// person, pose and scene every time, never repeated), so a model sees as many distinct images as
-// it takes steps instead of cycling over a fixed set. Images are rendered ahead of the trainer in
-// worker threads while the native ops run, and travel back as bytes (a quarter of float32), so
-// fresh data costs the trainer almost nothing. The bytes are the same with or without workers:
-// a run is a pure function of its seed either way.
+// Procedural figures for training, rendered ahead of the trainer in worker threads while the
+// native ops run, and passed back as bytes (a quarter of float32), so data costs the trainer
+// almost nothing and holds only the batches in flight:
+//   fresh (default)  example k of the stream is figure k of the seed: a new person, pose and
+//                    scene every time, never repeated, so a model sees as many distinct images
+//                    as it takes steps instead of cycling over a fixed set
+//   count: N         a fixed set of N figures, drawn in a new seeded order each epoch (a set too
+//                    large to keep rendered, e.g. 60000 figures: 740 MB as float32)
+// The bytes are the same with or without workers: a run is a pure function of its seed.
 import { Worker } from 'node:worker_threads';
-import { captionFor, dequantizeImage, figureAttributesAt, quantizeImage, renderFigure } from './figures.js';
+import { EpochSampler } from './epoch_sampler.js';
+import { captionFor, dequantizeImage, figureAttributesAt, mixSeed, quantizeImage, renderFigure } from './figures.js';
 import type { Example } from './dataset.js';
 
 export interface FigureStreamOptions {
@@ -16,23 +20,23 @@ export interface FigureStreamOptions {
   identities?: number;
   /** Render threads (default 1; 0 renders on the calling thread when asked). */
   workers?: number;
+  /** A fixed set of this many figures, drawn in epoch order (default: fresh figures, no set). */
+  count?: number;
 }
 
-/** The bytes of figures [start, start + count) of a stream, one image after another (CHW). */
-export function renderFigureRange(options: Omit<FigureStreamOptions, 'workers'>, start: number, count: number): Uint8Array {
-  const per = 3 * options.size * options.size;
-  const out = new Uint8Array(count * per);
-  for (let k = 0; k < count; k++) {
-    const image = renderFigure(figureAttributesAt(options.seed, start + k, options.identities), options.size);
-    quantizeImage(image, out.subarray(k * per, (k + 1) * per));
-  }
+type RenderSpec = Pick<FigureStreamOptions, 'size' | 'seed' | 'identities'>;
+
+/** The bytes of the figures with these indices, one image after another (CHW). */
+export function renderFigures(spec: RenderSpec, indices: readonly number[]): Uint8Array {
+  const per = 3 * spec.size * spec.size;
+  const out = new Uint8Array(indices.length * per);
+  indices.forEach((figure, k) => quantizeImage(renderFigure(figureAttributesAt(spec.seed, figure, spec.identities), spec.size), out.subarray(k * per, (k + 1) * per)));
   return out;
 }
 
 interface RenderRequest {
   id: number;
-  start: number;
-  count: number;
+  indices: number[];
 }
 
 /**
@@ -40,7 +44,7 @@ interface RenderRequest {
  * running from the TypeScript sources (tests, tsx), the source loaded through tsx's API (a
  * worker does not inherit the parent's module hooks).
  */
-function startWorker(workerData: Omit<FigureStreamOptions, 'workers'>): Worker {
+function startWorker(workerData: RenderSpec): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./figure-worker.js', import.meta.url), { workerData });
   const source = new URL('./figure_worker.ts', import.meta.url).href;
   const loader = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(source)}, ${JSON.stringify(import.meta.url)}))`;
@@ -53,6 +57,7 @@ export class FigureStream {
   readonly size: number;
   readonly seed: number;
   readonly identities: number | undefined;
+  readonly #order: EpochSampler | null;
   readonly #workers: Worker[] = [];
   readonly #pending = new Map<number, { resolve: (bytes: Uint8Array) => void; reject: (err: Error) => void }>();
   /** Rendered or rendering ranges by their first index. */
@@ -62,13 +67,15 @@ export class FigureStream {
   #closed = false;
 
   constructor(options: FigureStreamOptions) {
-    const { size, seed, identities, workers = 1 } = options;
+    const { size, seed, identities, workers = 1, count } = options;
+    if (count !== undefined && (!Number.isInteger(count) || count < 1)) throw new RangeError(`FigureStream: count must be an integer >= 1, got ${count}`);
     if (!Number.isInteger(size) || size < 8) throw new RangeError(`FigureStream: size must be an integer >= 8, got ${size}`);
     if (!Number.isInteger(workers) || workers < 0 || workers > 64) throw new RangeError(`FigureStream: workers must be an integer in [0, 64], got ${workers}`);
     if (identities !== undefined && (!Number.isInteger(identities) || identities < 1)) throw new RangeError(`FigureStream: identities must be an integer >= 1, got ${identities}`);
     this.size = size;
     this.seed = seed;
     this.identities = identities;
+    this.#order = count === undefined ? null : new EpochSampler(count, mixSeed(seed, 0xe0));
     for (let w = 0; w < workers; w++) {
       const worker = startWorker({ size, seed, identities });
       worker.on('message', (message: { id: number; bytes?: Uint8Array; error?: string }) => {
@@ -83,11 +90,17 @@ export class FigureStream {
     }
   }
 
-  caption(index: number): string {
-    return captionFor(figureAttributesAt(this.seed, index, this.identities));
+  /** The figure at stream position k. */
+  figureAt(position: number): number {
+    return this.#order === null ? position : this.#order.at(position);
   }
 
-  /** Starts rendering figures [start, start + count) if that range is not already on its way. */
+  /** The caption of the example at stream position k. */
+  caption(position: number): string {
+    return captionFor(figureAttributesAt(this.seed, this.figureAt(position), this.identities));
+  }
+
+  /** Starts rendering stream positions [start, start + count) if that range is not already on its way. */
   prefetch(start: number, count: number): void {
     if (this.#closed) throw new Error('FigureStream: closed');
     if (this.#ranges.has(start)) return;
@@ -97,7 +110,7 @@ export class FigureStream {
     this.#ranges.set(start, { count, bytes });
   }
 
-  /** Figures [start, start + count) as examples, rendered now or awaited from the workers. */
+  /** Stream positions [start, start + count) as examples, rendered now or awaited from the workers. */
   async take(start: number, count: number): Promise<Example[]> {
     this.prefetch(start, count);
     const range = this.#ranges.get(start)!;
@@ -117,12 +130,13 @@ export class FigureStream {
   }
 
   #render(start: number, count: number): Promise<Uint8Array> {
-    if (this.#workers.length === 0) return Promise.resolve(renderFigureRange(this, start, count));
+    const indices = Array.from({ length: count }, (_, k) => this.figureAt(start + k));
+    if (this.#workers.length === 0) return Promise.resolve(renderFigures(this, indices));
     const id = this.#nextRequest++;
     const worker = this.#workers[this.#nextWorker++ % this.#workers.length]!;
     return new Promise<Uint8Array>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, start, count } satisfies RenderRequest);
+      worker.postMessage({ id, indices } satisfies RenderRequest);
     });
   }
 

@@ -9,12 +9,15 @@
 //   hue           hue distance (degrees) to the real figures, and to the base model's images
 //                 when a LoRA is measured (HG-DPO's colour-shift check)
 //   sharpness     std of the Laplacian, generated and real
+// A user's own networks exported to ONNX (an Inception or CLIP image tower, a PickScore-style
+// head) add their FD and their mean score through lib/eval/onnx.ts.
 import { captionFor, figureAttributesAt, renderFigure } from '../data/figures.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import type { TextToImage } from '../train/model.js';
 import { ATTRIBUTE_HEADS, attributesFromPrompt } from './attributes.js';
 import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from './metrics.js';
 import { loadEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';
+import { onnxFeatureExtractor, onnxScorer, type FeatureExtractor, type Scorer } from './onnx.js';
 import { VALIDATION_SEED } from './train.js';
 
 export interface EvaluateOptions {
@@ -31,6 +34,10 @@ export interface EvaluateOptions {
   /** Evaluator files (default models/eval/attributes.safetensors and scorer.safetensors). */
   classifier?: string | AttributeClassifier;
   scorer?: string | CaptionScorer;
+  /** An ONNX feature network (images [N, 3, H, W] -> [N, d]): adds the FD in its features. */
+  onnxFeatures?: string | FeatureExtractor;
+  /** An ONNX scorer (images -> one score each): adds its mean over generated and real images. */
+  onnxScorer?: string | Scorer;
   /** Images generated per forward pass (default 64). */
   batch?: number;
   onProgress?: (done: number, total: number) => void;
@@ -50,6 +57,12 @@ export interface EvaluationReport {
   sharpness: number;
   sharpnessReal: number;
   channelDriftToReal: number;
+  /** With options.onnxFeatures: FD in that network's features, and its real-vs-real floor. */
+  onnxFd?: number;
+  onnxFdRealFloor?: number;
+  /** With options.onnxScorer: its mean score of generated and of real images. */
+  onnxScore?: number;
+  onnxScoreReal?: number;
   /** Wall time of generation, and images per second. */
   generationSeconds: number;
   imagesPerSecond: number;
@@ -92,9 +105,11 @@ function generateAll(model: TextToImage, prompts: readonly string[], options: Ev
 }
 
 /** Measures `model` (with options.lora on top, when given) on held-out prompts. */
-export function evaluateModel(model: TextToImage, options: EvaluateOptions = {}): EvaluationReport {
+export async function evaluateModel(model: TextToImage, options: EvaluateOptions = {}): Promise<EvaluationReport> {
   const count = options.prompts ?? 256;
-  if (!Number.isInteger(count) || count < 2) throw new RangeError(`evaluate: prompts must be an integer >= 2, got ${count}`);
+  if (!Number.isInteger(count) || count < 2) throw new RangeError(`evaluate: prompts must be an integer >= 2 (FD needs two images a set), got ${count}`);
+  const onnxFeatures = typeof options.onnxFeatures === 'string' ? await onnxFeatureExtractor(options.onnxFeatures) : options.onnxFeatures;
+  const onnxScore = typeof options.onnxScorer === 'string' ? await onnxScorer(options.onnxScorer) : options.onnxScorer;
   const classifier = resolve<AttributeClassifier>(options.classifier, 'models/eval/attributes.safetensors', 'attributes');
   const scorer = resolve<CaptionScorer>(options.scorer, 'models/eval/scorer.safetensors', 'scorer');
   const size = model.imageSize;
@@ -129,6 +144,16 @@ export function evaluateModel(model: TextToImage, options: EvaluateOptions = {})
     });
     const values = Object.values(adherence);
     const mean = (xs: ArrayLike<number>) => Array.from(xs).reduce((s, x) => s + x, 0) / xs.length;
+    const onnx: Partial<EvaluationReport> = {};
+    if (onnxFeatures !== undefined) {
+      const realOnnx = await onnxFeatures(real.images);
+      onnx.onnxFd = frechetDistance(await onnxFeatures(generated), realOnnx);
+      onnx.onnxFdRealFloor = frechetDistance(await onnxFeatures(otherReal.images), realOnnx);
+    }
+    if (onnxScore !== undefined) {
+      onnx.onnxScore = mean(await onnxScore(generated));
+      onnx.onnxScoreReal = mean(await onnxScore(real.images));
+    }
 
     return {
       prompts: count,
@@ -143,6 +168,7 @@ export function evaluateModel(model: TextToImage, options: EvaluateOptions = {})
       sharpness: meanSharpness(generated),
       sharpnessReal: meanSharpness(real.images),
       channelDriftToReal: channelMeanDrift(generated, real.images).norm,
+      ...onnx,
       generationSeconds,
       imagesPerSecond: count / generationSeconds,
     };
@@ -166,6 +192,8 @@ export function formatReport(report: EvaluationReport): string {
     ...(report.hueToBase !== undefined ? [['hue distance to base, degrees', report.hueToBase.toFixed(2)] as [string, string]] : []),
     ['sharpness (real)', `${report.sharpness.toFixed(4)} (${report.sharpnessReal.toFixed(4)})`],
     ['channel-mean drift to real', report.channelDriftToReal.toFixed(4)],
+    ...(report.onnxFd !== undefined ? [['FD in the ONNX features (floor)', `${report.onnxFd.toFixed(3)} (${report.onnxFdRealFloor!.toFixed(3)})`] as [string, string]] : []),
+    ...(report.onnxScore !== undefined ? [['ONNX score (real figures)', `${report.onnxScore.toFixed(4)} (${report.onnxScoreReal!.toFixed(4)})`] as [string, string]] : []),
     ['generation', `${report.imagesPerSecond.toFixed(1)} images/s`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));

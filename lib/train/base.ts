@@ -29,6 +29,9 @@ import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.js';
 import { augment, type AugmentOptions } from './augment.js';
 import { TextToImage } from './model.js';
 import { HostRandom } from '../host_random.js';
+import { EpochSampler } from '../data/epoch_sampler.js';
+
+export { EpochSampler };
 
 /** One training image (CHW, values in [-1, 1]) and its caption. */
 export interface Example {
@@ -154,31 +157,6 @@ export function resolveStages(model: TextToImage, options: Pick<BaseTrainOptions
   const total = stages.reduce((n, s) => n + s.steps, 0);
   if (total !== options.steps) throw new RangeError(`train: the stages add up to ${total} steps but steps is ${options.steps}`);
   return stages;
-}
-
-/** Example indices in epoch order: a fresh seeded permutation per epoch, a pure function of (seed, epoch). */
-export class EpochSampler {
-  #epoch = -1;
-  #order: number[] = [];
-  constructor(
-    readonly size: number,
-    readonly seed: number,
-  ) {}
-
-  /** The index of the k-th example drawn since the start of the stage. */
-  at(k: number): number {
-    const epoch = Math.floor(k / this.size);
-    if (epoch !== this.#epoch) {
-      const random = new HostRandom((this.seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0);
-      this.#order = Array.from({ length: this.size }, (_, i) => i);
-      for (let i = this.size - 1; i > 0; i--) {
-        const j = random.int(i + 1);
-        [this.#order[i], this.#order[j]] = [this.#order[j]!, this.#order[i]!];
-      }
-      this.#epoch = epoch;
-    }
-    return this.#order[k % this.size]!;
-  }
 }
 
 /** Resizes the per-position rows of a [gh * gw, width] tensor (positions, their moments, their EMA). */

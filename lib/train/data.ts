@@ -49,9 +49,16 @@ export async function loadTrainingData(spec: DataSpec, size: number | null): Pro
   return examples;
 }
 
-/** What a trainer draws from at `size`: the stream of fresh figures, or every example of the data. */
+/** Figure sets larger than this (as float32) are rendered ahead each epoch instead of kept. */
+const keptFiguresBytes = 256 * 1024 * 1024;
+
+/**
+ * What a trainer draws from at `size`: fresh figures, or a figure set too large to keep, as a
+ * stream rendered ahead; otherwise every example of the data, decoded once.
+ */
 export async function trainingSource(spec: DataSpec, size: number): Promise<readonly Example[] | FigureStream> {
   if (spec.kind === 'fresh-figures') return new FigureStream({ size, seed: spec.seed, workers: spec.workers });
+  if (spec.kind === 'figures' && spec.count * 3 * size * size * 4 > keptFiguresBytes) return new FigureStream({ size, seed: spec.seed, count: spec.count, workers: 1 });
   return loadTrainingData(spec, size);
 }
 

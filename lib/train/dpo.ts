@@ -18,7 +18,7 @@ import { Generator, randn } from '../ops/random.js';
 import { AdamW } from '../optim/adamw.js';
 import { tidy } from '../scope.js';
 import { fromArray, shapeString, type Tensor } from '../tensor.js';
-import { EpochSampler } from './base.js';
+import { EpochSampler } from '../data/epoch_sampler.js';
 import type { TextToImage } from './model.js';
 import type { PreferenceExample } from './preferences.js';
 

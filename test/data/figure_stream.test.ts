@@ -2,8 +2,9 @@
 // rendering (so a run does not depend on its worker count), captions match the attributes,
 // ranges are served in any order, and closing fails what is still pending.
 import { describe, expect, it } from 'vitest';
-import { FigureStream, renderFigureRange } from '../../lib/data/figure_stream.js';
+import { FigureStream, renderFigures } from '../../lib/data/figure_stream.js';
 import { captionFor, dequantizeImage, figureAttributesAt, quantizeImage, renderFigure } from '../../lib/data/figures.js';
+import { trainingSource } from '../../lib/train/data.js';
 import { testSeed } from '../helpers.js';
 
 describe('FigureStream', () => {
@@ -31,7 +32,32 @@ describe('FigureStream', () => {
     for (let i = 0; i < per; i++) worst = Math.max(worst, Math.abs(image[i]! - reference[i]!));
     expect(worst).toBeLessThanOrEqual(1 / 255 + 1e-6);
     expect(dequantizeImage(quantizeImage(reference))).toEqual(image);
-    expect(renderFigureRange({ size, seed: testSeed }, 13, 1)).toEqual(quantizeImage(reference));
+    expect(renderFigures({ size, seed: testSeed }, [13])).toEqual(quantizeImage(reference));
+  });
+
+  it('a fixed set of N figures: each epoch draws every figure once, in a new order', async () => {
+    const stream = new FigureStream({ size: 8, seed: 3, count: 10, workers: 1 });
+    const firstEpoch = Array.from({ length: 10 }, (_, k) => stream.figureAt(k));
+    const secondEpoch = Array.from({ length: 10 }, (_, k) => stream.figureAt(10 + k));
+    expect([...firstEpoch].sort((a, b) => a - b)).toEqual([...Array(10).keys()]);
+    expect([...secondEpoch].sort((a, b) => a - b)).toEqual([...Array(10).keys()]);
+    expect(secondEpoch).not.toEqual(firstEpoch);
+    const examples = await stream.take(10, 10);
+    examples.forEach((e, k) => expect(e.caption).toBe(captionFor(figureAttributesAt(3, secondEpoch[k]!))));
+    expect(examples[4]!.image).toEqual(dequantizeImage(quantizeImage(renderFigure(figureAttributesAt(3, secondEpoch[4]!), 8))));
+    await stream.close();
+    expect(() => new FigureStream({ size: 8, seed: 0, count: 0 })).toThrow(/count must be an integer >= 1, got 0/);
+  });
+
+  it('train data: a figure set too large to keep (100000 at 32x32: 1.2 GB as float32) is streamed, a small one is kept', async () => {
+    const large = await trainingSource({ kind: 'figures', count: 100_000, seed: 1 }, 32);
+    expect(large).toBeInstanceOf(FigureStream);
+    const stream = large as FigureStream;
+    const batch = await stream.take(0, 4);
+    expect(batch.map((e) => e.caption)).toEqual([0, 1, 2, 3].map((k) => captionFor(figureAttributesAt(1, stream.figureAt(k)))));
+    await stream.close();
+    const small = await trainingSource({ kind: 'figures', count: 16, seed: 1 }, 16);
+    expect(Array.isArray(small)).toBe(true);
   });
 
   it('identities repeat people; bad options and mismatched takes are refused; close fails pending takes', async () => {
