@@ -26,11 +26,10 @@ export function firstNonFinite(tensors: Record<string, Tensor> | Iterable<[strin
 /**
  * The error that stops a training run at `step` (1-based) whose loss or gradient norm is not
  * finite, or undefined when both are. The update of that step has not been applied, so the
- * weights are still those of the step before; `lastCheckpoint` says where the last saved ones are.
+ * weights are still those of the step before; `kept` says what the run leaves behind.
  */
-export function nonFiniteStepError(op: string, step: number, values: { loss: number; gradNorm: number }, lastCheckpoint: string | undefined): Error | undefined {
+export function nonFiniteStepError(op: string, step: number, values: { loss: number; gradNorm: number }, kept: string): Error | undefined {
   const bad = !Number.isFinite(values.loss) ? `the loss is ${values.loss}` : !Number.isFinite(values.gradNorm) ? `the gradient norm is ${values.gradNorm} (the loss was ${values.loss})` : undefined;
   if (bad === undefined) return undefined;
-  const kept = lastCheckpoint === undefined ? 'no checkpoint had been written' : `the last checkpoint, ${lastCheckpoint}, holds the last good weights`;
   return new Error(`${op}: step ${step}: ${bad}; the run stopped before updating the weights with it (${kept}). A lower learning rate, or gradient clipping, usually prevents this`);
 }

@@ -314,7 +314,8 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
         loss += microStep(model, examples, sampler, drawn, options, { hostRandom, noiseGenerator, condDropout, accumulate, resolution: stage.resolution });
       }
       const gradNorm = (options.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(options.clipNorm!) : optimizer.gradNorm();
-      const failure = nonFiniteStepError('train', step + 1, { loss, gradNorm }, lastGoodCheckpoint);
+      const kept = lastGoodCheckpoint === undefined ? 'no checkpoint had been written' : `the last checkpoint, ${lastGoodCheckpoint}, holds the last good weights`;
+      const failure = nonFiniteStepError('train', step + 1, { loss, gradNorm }, kept);
       if (failure !== undefined) {
         ema?.dispose();
         optimizer.dispose();
