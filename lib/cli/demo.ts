@@ -83,7 +83,7 @@ export async function run(argv: string[]): Promise<void> {
         out,
         ckptEvery: 0,
         sampleEvery: 0,
-        data: dataIdentity(spec),
+        dataIdentity: dataIdentity(spec),
       },
       quiet,
       'demo train',

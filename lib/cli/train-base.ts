@@ -187,7 +187,7 @@ export async function run(argv: string[]): Promise<void> {
       steps,
       ...(stages ? { stages } : {}),
       ...(resume ? { resume, resetOptimizer: Boolean(flags['reset-optimizer']) } : {}),
-      data: dataIdentity(spec),
+      dataIdentity: dataIdentity(spec),
     };
     const largest = Math.max(...resolveStages(model, options).map((s) => s.resolution));
     if (spec.kind === 'figures') checkFiguresFit('figures', spec.count, largest);

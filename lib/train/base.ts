@@ -88,8 +88,8 @@ export interface BaseTrainOptions {
   resume?: string;
   /** Resume with zero AdamW moments (a checkpoint without optimizer.safetensors); default: that is an error. */
   resetOptimizer?: boolean;
-  /** Identifies the training data (e.g. "figures 256 seed 0"): saved with the checkpoint, so a resume on other data is refused. */
-  data?: string;
+  /** Names the training data (e.g. "256 procedural figures (seed 0)"): saved with the checkpoint, so a resume on other data is refused. */
+  dataIdentity?: string;
   /** Stop after this step even though `steps` is larger (an interrupted run; for tests). */
   stopAt?: number;
   /** Called once before the first step with the step training starts from (0, or the resume point). */
@@ -317,6 +317,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
       const kept = lastGoodCheckpoint === undefined ? 'no checkpoint had been written' : `the last checkpoint, ${lastGoodCheckpoint}, holds the last good weights`;
       const failure = nonFiniteStepError('train', step + 1, { loss, gradNorm }, kept);
       if (failure !== undefined) {
+        optimizer.zeroGrad();
         ema?.dispose();
         optimizer.dispose();
         model.dit.eval();
@@ -428,8 +429,10 @@ function saveTrainingCheckpoint(dir: string, model: TextToImage, optimizer: Adam
 function loadTrainingTensors(requested: string, model: TextToImage, optimizer: AdamW, ema: EMA | null, state: TrainerState, resetOptimizer: boolean): void {
   const { model: weights, optimizer: moments, files, dir } = loadCheckpoint(requested);
   try {
-    const nonFinite = firstNonFinite({ ...weights, ...moments });
-    if (nonFinite !== undefined) throw new Error(`train: cannot resume from ${dir}: ${nonFinite}`);
+    for (const [file, tensors] of [['model.safetensors', weights], ['optimizer.safetensors', moments]] as const) {
+      const nonFinite = firstNonFinite(tensors);
+      if (nonFinite !== undefined) throw new Error(`train: cannot resume from ${path.join(dir, file)}: ${nonFinite}`);
+    }
     checkOptimizerMoments(dir, moments, optimizer.params.map((p) => p.name), state, resetOptimizer);
     noGrad(() => model.dit.loadStateDict(weights));
     // A reset starts Adam over: zero moments with the bias correction of step 0, not of the run's step.

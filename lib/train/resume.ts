@@ -18,7 +18,7 @@ export interface RunSettings {
   batch: number;
   accumulate: number;
   seed: number;
-  /** Identifies the training data (BaseTrainOptions.data); null when the caller gave none. */
+  /** Names the training data (BaseTrainOptions.dataIdentity); null when the caller gave none. */
   data: string | null;
   condDropout: number;
   augment: JsonObject | null;
@@ -38,7 +38,7 @@ export function runSettings(options: BaseTrainOptions, stages: readonly Stage[])
     batch: options.batch,
     accumulate: options.accumulate ?? 1,
     seed: options.seed ?? 0,
-    data: options.data ?? null,
+    data: options.dataIdentity ?? null,
     condDropout: options.condDropout ?? 0.1,
     augment: options.augment ? { ...options.augment } : null,
     dropout: options.dropout ?? null,

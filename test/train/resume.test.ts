@@ -29,7 +29,7 @@ async function nanoModel(): Promise<TextToImage> {
   });
 }
 
-const options = (out: string): BaseTrainOptions => ({ steps: 3, batch: 2, lr: 1e-3, seed: 4, out, ckptEvery: 1, data: 'figures 8 seed 2' });
+const options = (out: string): BaseTrainOptions => ({ steps: 3, batch: 2, lr: 1e-3, seed: 4, out, ckptEvery: 1, dataIdentity: 'figures 8 seed 2' });
 
 describe('resume after a save interrupted at each of its steps', () => {
   const steps: [SwapStep, number][] = [
