@@ -100,10 +100,16 @@ export function isCheckpoint(dir: string): boolean {
   return locateCheckpoint(dir) !== undefined;
 }
 
+/** Recovered versions already reported: a command reads one checkpoint several times (state, then tensors). */
+const reportedRecoveries = new Set<string>();
+
 function requireCheckpoint(op: string, requested: string): string {
   const dir = locateCheckpoint(requested);
   if (dir === undefined) throw new Error(`${op}: ${requested} is not a checkpoint (needs model.safetensors and state.json)`);
-  if (dir !== requested) process.emitWarning(`${op}: ${requested} is missing (a save was interrupted); reading the previous version ${dir}`, { code: 'REALTUNE_CHECKPOINT_RECOVERED' });
+  if (dir !== requested && !reportedRecoveries.has(dir)) {
+    reportedRecoveries.add(dir);
+    process.emitWarning(`${requested} is missing (a save was interrupted); reading the previous version ${dir}`, { code: 'REALTUNE_CHECKPOINT_RECOVERED' });
+  }
   return dir;
 }
 

@@ -434,9 +434,17 @@ function loadTrainingTensors(requested: string, model: TextToImage, optimizer: A
       if (nonFinite !== undefined) throw new Error(`train: cannot resume from ${path.join(dir, file)}: ${nonFinite}`);
     }
     checkOptimizerMoments(dir, moments, optimizer.params.map((p) => p.name), state, resetOptimizer);
-    noGrad(() => model.dit.loadStateDict(weights));
-    // A reset starts Adam over: zero moments with the bias correction of step 0, not of the run's step.
-    optimizer.loadStateDict(resetOptimizer ? { tensors: {}, step: 0 } : { tensors: moments as Record<string, Tensor<'f32'>>, step: state.optimizerStep });
+    try {
+      noGrad(() => model.dit.loadStateDict(weights));
+    } catch (err) {
+      throw new Error(`train: cannot resume from ${path.join(dir, 'model.safetensors')}: ${(err as Error).message}`);
+    }
+    try {
+      // A reset starts Adam over: zero moments with the bias correction of step 0, not of the run's step.
+      optimizer.loadStateDict(resetOptimizer ? { tensors: {}, step: 0 } : { tensors: moments as Record<string, Tensor<'f32'>>, step: state.optimizerStep });
+    } catch (err) {
+      throw new Error(`train: cannot resume from ${path.join(dir, 'optimizer.safetensors')}: ${(err as Error).message}`);
+    }
     if (ema !== null) {
       const bytes = files[emaFile];
       if (bytes === undefined) throw new Error(`train: ${dir} has no ${emaFile}`);

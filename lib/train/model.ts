@@ -254,7 +254,7 @@ export class TextToImage {
         });
       } catch (err) {
         dit.dispose();
-        throw err;
+        throw new Error(`TextToImage.load: ${path.join(found, 'model.safetensors')} does not fit the DiT that state.json describes: ${(err as Error).message}`);
       }
       dit.eval();
       return new TextToImage(tokenizer, dit, NoiseSchedule.create(config.schedule.kind, config.schedule.steps), config.preset);

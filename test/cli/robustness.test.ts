@@ -460,6 +460,36 @@ const cases: Case[] = [
   },
   {
     item: 7,
+    name: 'sample --ckpt whose model.safetensors lacks a tensor the DiT has',
+    setup: (at) => {
+      copy('model', 'c')(at);
+      const file = at('c/model.safetensors');
+      const bytes = readFileSync(file);
+      const length = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + length).toString('utf8')) as Record<string, unknown>;
+      delete header['final.adaLN.bias'];
+      const shorter = Buffer.from(JSON.stringify(header));
+      const prefix = Buffer.alloc(8);
+      prefix.writeBigUInt64LE(BigInt(shorter.length));
+      writeFileSync(file, Buffer.concat([prefix, shorter, bytes.subarray(8 + length)]));
+    },
+    args: (at) => ['sample', '--ckpt', at('c'), '--prompt', 'a person', '--steps', '2', '--n', '1', '--out', at('grid.png'), '--quiet'],
+    status: 1,
+    message: /c\/model\.safetensors does not fit the DiT that state\.json describes: loadStateDict: missing key final\.adaLN\.bias/,
+  },
+  {
+    item: 7,
+    name: 'train-base --resume whose optimizer.safetensors holds something else',
+    setup: (at) => {
+      copy('run', 'run')(at);
+      cpSync(at('run/checkpoint/model.safetensors'), at('run/checkpoint/optimizer.safetensors'));
+    },
+    args: resumeFlags,
+    status: 1,
+    message: /run\/checkpoint\/optimizer\.safetensors: it has no \S+\.m, \S+\.v, \S+\.m \(and \d+ more\); resume with --reset-optimizer/,
+  },
+  {
+    item: 7,
     name: 'train-dpo --from a checkpoint of another format',
     setup: (at) => {
       copy('model', 'c')(at);
