@@ -109,13 +109,12 @@ export function dataIdentity(spec: DataSpec): string {
  * OUT a writable directory, OUT/checkpoint and the final model's directory absent, empty or
  * checkpoints (a save replaces nothing else), and none of them inside or around another.
  */
-export function checkTrainingOutputs(out: string, modelOut: string | undefined, flag: { out: string; modelOut?: string }): void {
+export function checkTrainingOutputs(out: string, modelOut: string, flag: { out: string; modelOut: string }): void {
   const checkpoint = path.join(out, 'checkpoint');
   const samples = path.join(out, 'samples');
   checkOutputDirectory(out, `--${flag.out}`);
   TextToImage.checkSaveTarget(checkpoint, `--${flag.out}`);
   checkOutputDirectory(samples, `--${flag.out}`);
-  if (modelOut === undefined) return;
   for (const [name, other] of [['checkpoint directory', checkpoint], ['sample directory', samples]] as const) {
     if (isWithin(other, modelOut)) throw new FlagError(`--${flag.modelOut} ${modelOut} holds the run's ${name} ${other}: saving the model there would replace it; give a directory of its own`);
     if (isWithin(modelOut, other)) throw new FlagError(`--${flag.modelOut} ${modelOut} is inside the run's ${name} ${other}; give a directory of its own`);
