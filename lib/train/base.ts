@@ -273,7 +273,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
   if (options.resume !== undefined) {
     const { state, file } = readTrainerState(options.resume);
     if (state.ema !== (ema !== null)) throw new Error(`train: ${options.resume} was written ${state.ema ? 'with' : 'without'} --ema; resume with the same setting`);
-    checkResume(state, file, options, stages);
+    checkResume(state, file, options, stages, model.dit.dropout);
     ema = changeResolution(model, stages[state.stage]!.resolution, optimizer, ema);
     loadTrainingTensors(options.resume, model, optimizer, ema, state, options.resetOptimizer ?? false);
     step = state.step;
@@ -345,7 +345,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
           dropout: dropoutGenerator.state(),
           losses: [...previousLosses, ...losses],
           ema: ema !== null,
-          run: runSettings(options, stages),
+          run: runSettings(options, stages, model.dit.dropout),
         });
         lastGoodCheckpoint = lastCheckpoint;
         options.onArtifact?.('checkpoint', lastCheckpoint);

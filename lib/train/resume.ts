@@ -22,7 +22,8 @@ export interface RunSettings {
   data: string | null;
   condDropout: number;
   augment: JsonObject | null;
-  dropout: number | null;
+  /** The DiT's dropout while training: the option, or the model's own when the option is not given. */
+  dropout: number;
   lr: number;
   lrSchedule: string;
   warmup: number;
@@ -33,7 +34,7 @@ export interface RunSettings {
   stages: Stage[];
 }
 
-export function runSettings(options: BaseTrainOptions, stages: readonly Stage[]): RunSettings {
+export function runSettings(options: BaseTrainOptions, stages: readonly Stage[], dropout: number): RunSettings {
   return {
     batch: options.batch,
     accumulate: options.accumulate ?? 1,
@@ -41,7 +42,7 @@ export function runSettings(options: BaseTrainOptions, stages: readonly Stage[])
     data: options.dataIdentity ?? null,
     condDropout: options.condDropout ?? 0.1,
     augment: options.augment ? { ...options.augment } : null,
-    dropout: options.dropout ?? null,
+    dropout,
     lr: options.lr,
     lrSchedule: options.lrSchedule ?? 'constant',
     warmup: options.warmup ?? 0,
@@ -95,7 +96,7 @@ const describe = (value: unknown): string => JSON.stringify(value) ?? 'unset';
  * more steps than it reached, and the settings it was started with. Checkpoints written before
  * runs recorded their settings are resumed without that comparison.
  */
-export function checkResume(state: TrainerState, file: string, options: BaseTrainOptions, stages: readonly Stage[]): void {
+export function checkResume(state: TrainerState, file: string, options: BaseTrainOptions, stages: readonly Stage[], dropout: number): void {
   const where = `train: cannot resume from ${file}`;
   if (options.steps <= state.step) {
     throw new RangeError(`${where}: it is at step ${state.step} already, so steps ${options.steps} leaves nothing to train; give more steps than ${state.step}`);
@@ -103,7 +104,7 @@ export function checkResume(state: TrainerState, file: string, options: BaseTrai
   if (state.stage >= stages.length) throw new Error(`${where}: it is in stage ${state.stage + 1} but this run has ${stages.length} stage(s)`);
   const saved = state.run;
   if (saved === undefined) return;
-  const current = runSettings(options, stages);
+  const current = runSettings(options, stages, dropout);
   const differences: string[] = [];
   for (const key of Object.keys(current) as (keyof RunSettings)[]) {
     if (key === 'stages' || (key === 'data' && (current.data === null || saved.data === null))) continue;

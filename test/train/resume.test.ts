@@ -80,3 +80,28 @@ describe('non-finite training', () => {
     saved.dispose();
   });
 });
+
+describe('a resume repeats the run', () => {
+  it("takes the model's dropout when --dropout is not given, and refuses another dropout, batch or data", async () => {
+    const out = path.join(scratch, 'settings');
+    const checkpoint = path.join(out, 'checkpoint');
+    const model = await nanoModel();
+    await trainBase(model, figures, { ...options(out), dropout: 0.1, stopAt: 1 });
+    model.dispose();
+    const resume = { ...options(out), resume: checkpoint };
+    for (const [change, message] of [
+      [{ dropout: 0.2 }, /this resume asks for dropout 0\.2 \(the run has 0\.1\)/],
+      [{ batch: 3 }, /this resume asks for batch 3 \(the run has 2\)/],
+      [{ dataIdentity: 'other data' }, /this resume asks for data "other data" \(the run has "figures 8 seed 2"\)/],
+      [{ steps: 1 }, /it is at step 1 already, so steps 1 leaves nothing to train/],
+    ] as const) {
+      const resumed = TextToImage.load(checkpoint);
+      await expect(trainBase(resumed, figures, { ...resume, ...change }), JSON.stringify(change)).rejects.toThrow(message);
+      resumed.dispose();
+    }
+    const resumed = TextToImage.load(checkpoint);
+    expect((await trainBase(resumed, figures, resume)).step).toBe(3);
+    resumed.dispose();
+  });
+});
+
