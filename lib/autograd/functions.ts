@@ -37,20 +37,20 @@ function reshapeOwned(t: Tensor<'f32'>, shape: Shape): Tensor<'f32'> {
 // Elementwise
 
 export function add(a: Input, b: Input): Variable {
-  const va = asVariable(a);
-  const vb = asVariable(b);
+  const va = asVariable(a, 'add', 'a');
+  const vb = asVariable(b, 'add', 'b');
   return record('add', ew.add(va.value, vb.value), [va, vb], (g) => [g, g]);
 }
 
 export function sub(a: Input, b: Input): Variable {
-  const va = asVariable(a);
-  const vb = asVariable(b);
+  const va = asVariable(a, 'sub', 'a');
+  const vb = asVariable(b, 'sub', 'b');
   return record('sub', ew.sub(va.value, vb.value), [va, vb], (g, needs) => [g, needs[1] ? ew.scale(g, -1) : null]);
 }
 
 export function mul(a: Input, b: Input): Variable {
-  const va = asVariable(a);
-  const vb = asVariable(b);
+  const va = asVariable(a, 'mul', 'a');
+  const vb = asVariable(b, 'mul', 'b');
   return record('mul', ew.mul(va.value, vb.value), [va, vb], (g, needs) => [
     needs[0] ? ew.mul(g, vb.value) : null,
     needs[1] ? ew.mul(g, va.value) : null,
@@ -58,14 +58,14 @@ export function mul(a: Input, b: Input): Variable {
 }
 
 export function scale(x: Input, alpha: number): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'scale', 'x');
   return record('scale', ew.scale(vx.value, alpha), [vx], (g) => [ew.scale(g, alpha)]);
 }
 
 /** x + bias broadcast along `axis` (default the last): bias has x.shape[axis] elements. */
 export function biasAdd(x: Input, bias: Input, options: { axis?: number } = {}): Variable {
-  const vx = asVariable(x);
-  const vb = asVariable(bias);
+  const vx = asVariable(x, 'biasAdd', 'x');
+  const vb = asVariable(bias, 'biasAdd', 'bias');
   const axis = normaliseAxis('biasAdd', options.axis ?? -1, vx.ndim);
   const others = vx.shape.map((_, i) => i).filter((i) => i !== axis);
   return record('biasAdd', ew.biasAdd(vx.value, vb.value, { axis }), [vx, vb], (g, needs) => [
@@ -93,7 +93,7 @@ export interface ReduceOptions {
 
 /** Sum over `axes` (default all). */
 export function sum(x: Input, axes?: number | readonly number[], options: ReduceOptions = {}): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'sum', 'x');
   const resolved = resolveAxes('sum', axes, vx.ndim);
   const keep = reducedShape(vx.shape, resolved);
   const y = red.sum(vx.value, resolved, { keepDims: options.keepDims ?? false });
@@ -102,7 +102,7 @@ export function sum(x: Input, axes?: number | readonly number[], options: Reduce
 
 /** Mean over `axes` (default all). */
 export function mean(x: Input, axes?: number | readonly number[], options: ReduceOptions = {}): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'mean', 'x');
   const resolved = resolveAxes('mean', axes, vx.ndim);
   const keep = reducedShape(vx.shape, resolved);
   const count = resolved.reduce((n, a) => n * vx.shape[a]!, 1);
@@ -119,7 +119,7 @@ function broadcastTo(g: Tensor<'f32'>, keepShape: Shape, shape: Shape, alpha: nu
 
 /** Broadcasts size-1 axes of x to `shape` (same rank). */
 export function expand(x: Input, shape: Shape): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'expand', 'x');
   if (vx.ndim !== shape.length) throw new RangeError(`expand: x has ${vx.ndim} dims, expected ${shape.length} like ${shapeString(shape)}`);
   const axes = vx.shape.flatMap((d, i) => (d === 1 && shape[i] !== 1 ? [i] : []));
   return record('expand', red.expand(vx.value, shape), [vx], (g) => [
@@ -131,12 +131,12 @@ export function expand(x: Input, shape: Shape): Variable {
 // Shapes
 
 export function reshape(x: Input, shape: Shape): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'reshape', 'x');
   return record('reshape', vx.value.reshape(shape), [vx], (g) => [g.reshape(vx.shape)]);
 }
 
 export function permute(x: Input, order: readonly number[]): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'permute', 'x');
   const inverse = new Array<number>(order.length);
   order.forEach((p, i) => {
     inverse[p] = i;
@@ -145,7 +145,7 @@ export function permute(x: Input, order: readonly number[]): Variable {
 }
 
 export function transpose(x: Input, dim0: number, dim1: number): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'transpose', 'x');
   return record('transpose', perm.transpose(vx.value, dim0, dim1), [vx], (g) => [perm.transpose(g, dim0, dim1)]);
 }
 
@@ -203,7 +203,7 @@ function sliceAlong(x: Tensor<'f32'>, axis: number, start: number, size: number)
 /** Joins tensors along `axis` (all other axes equal). */
 export function concat(inputs: readonly Input[], axis: number): Variable {
   if (inputs.length === 0) throw new RangeError('concat: needs at least one input');
-  const vs = inputs.map(asVariable);
+  const vs = inputs.map((x, i) => asVariable(x, 'concat', `inputs[${i}]`));
   const first = vs[0]!;
   const a = normaliseAxis('concat', axis, first.ndim);
   vs.forEach((v, i) => {
@@ -227,7 +227,7 @@ export function concat(inputs: readonly Input[], axis: number): Variable {
 
 /** Splits x along `axis` into pieces of the given sizes (they must add up to the axis). */
 export function split(x: Input, sizes: readonly number[], axis: number): Variable[] {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'split', 'x');
   const a = normaliseAxis('split', axis, vx.ndim);
   const total = sizes.reduce((n, s) => n + s, 0);
   if (total !== vx.shape[a] || sizes.some((s) => !Number.isInteger(s) || s < 1)) {
@@ -255,8 +255,8 @@ export interface MatmulOptions {
 
 /** op(a) op(b): 2-D, or batched 3-D where a 2-D operand is shared by the batch. */
 export function matmul(a: Input, b: Input, options: MatmulOptions = {}): Variable {
-  const va = asVariable(a);
-  const vb = asVariable(b);
+  const va = asVariable(a, 'matmul', 'a');
+  const vb = asVariable(b, 'matmul', 'b');
   const transA = options.transA ?? false;
   const transB = options.transB ?? false;
   const y = mm.matmul(va.value, vb.value, { transA, transB });
@@ -290,18 +290,18 @@ function unbroadcastBatch(grad: Tensor<'f32'>, ndim: number): Tensor<'f32'> {
 
 /** Softmax over the last axis. */
 export function softmax(x: Input): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'softmax', 'x');
   const y = sm.softmax(vx.value);
   return record('softmax', y, [vx], (g) => [sm.softmaxBackward(y, g)]);
 }
 
 export function gelu(x: Input): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'gelu', 'x');
   return record('gelu', act.gelu(vx.value), [vx], (g) => [act.geluBackward(vx.value, g)]);
 }
 
 export function silu(x: Input): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'silu', 'x');
   return record('silu', act.silu(vx.value), [vx], (g) => [act.siluBackward(vx.value, g)]);
 }
 
@@ -316,12 +316,12 @@ export interface LayerNormOptions {
 
 /** Layer norm over the last axis, with optional affine and adaLN modulation. */
 export function layerNorm(x: Input, options: LayerNormOptions = {}): Variable {
-  const vx = asVariable(x);
-  const opt = (t: Input | undefined): Variable | undefined => (t === undefined ? undefined : asVariable(t));
-  const gamma = opt(options.gamma);
-  const beta = opt(options.beta);
-  const scaleV = opt(options.scale);
-  const shift = opt(options.shift);
+  const vx = asVariable(x, 'layerNorm', 'x');
+  const opt = (t: Input | undefined, name: string): Variable | undefined => (t === undefined ? undefined : asVariable(t, 'layerNorm', name));
+  const gamma = opt(options.gamma, 'gamma');
+  const beta = opt(options.beta, 'beta');
+  const scaleV = opt(options.scale, 'scale');
+  const shift = opt(options.shift, 'shift');
   const { y, mean: mu, rstd } = ln.layerNorm(vx.value, {
     gamma: gamma?.value,
     beta: beta?.value,
@@ -363,7 +363,7 @@ export function layerNorm(x: Input, options: LayerNormOptions = {}): Variable {
 
 /** Rows of `table` picked by i32 `ids` (any shape): output [...ids.shape, dim]. */
 export function embedding(table: Input, ids: Tensor<'i32'>): Variable {
-  const vt = asVariable(table);
+  const vt = asVariable(table, 'embedding', 'table');
   const vocab = vt.shape[0]!;
   // A handle of our own, so the backward still works if the caller disposes theirs.
   const savedIds = ids.reshape(ids.shape);
@@ -378,9 +378,9 @@ export interface AttentionOptions {
 
 /** softmax(scale q k^T + mask) v; q [B, H, Lq, D], k and v [B, H, Lk, D]. */
 export function attention(q: Input, k: Input, v: Input, options: AttentionOptions = {}): Variable {
-  const vq = asVariable(q);
-  const vk = asVariable(k);
-  const vv = asVariable(v);
+  const vq = asVariable(q, 'attention', 'q');
+  const vk = asVariable(k, 'attention', 'k');
+  const vv = asVariable(v, 'attention', 'v');
   const { out, lse } = attn.attentionForward(vq.value, vk.value, vv.value, options);
   return record(
     'attention',
@@ -404,7 +404,7 @@ export interface DropoutOptions {
 
 /** Zeroes each element with probability p and scales the rest by 1 / (1 - p). */
 export function dropout(x: Input, p: number, options: DropoutOptions = {}): Variable {
-  const vx = asVariable(x);
+  const vx = asVariable(x, 'dropout', 'x');
   if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
   if (options.training === false || p === 0) return record('dropout', vx.value.reshape(vx.shape), [vx], (g) => [g.reshape(vx.shape)]);
   // u - p with u uniform in [0, 1): kept where >= 0. Scaling by a huge factor and clamping to
@@ -422,8 +422,8 @@ export type MseReduction = 'mean' | 'perSample';
  * non-batch axes ([batch]).
  */
 export function mse(prediction: Input, target: Input, options: { reduction?: MseReduction } = {}): Variable {
-  const vp = asVariable(prediction);
-  const vt = asVariable(target);
+  const vp = asVariable(prediction, 'mse', 'prediction');
+  const vt = asVariable(target, 'mse', 'target');
   if (!sameShape(vp.shape, vt.shape)) {
     throw new RangeError(`mse: prediction has shape ${shapeString(vp.shape)}, target ${shapeString(vt.shape)}; expected equal shapes`);
   }

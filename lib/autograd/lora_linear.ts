@@ -6,17 +6,18 @@ import { asVariable, record, type Input, type Variable } from './variable.js';
 
 /** y = x w^T + bias + scale (x down) up, x [..., K], w [N, K], down [K, r], up [r, N]. */
 export function loraLinear(x: Input, w: Input, bias: Input | null, down: Input, up: Input, options: { scale: number }): Variable {
-  if (x.shape.length !== 2) {
+  const op = 'loraLinear';
+  const vx = asVariable(x, op, 'x');
+  if (vx.shape.length !== 2) {
     // The fused op runs on rows; leading axes are folded in and restored around it.
-    const k = x.shape[x.shape.length - 1]!;
-    const y = loraLinear(reshape(x, [-1, k]), w, bias, down, up, options);
-    return reshape(y, [...x.shape.slice(0, -1), y.shape[1]!]);
+    const k = vx.shape[vx.shape.length - 1]!;
+    const y = loraLinear(reshape(vx, [-1, k]), w, bias, down, up, options);
+    return reshape(y, [...vx.shape.slice(0, -1), y.shape[1]!]);
   }
-  const vx = asVariable(x);
-  const vw = asVariable(w);
-  const vb = bias === null ? null : asVariable(bias);
-  const vd = asVariable(down);
-  const vu = asVariable(up);
+  const vw = asVariable(w, op, 'w');
+  const vb = bias === null ? null : asVariable(bias, op, 'bias');
+  const vd = asVariable(down, op, 'down');
+  const vu = asVariable(up, op, 'up');
   const { y, h } = lora.loraLinearForward(vx.value, vw.value, vb?.value ?? null, vd.value, vu.value, { scale: options.scale });
   const parents = vb === null ? [vx, vw, vd, vu] : [vx, vw, vd, vu, vb];
   return record(

@@ -10,7 +10,7 @@ import { asVariable, record, type Input, type Variable } from './variable.js';
 
 /** The value of an input that must not take a gradient. */
 function constant(op: string, name: string, x: Input, why: string): Tensor<'f32'> {
-  const v = asVariable(x);
+  const v = asVariable(x, op, name);
   if (v.requiresGrad) throw new TypeError(`${op}: ${name} requires grad, but ${why}: compute it under noGrad() or pass its value`);
   return v.value;
 }
@@ -49,8 +49,8 @@ export function dpoLoss(
 ): DpoLossTerms {
   const op = 'dpoLoss';
   const reference = 'the reference model is frozen';
-  const vw = asVariable(predW);
-  const vl = asVariable(predL);
+  const vw = asVariable(predW, op, 'predW');
+  const vl = asVariable(predL, op, 'predL');
   const [rw, rl] = [constant(op, 'refW', refW, reference), constant(op, 'refL', refL, reference)];
   const [nw, nl] = [constant(op, 'noiseW', noiseW, 'the noise is data'), constant(op, 'noiseL', noiseL, 'the noise is data')];
   const result = dpoLossOp(vw.value, vl.value, rw, rl, nw, nl, options);
@@ -75,7 +75,7 @@ export function dpoLoss(
  */
 export function channelStatLoss(a: Input, b: Input, options: ChannelStatLossOptions = {}): Variable {
   const op = 'channelStatLoss';
-  const va = asVariable(a);
+  const va = asVariable(a, op, 'a');
   const base = constant(op, 'b', b, 'it comes from the frozen base model');
   const matchStd = options.matchStd ?? false;
   const { loss, ...saved } = channelStatLossOp(va.value, base, { matchStd });

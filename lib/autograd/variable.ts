@@ -11,7 +11,7 @@
 import type { DeviceType } from '../device.js';
 import { axpy } from '../ops/elementwise.js';
 import { keep } from '../scope.js';
-import type { Shape, Tensor } from '../tensor.js';
+import { Tensor, type Shape } from '../tensor.js';
 
 /** Returns the gradient of each parent (null where not needed) from the gradient of the output. */
 export type BackwardFn = (grad: Tensor<'f32'>, needs: readonly boolean[]) => (Tensor<'f32'> | null)[];
@@ -154,9 +154,21 @@ export class Variable {
 
 export type Input = Variable | Tensor<'f32'>;
 
-/** A Variable for an op input: Tensors become constant leaves (not owned: never disposed). */
-export function asVariable(x: Input): Variable {
-  return x instanceof Variable ? x : new Variable(x);
+/**
+ * A Variable for input `name` of `op`: Tensors become constant leaves (not owned: never
+ * disposed). Anything else (an array, a number, a disposed or non-f32 tensor) is an error
+ * naming the op and the input.
+ */
+export function asVariable(x: Input, op = 'asVariable', name = 'x'): Variable {
+  if (x instanceof Variable) return x;
+  if (!(x instanceof Tensor)) {
+    const got: unknown = x;
+    const what = got === null ? 'null' : Array.isArray(got) ? 'an array (make a Tensor of it with fromArray)' : typeof got === 'object' ? `an object (${(got as object).constructor?.name ?? 'no class'})` : `a ${typeof got}`;
+    throw new TypeError(`${op}: ${name} must be a Variable or a Tensor, got ${what}`);
+  }
+  if (x.disposed) throw new TypeError(`${op}: ${name} was disposed`);
+  if (x.dtype !== 'f32') throw new TypeError(`${op}: ${name} has dtype ${x.dtype}, expected f32`);
+  return new Variable(x);
 }
 
 /**

@@ -1,23 +1,27 @@
 // `realtune sample`: images from a checkpoint with classifier-free guidance, as a labelled grid.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { isCheckpoint } from '../io/checkpoint.js';
+import { checkOutputFile } from '../io/output_paths.js';
 import { TextToImage } from '../train/model.js';
 import { writeLabelledGrid } from '../train/data.js';
+import { checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
 
 export const sampleFlags: FlagSpecs = {
   ckpt: { kind: 'string', help: 'checkpoint directory (e.g. models/base-tiny or runs/base/model)' },
   prompt: { kind: 'string', help: 'the prompt; several prompts separated by | make one grid row each' },
-  negative: { kind: 'string', help: 'negative prompt: the unconditional branch of guidance (default empty)' },
-  cfg: { kind: 'number', min: 0, help: 'classifier-free guidance scale (default 5)' },
-  steps: { kind: 'int', min: 1, help: 'denoising steps (default 50)' },
-  sampler: { kind: 'string', choices: ['ddim', 'ddpm'], help: 'sampler (default ddim)' },
-  n: { kind: 'int', min: 1, help: 'images per prompt (default 8)' },
-  seed: { kind: 'int', min: 0, help: 'noise seed (default 0)' },
+  negative: { kind: 'string', help: 'negative prompt: the unconditional branch of guidance (empty when not given)' },
+  cfg: { kind: 'number', min: 0, default: 5, help: 'classifier-free guidance scale' },
+  steps: { kind: 'int', min: 1, default: 50, help: "denoising steps (at most the model's noise-schedule steps)" },
+  sampler: { kind: 'string', choices: ['ddim', 'ddpm'], default: 'ddim', help: 'sampler' },
+  n: { kind: 'int', min: 1, default: 8, help: 'images per prompt (as many as fit in memory)' },
+  seed: { kind: 'int', min: 0, default: 0, help: 'noise seed' },
   lora: { kind: 'string', help: 'a LoRA adapter file (.safetensors) to apply' },
-  'lora-scale': { kind: 'number', min: 0, help: 'scale of the LoRA update (default 1)' },
-  out: { kind: 'string', help: 'output PNG (default samples.png)' },
+  'lora-scale': { kind: 'number', min: 0, help: 'scale of the LoRA update (1 when not given)' },
+  'allow-non-finite': { kind: 'boolean', help: 'load weights holding NaN or infinite values (to inspect a broken model) instead of refusing them' },
+  out: { kind: 'string', default: 'samples.png', help: 'output PNG' },
   quiet: { kind: 'boolean', help: 'no progress bar' },
   help: { kind: 'boolean', help: 'this text' },
 };
@@ -34,27 +38,37 @@ export async function run(argv: string[]): Promise<void> {
   if (flags.prompt === undefined) throw new FlagError('--prompt is required: the text to draw');
   if (flags['lora-scale'] !== undefined && flags.lora === undefined) throw new FlagError('--lora-scale needs --lora FILE');
   const ckpt = path.resolve(String(flags.ckpt));
-  if (!existsSync(ckpt)) throw new FlagError(`--ckpt ${String(flags.ckpt)}: no such directory`);
-  const out = path.resolve(String(flags.out ?? 'samples.png'));
+  if (!isCheckpoint(ckpt)) throw new FlagError(existsSync(ckpt) ? `--ckpt ${String(flags.ckpt)}: not a checkpoint (needs model.safetensors and state.json)` : `--ckpt ${String(flags.ckpt)}: no such directory`);
+  const out = path.resolve(String(flags.out));
+  checkOutputFile(out, '--out');
+  const lora = flags.lora === undefined ? undefined : path.resolve(String(flags.lora));
+  if (lora !== undefined && !existsSync(lora)) throw new FlagError(`--lora ${lora}: no such file`);
   const prompts = String(flags.prompt).split('|').map((p) => p.trim());
-  const n = Number(flags.n ?? 8);
-  const steps = Number(flags.steps ?? 50);
-  const model = TextToImage.load(ckpt);
-  const bar = flags.quiet ? null : new ProgressBar({ total: steps, label: 'sample' });
-  const images = model.generate({
-    prompts,
-    n,
-    steps,
-    cfg: Number(flags.cfg ?? 5),
-    sampler: (flags.sampler as 'ddim' | 'ddpm' | undefined) ?? 'ddim',
-    seed: Number(flags.seed ?? 0),
-    ...(flags.negative !== undefined ? { negative: String(flags.negative) } : {}),
-    ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale'] ?? 1) } : {}),
-    onStep: () => bar?.tick(),
-  });
-  bar?.finish();
-  await writeLabelledGrid(out, images, prompts.flatMap((p) => Array<string>(n).fill(p)), n);
-  images.dispose();
-  model.dispose();
+  const n = Number(flags.n);
+  const steps = Number(flags.steps);
+  const allowNonFinite = Boolean(flags['allow-non-finite']);
+  const model = TextToImage.load(ckpt, { allowNonFinite });
+  try {
+    checkSamplingSteps('steps', steps, model);
+    checkSamplesFit(`--n ${n} x ${prompts.length} prompt(s)`, n * prompts.length, model);
+    const bar = flags.quiet ? null : new ProgressBar({ total: steps, label: 'sample' });
+    const images = model.generate({
+      prompts,
+      n,
+      steps,
+      cfg: Number(flags.cfg),
+      sampler: flags.sampler as 'ddim' | 'ddpm',
+      seed: Number(flags.seed),
+      allowNonFinite,
+      ...(flags.negative !== undefined ? { negative: String(flags.negative) } : {}),
+      ...(lora !== undefined ? { lora, loraScale: Number(flags['lora-scale'] ?? 1) } : {}),
+      onStep: () => bar?.tick(),
+    });
+    bar?.finish();
+    await writeLabelledGrid(out, images, prompts.flatMap((p) => Array<string>(n).fill(p)), n);
+    images.dispose();
+  } finally {
+    model.dispose();
+  }
   console.log(`sample: ${prompts.length * n} images written to ${out}`);
 }

@@ -7,34 +7,36 @@ import path from 'node:path';
 import { concat } from '../autograd/functions.js';
 import { noGrad } from '../autograd/variable.js';
 import { isCheckpoint } from '../io/checkpoint.js';
+import { checkOutputDirectory, checkOutputFile } from '../io/output_paths.js';
 import { saveSafetensors } from '../io/safetensors.js';
 import { adapterStateDict, withAdaptersDisabled } from '../nn/lora.js';
 import { tidy } from '../scope.js';
-import { trainDpo } from '../train/dpo.js';
+import { checkDpoOptions, trainDpo, type DpoTrainOptions } from '../train/dpo.js';
 import { TextToImage } from '../train/model.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { describePreferences, loadPreferences, type PreferenceSpec } from '../train/preferences.js';
 import { demoPrompts, shippedCheckpoint } from './demo.js';
+import { checkBatchFits, checkFiguresFit, checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
 
-const trainDpoFlags: FlagSpecs = {
-  from: { kind: 'string', help: 'checkpoint to start from (default the shipped models/base-tiny)' },
+export const trainDpoFlags: FlagSpecs = {
+  from: { kind: 'string', help: 'checkpoint to start from (the shipped models/base-tiny when not given)' },
   pairs: { kind: 'string', help: 'a JSONL manifest of preference pairs ({"prompt": text, "winner": path, "loser": path} per line)' },
-  figures: { kind: 'int', min: 1, help: 'N procedural figure pairs: winners as captioned, losers in another shirt colour (default 256)' },
-  'figures-seed': { kind: 'int', min: 0, help: 'seed of the figure pairs (default 0)' },
-  steps: { kind: 'int', min: 1, help: 'optimiser steps (default 200)' },
-  batch: { kind: 'int', min: 1, help: 'pairs per step (default 4)' },
-  lr: { kind: 'number', min: 1e-12, help: 'AdamW learning rate of the adapters (default 1e-4; 1e-3 makes the tiny model collapse at beta 2500)' },
-  beta: { kind: 'number', min: 1e-12, help: 'DPO coefficient on the mse difference, diffusers form (default 2500)' },
-  rank: { kind: 'int', min: 1, help: "LoRA rank on the denoiser's attention projections (default 8)" },
-  'text-rank': { kind: 'int', min: 0, help: "LoRA rank on the text encoder's attention projections (default 0: none)" },
-  'stat-weight': { kind: 'number', min: 0, help: 'weight of the statistics-matching term on the winners (HG-DPO easy stage: 10000; default 0)' },
-  'clip-norm': { kind: 'number', min: 0, help: 'clip the adapters\' gradient norm (default 1; 0 off)' },
-  seed: { kind: 'int', min: 0, help: 'seed of pair order, timesteps, noise and adapter initialisation (default 0)' },
-  out: { kind: 'string', help: 'output directory: lora.safetensors and samples.png (default runs/dpo)' },
-  'sample-prompts': { kind: 'string', help: 'prompts of the before/after grid, separated by | (default the demo prompts)' },
-  'sample-steps': { kind: 'int', min: 1, help: 'DDIM steps of the grid (default 25; 0 skips it)' },
+  figures: { kind: 'int', min: 1, help: 'N procedural figure pairs: winners as captioned, losers in another shirt colour (256 when --pairs is not given)' },
+  'figures-seed': { kind: 'int', min: 0, default: 0, help: 'seed of the figure pairs' },
+  steps: { kind: 'int', min: 1, default: 200, help: 'optimiser steps' },
+  batch: { kind: 'int', min: 1, default: 4, help: 'pairs per step' },
+  lr: { kind: 'number', min: 1e-12, default: 1e-4, help: 'AdamW learning rate of the adapters (1e-3 makes the tiny model collapse at beta 2500)' },
+  beta: { kind: 'number', min: 1e-12, max: 3.4028234663852886e38, default: 2500, help: 'DPO coefficient on the mse difference, diffusers form (the kernels compute in f32)' },
+  rank: { kind: 'int', min: 1, default: 8, help: "LoRA rank on the denoiser's attention projections (at most their width)" },
+  'text-rank': { kind: 'int', min: 0, default: 0, help: "LoRA rank on the text encoder's attention projections (0: none; at most their width)" },
+  'stat-weight': { kind: 'number', min: 0, default: 0, help: 'weight of the statistics-matching term on the winners (HG-DPO easy stage: 10000)' },
+  'clip-norm': { kind: 'number', min: 0, default: 1, help: "clip the adapters' gradient norm (0: off)" },
+  seed: { kind: 'int', min: 0, default: 0, help: 'seed of pair order, timesteps, noise and adapter initialisation' },
+  out: { kind: 'string', default: 'runs/dpo', help: 'output directory: lora.safetensors and samples.png' },
+  'sample-prompts': { kind: 'string', help: 'prompts of the before/after grid, separated by | (the demo prompts when not given)' },
+  'sample-steps': { kind: 'int', min: 0, default: 25, help: "DDIM steps of the grid (0: no grid; at most the model's noise-schedule steps)" },
   quiet: { kind: 'boolean', help: 'no progress bar' },
   help: { kind: 'boolean', help: 'this text' },
 };
@@ -51,51 +53,63 @@ export async function run(argv: string[]): Promise<void> {
   const spec: PreferenceSpec =
     flags.pairs !== undefined
       ? { kind: 'manifest', file: path.resolve(String(flags.pairs)) }
-      : { kind: 'figures', count: Number(flags.figures ?? 256), seed: Number(flags['figures-seed'] ?? 0) };
+      : { kind: 'figures', count: Number(flags.figures ?? 256), seed: Number(flags['figures-seed']) };
   const from = path.resolve(String(flags.from ?? shippedCheckpoint));
   if (!isCheckpoint(from)) throw new Error(`--from ${from}: no checkpoint there (needs model.safetensors and state.json)`);
-  const out = path.resolve(String(flags.out ?? 'runs/dpo'));
-  const steps = Number(flags.steps ?? 200);
+  const out = path.resolve(String(flags.out));
+  const loraFile = path.join(out, 'lora.safetensors');
+  const grid = path.join(out, 'samples.png');
+  const sampleSteps = Number(flags['sample-steps']);
+  checkOutputDirectory(out, '--out');
+  checkOutputFile(loraFile, '--out');
+  if (sampleSteps > 0) checkOutputFile(grid, '--out');
+  const steps = Number(flags.steps);
   const quiet = Boolean(flags.quiet);
+  const prompts = flags['sample-prompts'] === undefined ? demoPrompts : String(flags['sample-prompts']).split('|').map((p) => p.trim());
 
   const model = TextToImage.load(from);
   try {
+    const options: DpoTrainOptions = {
+      steps,
+      batch: Number(flags.batch),
+      lr: Number(flags.lr),
+      beta: Number(flags.beta),
+      rank: Number(flags.rank),
+      textRank: Number(flags['text-rank']),
+      statWeight: Number(flags['stat-weight']),
+      clipNorm: Number(flags['clip-norm']),
+      seed: Number(flags.seed),
+    };
+    checkDpoOptions(model, options);
+    if (spec.kind === 'figures') checkFiguresFit('figures', spec.count, model.imageSize, 'pair', 2);
+    checkBatchFits('batch', options.batch!, model, model.imageSize, 2);
+    if (sampleSteps > 0) {
+      checkSamplingSteps('sample-steps', sampleSteps, model);
+      checkSamplesFit(`${prompts.length} sample prompt(s)`, prompts.length, model);
+    }
     const pairs = await loadPreferences(spec, model.imageSize);
     console.log(`train-dpo: ${path.relative(process.cwd(), from) || from} on ${pairs.length} pairs (${describePreferences(spec)}), ${steps} steps`);
     const bar = quiet ? null : new ProgressBar({ total: steps, label: 'train-dpo' });
-    const { losses, accuracies } = await trainDpo(model, pairs, {
-      steps,
-      batch: Number(flags.batch ?? 4),
-      lr: Number(flags.lr ?? 1e-4),
-      beta: Number(flags.beta ?? 2500),
-      rank: Number(flags.rank ?? 8),
-      textRank: Number(flags['text-rank'] ?? 0),
-      statWeight: Number(flags['stat-weight'] ?? 0),
-      clipNorm: Number(flags['clip-norm'] ?? 1),
-      seed: Number(flags.seed ?? 0),
-      onStep: (r) => bar?.tick({ loss: r.loss, acc: r.accuracy }),
-    });
+    const { losses, accuracies } = await trainDpo(model, pairs, { ...options, onStep: (r) => bar?.tick({ loss: r.loss, acc: r.accuracy }) });
     bar?.finish();
     const last = Math.min(50, losses.length);
     const mean = (xs: number[]): number => xs.slice(-last).reduce((a, b) => a + b, 0) / last;
     console.log(`train-dpo: mean of the last ${last} steps: loss ${mean(losses).toFixed(4)} (log 2 = 0.6931 at the start), implicit accuracy ${mean(accuracies).toFixed(3)}`);
 
     mkdirSync(out, { recursive: true });
-    const loraFile = path.join(out, 'lora.safetensors');
     saveSafetensors(loraFile, adapterStateDict(model.dit));
     console.log(`train-dpo: adapters written to ${loraFile} (realtune sample --ckpt ${from} --lora ${loraFile})`);
 
-    const sampleSteps = Number(flags['sample-steps'] ?? 25);
     if (sampleSteps > 0) {
-      const prompts = flags['sample-prompts'] === undefined ? demoPrompts : String(flags['sample-prompts']).split('|').map((p) => p.trim());
       const generate = (): ReturnType<TextToImage['generate']> => model.generate({ prompts, n: 1, steps: sampleSteps, cfg: 5, seed: 0 });
       const before = withAdaptersDisabled(model.dit, generate);
       const after = generate();
-      const grid = path.join(out, 'samples.png');
       const images = tidy(() => noGrad(() => concat([before, after], 0).value));
       await writeLabelledGrid(grid, images, [...prompts.map((p) => `base: ${p}`), ...prompts.map((p) => `DPO: ${p}`)], prompts.length);
       for (const t of [before, after, images]) t.dispose();
       console.log(`train-dpo: samples without (top row) and with the adapters (bottom row) in ${grid}`);
+    } else {
+      console.log('train-dpo: no sample grid (--sample-steps 0)');
     }
   } finally {
     model.dispose();

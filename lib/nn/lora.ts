@@ -49,10 +49,27 @@ export interface AttachLoraOptions {
   generator?: Generator;
 }
 
+/**
+ * The largest useful LoRA rank for the layers matching `pattern`: min(in, out) of the smallest,
+ * since an update down [in, r] x up [r, out] has rank at most that. Undefined when none matches.
+ */
+export function maxLoraRank(model: Module, pattern: RegExp | string): { rank: number; layer: string } | undefined {
+  let best: { rank: number; layer: string } | undefined;
+  for (const [name, linear] of findLinears(model, pattern)) {
+    const rank = Math.min(linear.inFeatures, linear.outFeatures);
+    if (best === undefined || rank < best.rank) best = { rank, layer: `${name} (${linear.inFeatures} -> ${linear.outFeatures})` };
+  }
+  return best;
+}
+
 /** Attaches a LoRA adapter to every matching Linear; returns them by layer name. */
 export function attachLora(model: Module, options: AttachLoraOptions): Map<string, LoraAdapter> {
   const layers = findLinears(model, options.pattern);
   if (layers.length === 0) throw new RangeError(`attachLora: no Linear layer matches ${String(options.pattern)}`);
+  const limit = maxLoraRank(model, options.pattern)!;
+  if (options.rank > limit.rank) {
+    throw new RangeError(`attachLora: rank ${options.rank} is more than ${limit.rank}, the most a LoRA update of ${limit.layer} can have (min of its input and output features)`);
+  }
   const attached = new Map<string, LoraAdapter>();
   for (const [name, linear] of layers) {
     const adapter = new LoraAdapter(linear.inFeatures, linear.outFeatures, options.rank, options.scale ?? 1, options.generator);

@@ -64,8 +64,15 @@ function checkInputs(op: string, names: readonly string[], tensors: readonly unk
   return checked;
 }
 
-function checkBeta(op: string, beta: unknown): number {
-  return expectNumber(op, 'beta', beta, Number.isFinite, 'finite');
+/** The largest finite f32: the kernels compute in f32, where a larger beta is infinite. */
+const f32Max = 3.4028234663852886e38;
+
+/**
+ * beta > 0: it scales how strongly the winner is preferred, 0 erases the preference and a
+ * negative beta prefers the loser.
+ */
+export function checkBeta(op: string, beta: unknown): number {
+  return expectNumber(op, 'beta', beta, (v) => Number.isFinite(v) && v > 0 && v <= f32Max, `finite, > 0 and at most ${f32Max} (0 erases the preference, a negative beta prefers the loser, and the kernels compute in f32)`);
 }
 
 /**

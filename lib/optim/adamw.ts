@@ -1,7 +1,7 @@
 // The AdamW optimiser over autograd leaves: moments kept per parameter on its device, one fused
 // native step per parameter, state that checkpoints can save and restore exactly.
 import type { Variable } from '../autograd/variable.js';
-import { adamwStep, clipGradNorm } from '../ops/optim.js';
+import { adamwStep, clipGradNorm, globalNorm } from '../ops/optim.js';
 import { axpy, scale } from '../ops/elementwise.js';
 import { sign } from '../ops/sign.js';
 import { zeros, type Tensor } from '../tensor.js';
@@ -54,6 +54,11 @@ export class AdamW {
   /** Scales every gradient by `factor` (gradient accumulation divides by the micro-batch count). */
   scaleGrads(factor: number): void {
     for (const { variable } of this.params) if (variable.grad) scale(variable.grad, factor, { out: variable.grad });
+  }
+
+  /** The global norm of the gradients (0 when there are none). */
+  gradNorm(): number {
+    return globalNorm(this.params.map((p) => p.variable.grad).filter((g): g is Tensor<'f32'> => g !== null));
   }
 
   /** Clips the global gradient norm to `maxNorm`; returns the norm before clipping. */

@@ -11,9 +11,10 @@
 // switching dropout on or off leaves the noise of every step as it was), and the model,
 // optimiser moments and EMA are saved in f32. A run resumed at step k therefore computes the same
 // numbers as the uninterrupted run from step k on.
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { isCheckpoint, loadCheckpoint } from '../io/checkpoint.js';
+import { loadCheckpoint } from '../io/checkpoint.js';
+import { checkOutputDirectory } from '../io/output_paths.js';
+import { firstNonFinite, nonFiniteStepError } from '../numeric.js';
 import * as F from '../autograd/functions.js';
 import { backward } from '../autograd/backward.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
@@ -30,6 +31,7 @@ import { augment, type AugmentOptions } from './augment.js';
 import { TextToImage } from './model.js';
 import { HostRandom } from '../host_random.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
+import { checkOptimizerMoments, checkResume, readTrainerState, runSettings, type RunSettings } from './resume.js';
 
 export { EpochSampler };
 
@@ -99,6 +101,10 @@ export interface BaseTrainOptions {
   sampleSteps?: number;
   /** Resume from this checkpoint directory (written by a run with the same options). */
   resume?: string;
+  /** Resume with zero AdamW moments (a checkpoint without optimizer.safetensors); default: that is an error. */
+  resetOptimizer?: boolean;
+  /** Names the training data (e.g. "256 procedural figures (seed 0)"): saved with the checkpoint, so a resume on other data is refused. */
+  dataIdentity?: string;
   /** Stop after this step even though `steps` is larger (an interrupted run; for tests). */
   stopAt?: number;
   /** Called once before the first step with the step training starts from (0, or the resume point). */
@@ -130,7 +136,7 @@ export interface TrainResult {
 }
 
 /** What a training checkpoint's state.json holds under `trainer`, besides the tensors. */
-interface TrainerState {
+export interface TrainerState {
   step: number;
   optimizerStep: number;
   stage: number;
@@ -140,6 +146,8 @@ interface TrainerState {
   dropout?: GeneratorState;
   losses: number[];
   ema: boolean;
+  /** Absent in checkpoints written before runs recorded their settings. */
+  run?: RunSettings;
 }
 
 const emaFile = 'ema.safetensors';
@@ -227,6 +235,10 @@ function checkOptions(options: BaseTrainOptions): void {
 export async function trainBase(model: TextToImage, data: DataSource, options: BaseTrainOptions): Promise<TrainResult> {
   checkOptions(options);
   const stages = resolveStages(model, options);
+  if (options.out !== undefined) {
+    TextToImage.checkSaveTarget(path.join(options.out, 'checkpoint'), 'train: out');
+    checkOutputDirectory(path.join(options.out, 'samples'), 'train: out');
+  }
   const seed = options.seed ?? 0;
   const accumulate = options.accumulate ?? 1;
   const condDropout = options.condDropout ?? 0.1;
@@ -249,11 +261,11 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
   const previousLosses: number[] = [];
 
   if (options.resume !== undefined) {
-    const state = readTrainerState(options.resume);
+    const { state, file } = readTrainerState(options.resume);
     if (state.ema !== (ema !== null)) throw new Error(`train: ${options.resume} was written ${state.ema ? 'with' : 'without'} --ema; resume with the same setting`);
-    if (state.stage >= stages.length) throw new Error(`train: ${options.resume} is in stage ${state.stage + 1} but this run has ${stages.length} stage(s)`);
+    checkResume(state, file, options, stages, model.dit.dropout);
     ema = changeResolution(model, stages[state.stage]!.resolution, optimizer, ema);
-    loadTrainingTensors(options.resume, model, optimizer, ema, state.optimizerStep);
+    loadTrainingTensors(options.resume, model, optimizer, ema, state, options.resetOptimizer ?? false);
     step = state.step;
     stageIndex = state.stage;
     hostRandom.state = state.hostRandom;
@@ -265,6 +277,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
 
   const losses: number[] = [];
   let lastCheckpoint: string | undefined;
+  let lastGoodCheckpoint = options.resume;
   const stageStart = (index: number): number => stages.slice(0, index).reduce((n, s) => n + s.steps, 0);
   model.dit.train();
   options.onStart?.(step);
@@ -287,7 +300,16 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
           const examples = await draw.batch(drawn);
           loss += microStep(model, examples, options, { hostRandom, noiseGenerator, condDropout, accumulate, resolution: stage.resolution });
         }
-        const gradNorm = (options.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(options.clipNorm!) : 0;
+        const gradNorm = (options.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(options.clipNorm!) : optimizer.gradNorm();
+        const kept = lastGoodCheckpoint === undefined ? 'no checkpoint had been written' : `the last checkpoint, ${lastGoodCheckpoint}, holds the last good weights`;
+        const failure = nonFiniteStepError('train', step + 1, { loss, gradNorm }, kept);
+        if (failure !== undefined) {
+          optimizer.zeroGrad();
+          ema?.dispose();
+          optimizer.dispose();
+          model.dit.eval();
+          throw failure;
+        }
         optimizer.step();
         optimizer.zeroGrad();
         ema?.update();
@@ -310,7 +332,9 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
             dropout: dropoutGenerator.state(),
             losses: [...previousLosses, ...losses],
             ema: ema !== null,
+            run: runSettings(options, stages, model.dit.dropout),
           });
+          lastGoodCheckpoint = lastCheckpoint;
           options.onArtifact?.('checkpoint', lastCheckpoint);
         }
         if (options.out !== undefined && options.sampleEvery && (step % options.sampleEvery === 0 || (finished && step === options.steps))) {
@@ -426,18 +450,25 @@ function saveTrainingCheckpoint(dir: string, model: TextToImage, optimizer: Adam
   });
 }
 
-function readTrainerState(dir: string): TrainerState {
-  if (!isCheckpoint(dir)) throw new Error(`train: cannot resume from ${dir}: not a checkpoint directory`);
-  const state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { trainer?: TrainerState };
-  if (state.trainer === undefined) throw new Error(`train: cannot resume from ${dir}: it holds a model but no training state (use it with --init instead)`);
-  return state.trainer;
-}
-
-function loadTrainingTensors(dir: string, model: TextToImage, optimizer: AdamW, ema: EMA | null, optimizerStep: number): void {
-  const { model: weights, optimizer: moments, files } = loadCheckpoint(dir);
+function loadTrainingTensors(requested: string, model: TextToImage, optimizer: AdamW, ema: EMA | null, state: TrainerState, resetOptimizer: boolean): void {
+  const { model: weights, optimizer: moments, files, dir } = loadCheckpoint(requested);
   try {
-    noGrad(() => model.dit.loadStateDict(weights));
-    optimizer.loadStateDict({ tensors: moments as Record<string, Tensor<'f32'>>, step: optimizerStep });
+    for (const [file, tensors] of [['model.safetensors', weights], ['optimizer.safetensors', moments]] as const) {
+      const nonFinite = firstNonFinite(tensors);
+      if (nonFinite !== undefined) throw new Error(`train: cannot resume from ${path.join(dir, file)}: ${nonFinite}`);
+    }
+    checkOptimizerMoments(dir, moments, optimizer.params.map((p) => p.name), state, resetOptimizer);
+    try {
+      noGrad(() => model.dit.loadStateDict(weights));
+    } catch (err) {
+      throw new Error(`train: cannot resume from ${path.join(dir, 'model.safetensors')}: ${(err as Error).message}`);
+    }
+    try {
+      // A reset starts Adam over: zero moments with the bias correction of step 0, not of the run's step.
+      optimizer.loadStateDict(resetOptimizer ? { tensors: {}, step: 0 } : { tensors: moments as Record<string, Tensor<'f32'>>, step: state.optimizerStep });
+    } catch (err) {
+      throw new Error(`train: cannot resume from ${path.join(dir, 'optimizer.safetensors')}: ${(err as Error).message}`);
+    }
     if (ema !== null) {
       const bytes = files[emaFile];
       if (bytes === undefined) throw new Error(`train: ${dir} has no ${emaFile}`);

@@ -12,7 +12,9 @@ import * as F from '../autograd/index.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
 import { qSample } from '../diffusion/sampler.js';
 import { HostRandom } from '../host_random.js';
-import { adapters, attachLora, withAdaptersDisabled } from '../nn/lora.js';
+import { adapters, attachLora, maxLoraRank, withAdaptersDisabled } from '../nn/lora.js';
+import { nonFiniteStepError } from '../numeric.js';
+import { checkBeta } from '../ops/dpo_loss.js';
 import { axpy, scale as scaleTensor } from '../ops/elementwise.js';
 import { Generator, randn } from '../ops/random.js';
 import { AdamW } from '../optim/adamw.js';
@@ -239,10 +241,40 @@ export const denoiserAttention = /^blocks\.\d+\.(attn|cross)\.(q|k|v|out)$/;
 export const textEncoderAttention = /^text\.blocks\.\d+\.attn\.(q|k|v|out)$/;
 
 /**
+ * Checks `options` against `model` before any work (trainDpo runs it first; a command can run it
+ * before loading its pairs): counts, ranks no larger than the adapted layers allow, a beta the
+ * loss accepts, a finite learning rate.
+ */
+export function checkDpoOptions(model: TextToImage, options: DpoTrainOptions): void {
+  const op = 'trainDpo';
+  const positiveInt = (name: string, value: number): void => {
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be an integer >= 1, got ${value}`);
+  };
+  positiveInt('steps', options.steps);
+  positiveInt('batch', options.batch ?? 4);
+  const rank = options.rank ?? 8;
+  positiveInt('rank', rank);
+  const textRank = options.textRank ?? 0;
+  if (!Number.isInteger(textRank) || textRank < 0) throw new RangeError(`${op}: textRank must be an integer >= 0, got ${textRank}`);
+  for (const [name, value, pattern] of [['rank', rank, denoiserAttention], ['textRank', textRank, textEncoderAttention]] as const) {
+    const limit = value > 0 ? maxLoraRank(model.dit, pattern) : undefined;
+    if (limit !== undefined && value > limit.rank) {
+      throw new RangeError(`${op}: ${name} ${value} is more than ${limit.rank}, the most a LoRA update of ${limit.layer} can have (min of its input and output features)`);
+    }
+  }
+  const statWeight = options.statWeight ?? 0;
+  if (!(statWeight >= 0 && Number.isFinite(statWeight))) throw new RangeError(`${op}: statWeight must be finite and >= 0, got ${statWeight}`);
+  const lr = options.lr ?? 1e-4;
+  if (!(lr > 0 && Number.isFinite(lr))) throw new RangeError(`${op}: lr must be finite and > 0, got ${lr}`);
+  checkBeta(op, options.beta ?? 2500);
+}
+
+/**
  * Diffusion-DPO training of LoRA adapters on `pairs`: the base weights are frozen, adapters are
  * attached to the attention projections, and `steps` AdamW steps follow on dpoObjective (plus
  * statWeight times statMatchObjective on the winners). The adapters stay attached and the model
- * ends in eval mode; save them with adapterStateDict(model.dit).
+ * ends in eval mode; save them with adapterStateDict(model.dit). A step whose loss or gradient
+ * norm is not finite stops the run with an error naming it.
  */
 export async function trainDpo(
   model: TextToImage,
@@ -250,17 +282,12 @@ export async function trainDpo(
   options: DpoTrainOptions,
 ): Promise<{ losses: number[]; accuracies: number[] }> {
   const op = 'trainDpo';
-  const positiveInt = (name: string, value: number): number => {
-    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be an integer >= 1, got ${value}`);
-    return value;
-  };
-  const steps = positiveInt('steps', options.steps);
-  const batch = positiveInt('batch', options.batch ?? 4);
-  const rank = positiveInt('rank', options.rank ?? 8);
+  checkDpoOptions(model, options);
+  const { steps } = options;
+  const batch = options.batch ?? 4;
+  const rank = options.rank ?? 8;
   const textRank = options.textRank ?? 0;
-  if (!Number.isInteger(textRank) || textRank < 0) throw new RangeError(`${op}: textRank must be an integer >= 0, got ${textRank}`);
   const statWeight = options.statWeight ?? 0;
-  if (!(statWeight >= 0)) throw new RangeError(`${op}: statWeight must be >= 0, got ${statWeight}`);
   if (pairs.length === 0) throw new RangeError(`${op}: expected at least one preference pair`);
   const length = model.channels * model.imageSize * model.imageSize;
   pairs.forEach((p, i) => {
@@ -296,7 +323,9 @@ export async function trainDpo(
         backward(total);
         return reported;
       });
-      if (clipNorm > 0) optimizer.clipGradNorm(clipNorm);
+      const gradNorm = clipNorm > 0 ? optimizer.clipGradNorm(clipNorm) : optimizer.gradNorm();
+      const failure = nonFiniteStepError(op, step, { loss, gradNorm }, 'no adapters were written');
+      if (failure !== undefined) throw failure;
       optimizer.step();
       optimizer.zeroGrad();
       losses.push(loss);

@@ -16,6 +16,7 @@
 // Everything downstream (samplers, DPO, statistics matching) reads eps, which predictEps
 // derives from v exactly: eps = sqrt(abar) v + sqrt(1 - abar) x_t.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import * as F from '../autograd/functions.js';
 import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
@@ -30,10 +31,15 @@ import { tidy } from '../scope.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
 import { loadSafetensors } from '../io/safetensors.js';
-import { isCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { checkCheckpointTarget, isCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { firstNonFinite } from '../numeric.js';
+import { checkCountFits, samplingBytesPerImage } from './limits.js';
+import { parseTextToImageConfig, parseTokenizer } from './model_schema.js';
 
 export const checkpointFormat = 'realtune-text-to-image';
 const checkpointVersion = 1;
+/** The files a checkpoint of this model holds besides model, optimizer and state: a save replaces only a directory of these. */
+const checkpointFiles = ['tokenizer.json', 'ema.safetensors'];
 
 /** What the denoiser outputs: the noise, or the velocity sqrt(abar) eps - sqrt(1 - abar) x0. */
 export type PredictionKind = 'epsilon' | 'v';
@@ -76,6 +82,8 @@ export interface GenerateOptions {
   loraScale?: number;
   /** Called after each denoising step (progress bars). */
   onStep?: (index: number, total: number) => void;
+  /** Apply a LoRA file even if it holds NaN or infinite values (default: that is an error). */
+  allowNonFinite?: boolean;
 }
 
 export interface SaveOptions {
@@ -85,6 +93,13 @@ export interface SaveOptions {
   optimizer?: Record<string, Tensor>;
   trainer?: Record<string, unknown>;
   extraFiles?: Record<string, Uint8Array | string>;
+  /** Write weights that are NaN or infinite (default: that is an error, and nothing is written). */
+  allowNonFinite?: boolean;
+}
+
+export interface LoadOptions {
+  /** Load weights that are NaN or infinite (default: that is an error naming the tensor). */
+  allowNonFinite?: boolean;
 }
 
 export class TextToImage {
@@ -206,10 +221,14 @@ export class TextToImage {
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`generate: n must be an integer >= 1, got ${n}`);
     const cfg = options.cfg ?? 5;
     const steps = options.steps ?? 50;
+    if (!Number.isInteger(steps) || steps < 1 || steps > this.schedule.steps) {
+      throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.steps}] (the noise schedule's steps), got ${steps}`);
+    }
+    checkCountFits(`generate: ${prompts.length} prompt(s) x ${n} images`, prompts.length * n, samplingBytesPerImage(this.dit.config, this.imageSize), 'image');
     const loraFile = options.lora;
     const wasTraining = this.dit.training;
     this.dit.eval();
-    if (loraFile !== undefined) applyLoraFile(this.dit, loraFile, options.loraScale ?? 1);
+    if (loraFile !== undefined) applyLoraFile(this.dit, loraFile, options.loraScale ?? 1, { allowNonFinite: options.allowNonFinite ?? false });
     try {
       return noGrad(() => {
         const batchPrompts = prompts.flatMap((p) => Array<string>(n).fill(p));
@@ -257,34 +276,49 @@ export class TextToImage {
     });
   }
 
-  /** Writes the checkpoint directory atomically (a temporary directory renamed into place). */
+  /**
+   * Writes the checkpoint directory atomically (a temporary directory renamed into place). What
+   * is at `dir` is replaced only when it is a checkpoint of this model (or empty).
+   */
   save(dir: string, options: SaveOptions = {}): void {
+    const weights = this.dit.stateDict();
+    const nonFinite = options.allowNonFinite ? undefined : firstNonFinite(weights);
+    if (nonFinite !== undefined) throw new Error(`TextToImage.save: ${nonFinite}; refusing to write it to ${dir} (pass allowNonFinite to write it anyway)`);
     saveCheckpoint(
       dir,
       {
-        model: this.dit.stateDict(),
+        model: weights,
         ...(options.optimizer ? { optimizer: options.optimizer } : {}),
         state: { ...this.config, ...(options.trainer ? { trainer: options.trainer } : {}) },
         files: { 'tokenizer.json': JSON.stringify(this.tokenizer.toJSON()), ...(options.extraFiles ?? {}) },
       },
-      { floatFormat: (options.dtype ?? 'f32') === 'bf16' ? 'BF16' : 'F32' },
+      { floatFormat: (options.dtype ?? 'f32') === 'bf16' ? 'BF16' : 'F32', knownFiles: checkpointFiles },
     );
+  }
+
+  /**
+   * Fails, before any work whose result goes there, when save(dir) would fail: something other
+   * than a checkpoint of this model (or an empty directory) is at `dir`, or it cannot be written.
+   * `what` names the path in the error (a flag, say).
+   */
+  static checkSaveTarget(dir: string, what: string): void {
+    checkCheckpointTarget(dir, what, checkpointFiles);
   }
 
   /**
    * Reads a checkpoint directory written by save() (bf16 weights are widened to f32). The DiT
    * comes back in eval mode (no dropout): a trainer switches it to training mode itself.
    */
-  static load(dir: string): TextToImage {
+  static load(dir: string, options: LoadOptions = {}): TextToImage {
     if (!isCheckpoint(dir)) throw new Error(`TextToImage.load: ${dir} is not a checkpoint directory (no model.safetensors and state.json)`);
-    const { model: tensors, optimizer, state, files } = loadCheckpoint(dir);
+    const { model: tensors, optimizer, state, files, dir: found } = loadCheckpoint(dir);
     try {
-      const config = state as unknown as TextToImageConfig;
-      if (config.format !== checkpointFormat) throw new Error(`TextToImage.load: ${dir}/state.json has format ${JSON.stringify(config.format)}, expected ${checkpointFormat}`);
-      if (config.version > checkpointVersion) throw new Error(`TextToImage.load: ${dir} is version ${config.version}; this realtune reads up to ${checkpointVersion}`);
+      const config = parseTextToImageConfig(state, `TextToImage.load: ${path.join(found, 'state.json')}`, { format: checkpointFormat, version: checkpointVersion });
       const tokenizerBytes = files['tokenizer.json'];
-      if (tokenizerBytes === undefined) throw new Error(`TextToImage.load: ${dir} has no tokenizer.json`);
-      const tokenizer = Tokenizer.fromJSON(JSON.parse(Buffer.from(tokenizerBytes).toString('utf8')));
+      if (tokenizerBytes === undefined) throw new Error(`TextToImage.load: ${found} has no tokenizer.json`);
+      const tokenizer = parseTokenizer(tokenizerBytes, `TextToImage.load: ${path.join(found, 'tokenizer.json')}`);
+      const nonFinite = options.allowNonFinite ? undefined : firstNonFinite(tensors);
+      if (nonFinite !== undefined) throw new Error(`TextToImage.load: ${path.join(found, 'model.safetensors')}: ${nonFinite}; pass allowNonFinite to load it anyway`);
       const dit = new DiT(config.dit);
       try {
         tidy(() => {
@@ -294,7 +328,7 @@ export class TextToImage {
         });
       } catch (err) {
         dit.dispose();
-        throw err;
+        throw new Error(`TextToImage.load: ${path.join(found, 'model.safetensors')} does not fit the DiT that state.json describes: ${(err as Error).message}`);
       }
       dit.eval();
       return new TextToImage(tokenizer, dit, NoiseSchedule.create(config.schedule.kind, config.schedule.steps), config.preset, config.prediction ?? 'epsilon');
@@ -324,10 +358,12 @@ function disposeEncoding(e: ConstantText): void {
  * Attaches LoRA adapters for the layers a saved adapter file names (`<layer>.lora.down` [in, r],
  * `<layer>.lora.up` [r, out]) and loads them with `scale`.
  */
-export function applyLoraFile(dit: DiT, file: string, scale: number): void {
+export function applyLoraFile(dit: DiT, file: string, scale: number, options: LoadOptions = {}): void {
   if (!existsSync(file)) throw new Error(`lora: file ${file} does not exist`);
   const { tensors } = loadSafetensors(file, { dtype: 'f32' });
   try {
+    const nonFinite = options.allowNonFinite ? undefined : firstNonFinite(tensors);
+    if (nonFinite !== undefined) throw new Error(`lora: ${file}: ${nonFinite}; pass allowNonFinite to apply it anyway`);
     const layers = new Map<string, number>();
     for (const [key, t] of Object.entries(tensors)) {
       const match = /^(.*)\.lora\.(down|up)$/.exec(key);

@@ -141,4 +141,16 @@ describe('autograd functions: gradients vs finite differences', () => {
     const m = F.mse(fromArray([1, 2, 3, 4], [2, 2]), fromArray([0, 0, 0, 0], [2, 2]), { reduction: 'perSample' });
     expectClose(m.value.toArray(), [2.5, 12.5], {}, 'mse values');
   });
+
+  it('an input that is not a Variable or an f32 Tensor is an error naming the function and the argument', () => {
+    expect(() => F.add([1, 2] as never, [3, 4] as never)).toThrow(/^add: a must be a Variable or a Tensor, got an array \(make a Tensor of it with fromArray\)$/);
+    expect(() => F.matmul(fromArray([1, 2], [1, 2]), 3 as never)).toThrow(/^matmul: b must be a Variable or a Tensor, got a number$/);
+    expect(() => F.concat([fromArray([1]), null as never], 0)).toThrow(/^concat: inputs\[1\] must be a Variable or a Tensor, got null$/);
+    expect(() => F.layerNorm(fromArray([1, 2], [1, 2]), { gamma: {} as never })).toThrow(/^layerNorm: gamma must be a Variable or a Tensor, got an object \(Object\)$/);
+    expect(() => F.scale(fromArray([1, 2], [2], { dtype: 'i32' }) as never, 2)).toThrow(/^scale: x has dtype i32, expected f32$/);
+    const gone = fromArray([1, 2]);
+    gone.dispose();
+    expect(() => F.gelu(gone)).toThrow(/^gelu: x was disposed$/);
+  });
 });
+

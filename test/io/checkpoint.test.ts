@@ -1,10 +1,10 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { atomicWriteFile, writeDirectoryAtomic } from '../../lib/io/atomic.js';
-import { isCheckpoint, loadCheckpoint, saveCheckpoint } from '../../lib/io/checkpoint.js';
+import { atomicWriteFile, onDirectorySwapStep, writeDirectoryAtomic, type SwapStep } from '../../lib/io/atomic.js';
+import { checkCheckpointTarget, isCheckpoint, loadCheckpoint, readCheckpointState, saveCheckpoint } from '../../lib/io/checkpoint.js';
 import { fromArray } from '../../lib/tensor.js';
 import { checkMemoryGuards, expectIdentical } from '../helpers.js';
 
@@ -34,7 +34,7 @@ describe('checkpoints', () => {
     const parent = scratch();
     const dir = path.join(parent, 'latest');
     saveCheckpoint(dir, { model: { a: fromArray([1]) }, state: { step: 1 }, files: { 'old.txt': 'x' } });
-    saveCheckpoint(dir, { model: { a: fromArray([2]) }, state: { step: 2 } });
+    saveCheckpoint(dir, { model: { a: fromArray([2]) }, state: { step: 2 } }, { knownFiles: ['old.txt'] });
     expect(readdirSync(parent)).toEqual(['latest']);
     expect(existsSync(path.join(dir, 'old.txt'))).toBe(false);
     expect(loadCheckpoint(dir).state.step).toBe(2);
@@ -73,5 +73,68 @@ describe('checkpoints', () => {
     saveCheckpoint(dir, { model: { a: fromArray([1]) }, state: {} });
     writeFileSync(path.join(dir, 'state.json'), '{oops');
     expect(() => loadCheckpoint(dir)).toThrow(/state.json is not valid JSON/);
+  });
+
+  it('a save replaces only a checkpoint (or an empty directory): a file, a link or a folder holding anything else stays, and the error says what is there', () => {
+    const parent = scratch();
+    const save = (dir: string) => saveCheckpoint(dir, { model: { a: fromArray([1]) }, state: { step: 1 }, files: { 'tokenizer.json': '{}' } });
+    const snapshot = () => readdirSync(parent, { recursive: true }).map(String).sort();
+
+    const folder = path.join(parent, 'h');
+    mkdirSync(path.join(folder, 'p'), { recursive: true });
+    writeFileSync(path.join(folder, 'notes.txt'), 'precious');
+    const file = path.join(parent, 'file');
+    writeFileSync(file, 'a regular file');
+    const link = path.join(parent, 'link');
+    symlinkSync(folder, link);
+    const mixed = path.join(parent, 'mixed');
+    save(mixed);
+    writeFileSync(path.join(mixed, 'notes.txt'), 'mine');
+    const before = snapshot();
+    expect(() => save(folder)).toThrow(/refusing to replace .*\/h: it holds (notes.txt, p\/|p\/, notes.txt), which no checkpoint save writes/);
+    expect(() => save(file)).toThrow(/refusing to replace .*\/file: .*is a file, not a/);
+    expect(() => save(link)).toThrow(/refusing to replace .*\/link: .*symbolic link/);
+    expect(() => save(mixed)).toThrow(/refusing to replace .*\/mixed: it holds notes.txt, which no checkpoint save writes/);
+    expect(() => checkCheckpointTarget(folder, '--model-out')).toThrow(/--model-out .*\/h: it holds .*notes.txt/);
+    expect(snapshot()).toEqual(before);
+    expect(readFileSync(path.join(folder, 'notes.txt'), 'utf8')).toBe('precious');
+
+    const empty = path.join(parent, 'empty');
+    mkdirSync(empty);
+    save(empty);
+    save(empty);
+    expect(readCheckpointState(empty).state).toEqual({ step: 1 });
+  });
+
+  describe('a save interrupted after each of its steps (what a kill there leaves): every reader finds the last complete version, and the next save cleans up', () => {
+    const steps: [SwapStep, number][] = [
+      ['written', 1],
+      ['moved-aside', 1],
+      ['moved-in', 2],
+      ['removed-previous', 2],
+    ];
+    for (const [step, expected] of steps) {
+      it(`after ${step}: step ${expected} is read`, () => {
+        const parent = scratch();
+        const dir = path.join(parent, 'latest');
+        saveCheckpoint(dir, { model: { a: fromArray([1]) }, state: { step: 1 } });
+        onDirectorySwapStep((reached) => {
+          if (reached === step) throw new Error('killed');
+        });
+        try {
+          expect(() => saveCheckpoint(dir, { model: { a: fromArray([2]) }, state: { step: 2 } })).toThrow(new RegExp(`interrupted after step ${step}`));
+        } finally {
+          onDirectorySwapStep(undefined);
+        }
+        expect(isCheckpoint(dir)).toBe(true);
+        expect(readCheckpointState(dir).state).toEqual({ step: expected });
+        const loaded = loadCheckpoint(dir);
+        expect(loaded.state).toEqual({ step: expected });
+        expectIdentical(loaded.model.a!.toArray(), new Float32Array([expected]));
+        saveCheckpoint(dir, { model: { a: fromArray([3]) }, state: { step: 3 } });
+        expect(readdirSync(parent)).toEqual(['latest']);
+        expect(loadCheckpoint(dir).state).toEqual({ step: 3 });
+      });
+    }
   });
 });

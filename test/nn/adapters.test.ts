@@ -14,6 +14,7 @@ import {
   detachAdapters,
   loadAdapterStateDict,
   LoraAdapter,
+  maxLoraRank,
   mergeAdapters,
   setAdaptersEnabled,
   unmergeAdapters,
@@ -146,6 +147,16 @@ describe('LoRA adapters', () => {
     expect(() => loadAdapterStateDict(b, { ...dict, 'blocks.0.cross.q.lora.up': zeros([2, 8]) })).toThrow(/blocks\.0\.cross\.q\.lora\.up has shape \[2, 8\], expected \[3, 8\]/);
     detachAdapters(b);
     expect(adapters(b).size).toBe(0);
+  });
+
+  it('refuses a rank above what the layer allows (min of its input and output features), naming the layer', () => {
+    const dit = new DiT(config);
+    expect(maxLoraRank(dit, /attn\.q$/)).toEqual({ rank: 8, layer: 'blocks.0.attn.q (8 -> 8)' });
+    expect(() => attachLora(dit, { pattern: /attn\.q$/, rank: 100000 })).toThrow(/attachLora: rank 100000 is more than 8, the most a LoRA update of blocks\.0\.attn\.q \(8 -> 8\) can have/);
+    expect(adapters(dit).size).toBe(0);
+    attachLora(dit, { pattern: /attn\.q$/, rank: 8 });
+    detachAdapters(dit);
+    dit.dispose();
   });
 });
 

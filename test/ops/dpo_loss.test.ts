@@ -130,6 +130,10 @@ describe('op dpo_loss', () => {
     expect(() => dpoLoss(t, t, t, t, t, null as never)).toThrow(/dpoLoss: noiseL must be a Tensor, got null/);
     expect(() => dpoLoss(t, t, t, t, t, t, { beta: Number.NaN })).toThrow(/dpoLoss: beta must be a number/);
     expect(() => dpoLoss(t, t, t, t, t, t, { beta: Infinity })).toThrow(/dpoLoss: beta must be finite/);
+    for (const beta of [-5, 0, 1e300]) {
+      expect(() => dpoLoss(t, t, t, t, t, t, { beta }), `beta ${beta}`).toThrow(new RegExp(`dpoLoss: beta must be finite, > 0 and at most 3\\.4\\d*e\\+38 .*, got ${String(beta).replace('+', '\\+')}$`));
+      expect(() => dpoLossBackward(t, t, t, t, fromArray([0, 0]), { beta }), `backward beta ${beta}`).toThrow(/dpoLossBackward: beta must be finite, > 0/);
+    }
     const flat = fromArray(new Float32Array(6), [6]);
     expect(() => dpoLoss(flat, flat, flat, flat, flat, flat)).toThrow(/dpoLoss: predW has 1 dims, expected at least 2 \[pairs, \.\.\.\]/);
     expect(() => dpoLoss(t, t, t, t, t, fromArray([1, 2, 3, 4, 5, 6], [2, 3], { dtype: 'i32' }) as never)).toThrow(/dpoLoss: noiseL has dtype i32, expected f32/);

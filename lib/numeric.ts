@@ -1,0 +1,35 @@
+// Checks that numbers are finite where NaN or infinity means something went wrong: weights that
+// are saved or loaded, and the loss and gradient norm of every training step.
+import type { Tensor } from './tensor.js';
+
+/** How many elements of `t` are NaN or infinite (i32 tensors have none). */
+export function nonFiniteCount(t: Tensor): number {
+  if (t.dtype === 'i32') return 0;
+  let count = 0;
+  for (const v of t.toArray()) if (!Number.isFinite(v)) count++;
+  return count;
+}
+
+/**
+ * The first tensor of `tensors` holding NaN or infinite values, described for an error
+ * ("blocks.0.attn.q.weight holds 3 non-finite values (NaN or infinite) of 64"), or undefined.
+ */
+export function firstNonFinite(tensors: Record<string, Tensor> | Iterable<[string, Tensor]>): string | undefined {
+  const entries = Symbol.iterator in tensors ? tensors : Object.entries(tensors);
+  for (const [name, t] of entries as Iterable<[string, Tensor]>) {
+    const bad = nonFiniteCount(t);
+    if (bad > 0) return `${name} holds ${bad} non-finite value${bad === 1 ? '' : 's'} (NaN or infinite) of ${t.size}`;
+  }
+  return undefined;
+}
+
+/**
+ * The error that stops a training run at `step` (1-based) whose loss or gradient norm is not
+ * finite, or undefined when both are. The update of that step has not been applied, so the
+ * weights are still those of the step before; `kept` says what the run leaves behind.
+ */
+export function nonFiniteStepError(op: string, step: number, values: { loss: number; gradNorm: number }, kept: string): Error | undefined {
+  const bad = !Number.isFinite(values.loss) ? `the loss is ${values.loss}` : !Number.isFinite(values.gradNorm) ? `the gradient norm is ${values.gradNorm} (the loss was ${values.loss})` : undefined;
+  if (bad === undefined) return undefined;
+  return new Error(`${op}: step ${step}: ${bad}; the run stopped before updating the weights with it (${kept}). A lower learning rate, or gradient clipping, usually prevents this`);
+}
