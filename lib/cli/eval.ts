@@ -1,6 +1,9 @@
 // `realtune eval`: measures a checkpoint (and optionally a LoRA on it) on held-out prompts with
 // the evaluators, prints one table, writes the report as JSON and a grid of the first images.
 import { existsSync } from 'node:fs';
+import { isCheckpoint } from '../io/checkpoint.js';
+import { packageRoot } from '../native.js';
+import { checkOutputFile } from '../io/output_paths.js';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { evaluateModel, formatReport, heldOutSet } from '../eval/report.js';
@@ -10,23 +13,23 @@ import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
 
 export const evalFlags: FlagSpecs = {
-  ckpt: { kind: 'string', help: 'checkpoint directory (default models/base-tiny)' },
+  ckpt: { kind: 'string', help: 'checkpoint directory (the shipped models/base-tiny when not given)' },
   lora: { kind: 'string', help: 'a LoRA adapter file measured on top of the checkpoint (adds the hue distance to the checkpoint alone)' },
-  'lora-scale': { kind: 'number', min: 0, help: 'scale of the LoRA update (default 1)' },
-  prompts: { kind: 'int', min: 2, help: 'held-out prompts, one image each (default 256)' },
-  seed: { kind: 'int', min: 0, help: 'noise seed (default 0)' },
-  steps: { kind: 'int', min: 1, help: 'DDIM steps (default 50)' },
-  cfg: { kind: 'number', min: 0, help: 'guidance scale (default 5)' },
-  classifier: { kind: 'string', help: 'attribute classifier file (default models/eval/attributes.safetensors)' },
-  scorer: { kind: 'string', help: 'caption scorer file (default models/eval/scorer.safetensors)' },
+  'lora-scale': { kind: 'number', min: 0, default: 1, help: 'scale of the LoRA update' },
+  prompts: { kind: 'int', min: 2, max: 20000, default: 256, help: 'held-out prompts, one image each' },
+  seed: { kind: 'int', min: 0, default: 0, help: 'noise seed' },
+  steps: { kind: 'int', min: 1, max: 1000, default: 50, help: 'DDIM steps' },
+  cfg: { kind: 'number', min: 0, default: 5, help: 'guidance scale' },
+  classifier: { kind: 'string', help: 'attribute classifier file (the shipped models/eval/attributes.safetensors when not given)' },
+  scorer: { kind: 'string', help: 'caption scorer file (the shipped models/eval/scorer.safetensors when not given)' },
   'onnx-features': { kind: 'string', help: 'your own feature network as ONNX (images [N,3,H,W] -> [N,d]): adds FD in its features (needs onnxruntime-node)' },
   'onnx-scorer': { kind: 'string', help: 'your own scorer as ONNX (images -> one score each): adds its mean score (needs onnxruntime-node)' },
-  out: { kind: 'string', help: 'report JSON (default eval-report.json; the grid goes beside it as .png)' },
+  out: { kind: 'string', default: 'eval-report.json', help: 'report JSON (the grid goes beside it as .png)' },
   quiet: { kind: 'boolean', help: 'no progress bar' },
   help: { kind: 'boolean', help: 'this text' },
 };
 
-const usage = 'usage: realtune eval [--ckpt DIR] [--lora F --lora-scale S] [--prompts 256] [--seed S] [--out report.json]';
+const usage = 'usage: realtune eval [--ckpt DIR] [--lora F --lora-scale S] [--prompts 256] [--seed S] [--onnx-features F] [--onnx-scorer F] [--out report.json]';
 
 export async function run(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, evalFlags);
@@ -34,23 +37,28 @@ export async function run(argv: string[]): Promise<void> {
     console.log(flagHelp(usage, evalFlags));
     return;
   }
-  if (flags['lora-scale'] !== undefined && flags.lora === undefined) throw new FlagError('--lora-scale needs --lora FILE');
-  const ckpt = path.resolve(String(flags.ckpt ?? 'models/base-tiny'));
-  if (!existsSync(ckpt)) throw new FlagError(`--ckpt ${String(flags.ckpt ?? 'models/base-tiny')}: no such directory`);
-  const out = path.resolve(String(flags.out ?? 'eval-report.json'));
+  if (argv.some((a) => a === '--lora-scale' || a.startsWith('--lora-scale=')) && flags.lora === undefined) throw new FlagError('--lora-scale needs --lora FILE');
+  const ckpt = flags.ckpt === undefined ? path.join(packageRoot, 'models', 'base-tiny') : path.resolve(String(flags.ckpt));
+  if (!isCheckpoint(ckpt)) throw new FlagError(`--ckpt ${ckpt}: no checkpoint there (needs model.safetensors and state.json)`);
+  for (const name of ['classifier', 'scorer', 'lora', 'onnx-features', 'onnx-scorer']) {
+    if (flags[name] !== undefined && !existsSync(path.resolve(String(flags[name])))) throw new FlagError(`--${name} ${String(flags[name])}: no such file`);
+  }
+  const out = path.resolve(String(flags.out));
+  if (!out.endsWith('.json')) throw new FlagError(`--out must name a .json file (the grid goes beside it as .png), got ${String(flags.out)}`);
+  checkOutputFile(out, '--out');
   const model = TextToImage.load(ckpt);
   try {
-    const prompts = Number(flags.prompts ?? 256);
+    const prompts = Number(flags.prompts);
     const bar = flags.quiet ? null : new ProgressBar({ total: prompts, label: 'eval' });
     let done = 0;
     const report = await evaluateModel(model, {
       prompts,
-      seed: Number(flags.seed ?? 0),
-      steps: Number(flags.steps ?? 50),
-      cfg: Number(flags.cfg ?? 5),
-      ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale'] ?? 1) } : {}),
-      ...(flags.classifier !== undefined ? { classifier: String(flags.classifier) } : {}),
-      ...(flags.scorer !== undefined ? { scorer: String(flags.scorer) } : {}),
+      seed: Number(flags.seed),
+      steps: Number(flags.steps),
+      cfg: Number(flags.cfg),
+      ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale']) } : {}),
+      ...(flags.classifier !== undefined ? { classifier: path.resolve(String(flags.classifier)) } : {}),
+      ...(flags.scorer !== undefined ? { scorer: path.resolve(String(flags.scorer)) } : {}),
       ...(flags['onnx-features'] !== undefined ? { onnxFeatures: path.resolve(String(flags['onnx-features'])) } : {}),
       ...(flags['onnx-scorer'] !== undefined ? { onnxScorer: path.resolve(String(flags['onnx-scorer'])) } : {}),
       onProgress: (d) => {
@@ -66,7 +74,7 @@ export async function run(argv: string[]): Promise<void> {
     const heldOut = heldOutSet(shown, model.imageSize);
     heldOut.images.dispose();
     const labels = heldOut.prompts;
-    const images = model.generate({ prompts: labels, steps: Number(flags.steps ?? 50), cfg: Number(flags.cfg ?? 5), seed: Number(flags.seed ?? 0), ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale'] ?? 1) } : {}) });
+    const images = model.generate({ prompts: labels, steps: Number(flags.steps), cfg: Number(flags.cfg), seed: Number(flags.seed), ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale']) } : {}) });
     await writeLabelledGrid(grid, images, labels.map((_, i) => `prompt ${i}`), 8);
     images.dispose();
     console.log(`eval: report ${out}, grid ${grid}`);

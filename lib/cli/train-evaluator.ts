@@ -11,16 +11,17 @@ import {
   validateCaptionScorer,
   validateIdentityEmbedder,
 } from '../eval/train.js';
+import { checkOutputFile } from '../io/output_paths.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
 
 export const trainEvaluatorFlags: FlagSpecs = {
   kind: { kind: 'string', choices: ['attributes', 'identity', 'scorer'], help: 'which evaluator: the attribute classifier (and FD features), the identity embedder or the caption scorer' },
-  steps: { kind: 'int', min: 1, help: 'optimiser steps (default 1500)' },
-  batch: { kind: 'int', min: 4, help: 'images per step, a multiple of 4 (default 64)' },
-  lr: { kind: 'number', min: 1e-12, help: 'peak learning rate, cosine schedule (default 1e-3)' },
-  seed: { kind: 'int', min: 0, help: 'seed of initialisation and data (default 0)' },
-  out: { kind: 'string', help: 'output file (default models/eval/KIND.safetensors)' },
+  steps: { kind: 'int', min: 1, max: 1_000_000, default: 1500, help: 'optimiser steps' },
+  batch: { kind: 'int', min: 4, max: 4096, default: 64, help: 'images per step, a multiple of 4' },
+  lr: { kind: 'number', min: 1e-12, max: 1, default: 1e-3, help: 'peak learning rate, cosine schedule' },
+  seed: { kind: 'int', min: 0, default: 0, help: 'seed of initialisation and data' },
+  out: { kind: 'string', help: 'output file (models/eval/KIND.safetensors when not given)' },
   quiet: { kind: 'boolean', help: 'no progress bar' },
   help: { kind: 'boolean', help: 'this text' },
 };
@@ -35,10 +36,11 @@ export async function run(argv: string[]): Promise<void> {
   }
   if (flags.kind === undefined) throw new FlagError('--kind is required: attributes, identity or scorer');
   const kind = flags.kind as EvaluatorKind;
-  const batch = Number(flags.batch ?? 64);
+  const batch = Number(flags.batch);
   if (batch % 4 !== 0) throw new FlagError(`--batch must be a multiple of 4, got ${batch}`);
-  const options = { steps: Number(flags.steps ?? 1500), batch, lr: Number(flags.lr ?? 1e-3), seed: Number(flags.seed ?? 0) };
+  const options = { steps: Number(flags.steps), batch, lr: Number(flags.lr), seed: Number(flags.seed) };
   const out = path.resolve(String(flags.out ?? path.join('models', 'eval', `${kind}.safetensors`)));
+  checkOutputFile(out, '--out');
   const bar = flags.quiet ? null : new ProgressBar({ total: options.steps, label: `train-evaluator ${kind}` });
   const onStep = (_step: number, loss: number) => bar?.tick({ loss });
   let evaluator: Evaluator;

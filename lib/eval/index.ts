@@ -7,6 +7,7 @@ export {
   IdentityEmbedder,
   CaptionScorer,
   loadEvaluator,
+  shippedEvaluator,
   saveEvaluator,
   defaultImageEncoderConfig,
   evaluatorFormat,

@@ -12,6 +12,8 @@
 // An evaluator is one safetensors file: its weights, and metadata naming the kind, the config,
 // the tokenizer (scorer) and the command that trained it.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../native.js';
 import * as F from '../autograd/functions.js';
 import { noGrad, type Input, type Variable } from '../autograd/variable.js';
 import { atomicWriteFile } from '../io/atomic.js';
@@ -28,6 +30,11 @@ import { ATTRIBUTE_HEADS } from './attributes.js';
 
 export const evaluatorFormat = 'realtune-evaluator';
 export type EvaluatorKind = 'attributes' | 'identity' | 'scorer';
+
+/** The file of a shipped evaluator (models/eval in the package; scripts/train-evaluators.sh makes them). */
+export function shippedEvaluator(kind: EvaluatorKind): string {
+  return path.join(packageRoot, 'models', 'eval', `${kind}.safetensors`);
+}
 
 /** Images a forward pass takes at once when an evaluator reads a large set. */
 const inferenceBatch = 128;

@@ -16,7 +16,7 @@ import { fromArray, type Tensor } from '../tensor.js';
 import type { TextToImage } from '../train/model.js';
 import { ATTRIBUTE_HEADS, attributesFromPrompt } from './attributes.js';
 import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from './metrics.js';
-import { loadEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';
+import { loadEvaluator, shippedEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';
 import { onnxFeatureExtractor, onnxScorer, type FeatureExtractor, type Scorer } from './onnx.js';
 import { VALIDATION_SEED } from './train.js';
 
@@ -31,7 +31,7 @@ export interface EvaluateOptions {
   /** A LoRA file measured on top of the checkpoint; the checkpoint alone is then the base. */
   lora?: string;
   loraScale?: number;
-  /** Evaluator files (default models/eval/attributes.safetensors and scorer.safetensors). */
+  /** Evaluator files or networks (default: the shipped models/eval/attributes.safetensors and scorer.safetensors). */
   classifier?: string | AttributeClassifier;
   scorer?: string | CaptionScorer;
   /** An ONNX feature network (images [N, 3, H, W] -> [N, d]): adds the FD in its features. */
@@ -110,10 +110,19 @@ export async function evaluateModel(model: TextToImage, options: EvaluateOptions
   if (!Number.isInteger(count) || count < 2) throw new RangeError(`evaluate: prompts must be an integer >= 2 (FD needs two images a set), got ${count}`);
   const onnxFeatures = typeof options.onnxFeatures === 'string' ? await onnxFeatureExtractor(options.onnxFeatures) : options.onnxFeatures;
   const onnxScore = typeof options.onnxScorer === 'string' ? await onnxScorer(options.onnxScorer) : options.onnxScorer;
-  const classifier = resolve<AttributeClassifier>(options.classifier, 'models/eval/attributes.safetensors', 'attributes');
-  const scorer = resolve<CaptionScorer>(options.scorer, 'models/eval/scorer.safetensors', 'scorer');
   const size = model.imageSize;
-  if (classifier.evaluator.config.imageSize !== size) throw new RangeError(`evaluate: the model makes ${size}x${size} images but the classifier reads ${classifier.evaluator.config.imageSize}x${classifier.evaluator.config.imageSize}`);
+  const classifier = resolve<AttributeClassifier>(options.classifier, shippedEvaluator('attributes'), 'attributes');
+  if (classifier.evaluator.config.imageSize !== size) {
+    if (classifier.owned) classifier.evaluator.dispose();
+    throw new RangeError(`evaluate: the model makes ${size}x${size} images but the classifier reads ${classifier.evaluator.config.imageSize}x${classifier.evaluator.config.imageSize}`);
+  }
+  let scorer: { evaluator: CaptionScorer; owned: boolean };
+  try {
+    scorer = resolve<CaptionScorer>(options.scorer, shippedEvaluator('scorer'), 'scorer');
+  } catch (err) {
+    if (classifier.owned) classifier.evaluator.dispose();
+    throw err;
+  }
   const real = heldOutSet(count, size);
   const otherReal = heldOutSet(count, size, count);
   let generated: Tensor<'f32'> | undefined;

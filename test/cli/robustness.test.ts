@@ -12,6 +12,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoFlags } from '../../lib/cli/demo.js';
+import { evalFlags } from '../../lib/cli/eval.js';
+import { trainEvaluatorFlags } from '../../lib/cli/train-evaluator.js';
 import { flagRange, parseFlags, type FlagSpecs } from '../../lib/cli/flags.js';
 import { sampleFlags } from '../../lib/cli/sample.js';
 import { trainBaseFlags } from '../../lib/cli/train-base.js';
@@ -551,6 +553,96 @@ const cases: Case[] = [
     status: 1,
     message: /--sample-steps expects an integer, got "3\.5"/,
   },
+
+  // The measuring commands and the fresh-figures data join the table.
+  {
+    item: 4,
+    name: 'eval --out under a regular file',
+    setup: (at) => writeFileSync(at('f'), 'a file'),
+    args: (at) => ['eval', '--ckpt', model(), '--prompts', '2', '--out', at('f/report.json'), '--quiet'],
+    status: 1,
+    message: /--out .*\/f\/report\.json/,
+  },
+  {
+    item: 4,
+    name: 'train-evaluator --out a directory',
+    setup: (at) => mkdirSync(at('d')),
+    args: (at) => ['train-evaluator', '--kind', 'attributes', '--steps', '1', '--out', at('d'), '--quiet'],
+    status: 1,
+    message: /--out .*\/d/,
+  },
+  {
+    item: 7,
+    name: 'eval --ckpt a folder that is not a checkpoint',
+    setup: (at) => mkdirSync(at('empty')),
+    args: (at) => ['eval', '--ckpt', at('empty'), '--out', at('r.json'), '--quiet'],
+    status: 1,
+    message: /--ckpt .*\/empty: no checkpoint there/,
+  },
+  {
+    item: 7,
+    name: 'eval --classifier a missing file',
+    args: (at) => ['eval', '--ckpt', model(), '--classifier', at('none.safetensors'), '--out', at('r.json'), '--quiet'],
+    status: 1,
+    message: /--classifier .*none\.safetensors: no such file/,
+  },
+  {
+    item: 7,
+    name: 'eval --classifier a corrupt file',
+    setup: (at) => writeFileSync(at('bad.safetensors'), 'not safetensors'),
+    args: (at) => ['eval', '--ckpt', model(), '--prompts', '2', '--steps', '1', '--classifier', at('bad.safetensors'), '--out', at('r.json'), '--quiet'],
+    status: 1,
+    message: /bad\.safetensors/,
+  },
+  {
+    item: 7,
+    name: 'eval of a 16x16 model with the 32x32 classifier',
+    args: (at) => ['eval', '--ckpt', model(), '--prompts', '2', '--steps', '1', '--out', at('r.json'), '--quiet'],
+    status: 1,
+    message: /the model makes 16x16 images but the classifier reads 32x32/,
+  },
+  {
+    item: 8,
+    name: 'eval --prompts 1',
+    args: (at) => ['eval', '--ckpt', model(), '--prompts', '1', '--out', at('r.json')],
+    status: 1,
+    message: /--prompts must be >= 2, got 1/,
+  },
+  {
+    item: 8,
+    name: 'train-evaluator without --kind',
+    args: () => ['train-evaluator', '--steps', '1'],
+    status: 1,
+    message: /--kind is required: attributes, identity or scorer/,
+  },
+  {
+    item: 8,
+    name: 'train-evaluator --batch 6',
+    args: () => ['train-evaluator', '--kind', 'identity', '--batch', '6'],
+    status: 1,
+    message: /--batch must be a multiple of 4, got 6/,
+  },
+  {
+    item: 8,
+    name: 'train-base --fresh with --figures',
+    args: (at) => ['train-base', '--fresh', '--figures', '8', '--out', at('o')],
+    status: 1,
+    message: /give one of --data, --manifest, --figures, --fresh \(got --figures and --fresh\)/,
+  },
+  {
+    item: 8,
+    name: 'train-base --render-workers without --fresh',
+    args: (at) => ['train-base', '--figures', '8', '--render-workers', '2', '--out', at('o')],
+    status: 1,
+    message: /--render-workers applies to --fresh figures only/,
+  },
+  {
+    item: 3,
+    name: 'train-base --prediction v on an epsilon checkpoint',
+    args: (at) => ['train-base', '--init', model(), ...quick, '--steps', '1', '--prediction', 'v', '--out', at('o')],
+    status: 1,
+    message: /--prediction v does not match the checkpoint's prediction epsilon/,
+  },
 ];
 
 beforeAll(async () => {
@@ -615,7 +707,7 @@ describe('cli robustness: flag or file -> exit code and message, nothing outside
 });
 
 describe('flag specs: the help and the parser come from one spec', () => {
-  const specs: Record<string, FlagSpecs> = { 'train-base': trainBaseFlags, 'train-dpo': trainDpoFlags, sample: sampleFlags, demo: demoFlags };
+  const specs: Record<string, FlagSpecs> = { 'train-base': trainBaseFlags, 'train-dpo': trainDpoFlags, sample: sampleFlags, demo: demoFlags, eval: evalFlags, 'train-evaluator': trainEvaluatorFlags };
   for (const [command, spec] of Object.entries(specs)) {
     it(`${command}: every range and default the help shows is the parser's, and every value the help names is accepted`, () => {
       const help = cli([command, '--help'], scratch).stdout;

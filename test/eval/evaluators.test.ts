@@ -13,9 +13,8 @@ import { Variable } from '../../lib/autograd/variable.js';
 import { captionFor, figureAttributesAt } from '../../lib/data/figures.js';
 import { ATTRIBUTE_HEADS, attributeLabels, attributesFromPrompt } from '../../lib/eval/attributes.js';
 import { addNoise, blurImage, frechetDistance, shiftColor } from '../../lib/eval/metrics.js';
-import { AttributeClassifier, CaptionScorer, IdentityEmbedder, defaultImageEncoderConfig, loadEvaluator, saveEvaluator } from '../../lib/eval/networks.js';
+import { AttributeClassifier, CaptionScorer, IdentityEmbedder, defaultImageEncoderConfig, loadEvaluator, saveEvaluator, shippedEvaluator } from '../../lib/eval/networks.js';
 import { rocAuc, validateAttributeClassifier, validateCaptionScorer, validateIdentityEmbedder, validationFigures } from '../../lib/eval/train.js';
-import { packageRoot } from '../../lib/native.js';
 import { fromArray, zeros } from '../../lib/tensor.js';
 import { Tokenizer } from '../../lib/text/tokenizer.js';
 import { checkMemoryGuards, numericGradient, randomArray, rng, testSeed } from '../helpers.js';
@@ -23,7 +22,7 @@ import { checkMemoryGuards, numericGradient, randomArray, rng, testSeed } from '
 checkMemoryGuards();
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'realtune-evaluators-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-const shipped = (kind: string) => path.join(packageRoot, 'models', 'eval', `${kind}.safetensors`);
+const shipped = shippedEvaluator;
 
 describe('crossEntropy', () => {
   it('equals mean(logsumexp - z[y]) in float64 over labelled rows; the gradient matches finite differences', () => {
@@ -136,7 +135,7 @@ describe('the shipped evaluators, validated on held-out figures and people', () 
   });
 
   it('are a few MB at most and carry the command that made them', () => {
-    for (const kind of ['attributes', 'identity', 'scorer']) {
+    for (const kind of ['attributes', 'identity', 'scorer'] as const) {
       const e = loadEvaluator(shipped(kind));
       expect(e.parameterCount() * 4).toBeLessThan(4 * 2 ** 20);
       e.dispose();
