@@ -980,7 +980,8 @@ export function renderFigure(attrs: FigureAttributes, size: number, options: Ren
   const chest: [number, number] = [torsoAxis, py(shoulderMid) * 0.6 + py(skeleton.pelvis) * 0.4];
   const shirtAt = shirtColorAt(attrs, shirt, torsoTop, torsoBottom, torsoAxis, torsoHalf, chest);
   items.push({ depth: 0, draw: () => drawRoundedHull(canvas, torsoCircles(), shirt, light, torsoAxis, torsoHalf, shirtAt) });
-  drawAccessory(items, canvas, skeleton, attrs, light, px, py, scale, r);
+  const drawing: FigureDrawing = { items, canvas, skeleton, attrs, light, px, py, scale };
+  drawAccessory(drawing, r);
   if (attrs.lowerWear !== 'skirt') {
     // Waistband and hips in the trouser colour, so the shirt ends above the legs.
     items.push({
@@ -1030,25 +1031,27 @@ export function renderFigure(attrs: FigureAttributes, size: number, options: Ren
     items.push({ depth: hand[2] + 0.011, draw: () => drawSphere(canvas, px(hand), py(hand), r.hand * scale, skin, light) });
   }
 
-  drawHead(items, canvas, skeleton, attrs, light, px, py, scale, r.neck, skin, hair);
+  drawHead(drawing, r.neck, skin, hair);
 
   items.sort((a, b) => a.depth - b.depth);
   for (const item of items) item.draw();
   return downsample(canvas, size, ss, random, options.noise ?? 0.02);
 }
 
+/** What the parts of one figure are drawn with: the depth-sorted items, the canvas, the pose and the projection. */
+interface FigureDrawing {
+  items: DrawItem[];
+  canvas: Canvas;
+  skeleton: Skeleton;
+  attrs: FigureAttributes;
+  light: Light;
+  px: (v: Vec3) => number;
+  py: (v: Vec3) => number;
+  scale: number;
+}
+
 /** The accessory, as depth-sorted items: a scarf at the neck, a belt at the waist, a bag at one hip on a strap. */
-function drawAccessory(
-  items: DrawItem[],
-  canvas: Canvas,
-  skeleton: Skeleton,
-  attrs: FigureAttributes,
-  light: Light,
-  px: (v: Vec3) => number,
-  py: (v: Vec3) => number,
-  scale: number,
-  r: ReturnType<typeof radii>,
-): void {
+function drawAccessory({ items, canvas, skeleton, attrs, light, px, py, scale }: FigureDrawing, r: ReturnType<typeof radii>): void {
   const color = attrs.accessoryColor;
   const capsule = (a: Vec3, b: Vec3, rad: number, depth: number) =>
     items.push({ depth, draw: () => drawCapsule(canvas, px(a), py(a), px(b), py(b), rad * scale, color, light) });
@@ -1081,19 +1084,7 @@ function drawAccessory(
   }
 }
 
-function drawHead(
-  items: DrawItem[],
-  canvas: Canvas,
-  skeleton: Skeleton,
-  attrs: FigureAttributes,
-  light: Light,
-  px: (v: Vec3) => number,
-  py: (v: Vec3) => number,
-  scale: number,
-  neckRadius: number,
-  skin: RGB,
-  hair: RGB,
-): void {
+function drawHead({ items, canvas, skeleton, attrs, light, px, py, scale }: FigureDrawing, neckRadius: number, skin: RGB, hair: RGB): void {
   const c = skeleton.headCenter;
   const hr = skeleton.headRadius * scale;
   const cx = px(c);

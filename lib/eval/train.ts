@@ -11,6 +11,7 @@
 import * as F from '../autograd/index.js';
 import { backward } from '../autograd/backward.js';
 import type { Variable } from '../autograd/variable.js';
+import type { Example } from '../data/dataset.js';
 import { FigureStream } from '../data/figure_stream.js';
 import { captionFor, figureAttributesAt, mixSeed, renderFigure, sampleFigureAttributes, sampleIdentity, type IdentityAttributes } from '../data/figures.js';
 import { HostRandom } from '../host_random.js';
@@ -21,7 +22,7 @@ import { fromArray, type Tensor } from '../tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
 import { ATTRIBUTE_HEADS, attributeLabels } from './attributes.js';
 import { addNoise, blurImage } from './metrics.js';
-import { AttributeClassifier, CaptionScorer, defaultImageEncoderConfig, IdentityEmbedder } from './networks.js';
+import { AttributeClassifier, CaptionScorer, defaultImageEncoderConfig, IdentityEmbedder, type Evaluator } from './networks.js';
 
 export interface EvaluatorTrainOptions {
   steps: number;
@@ -103,33 +104,49 @@ function symmetricInfoNce(a: Variable, b: Variable): Variable {
   return F.scale(F.add(F.crossEntropy(logits, diagonal), F.crossEntropy(F.transpose(logits, 0, 1), diagonal)), 0.5);
 }
 
-export async function trainAttributeClassifier(options: EvaluatorTrainOptions): Promise<AttributeClassifier> {
-  checkTrainOptions('trainAttributeClassifier', options);
-  const size = options.imageSize ?? 32;
-  const seed = options.seed ?? 0;
-  const model = new AttributeClassifier(defaultImageEncoderConfig(size), { seed });
-  const stream = new FigureStream({ size, seed: mixSeed(seed, 0xa77), workers: 1 });
-  const random = new HostRandom(seed + 17);
+/**
+ * Trains `model` on a stream of fresh figures: `lossOf(examples, first)` builds a step's loss
+ * from its batch (`first` is the batch's first stream position). The stream is closed after;
+ * the model is disposed if training fails.
+ */
+async function trainOnFigures<M extends Evaluator>(
+  model: M,
+  stream: FigureStream,
+  options: EvaluatorTrainOptions,
+  lossOf: (examples: Example[], first: number) => () => Variable,
+): Promise<M> {
   try {
     await optimise(model, options, async (step) => {
-      const start = step * options.batch;
-      const examples = await stream.take(start, options.batch);
-      stream.prefetch(start + options.batch, options.batch);
-      const labels = examples.map((_, i) => attributeLabels(figureAttributesAt(stream.seed, start + i)));
-      return () => {
-        const images = stack(examples.map((e) => augmentForEvaluator(e.image, size, random)), size);
-        const { logits } = model.forward(images);
-        const terms = logits.map((l, h) => F.crossEntropy(l, labels.map((row) => row[h]!)));
-        return terms.reduce((sum, t) => F.add(sum, t));
-      };
+      const first = step * options.batch;
+      const examples = await stream.take(first, options.batch);
+      stream.prefetch(first + options.batch, options.batch);
+      return lossOf(examples, first);
     });
+    return model;
   } catch (err) {
     model.dispose();
     throw err;
   } finally {
     await stream.close();
   }
-  return model;
+}
+
+export async function trainAttributeClassifier(options: EvaluatorTrainOptions): Promise<AttributeClassifier> {
+  checkTrainOptions('trainAttributeClassifier', options);
+  const size = options.imageSize ?? 32;
+  const seed = options.seed ?? 0;
+  const stream = new FigureStream({ size, seed: mixSeed(seed, 0xa77), workers: 1 });
+  const random = new HostRandom(seed + 17);
+  const model = new AttributeClassifier(defaultImageEncoderConfig(size), { seed });
+  return trainOnFigures(model, stream, options, (examples, first) => {
+    const labels = examples.map((_, i) => attributeLabels(figureAttributesAt(stream.seed, stream.figureAt(first + i))));
+    return () => {
+      const images = stack(examples.map((e) => augmentForEvaluator(e.image, size, random)), size);
+      const { logits } = model.forward(images);
+      const terms = logits.map((l, h) => F.crossEntropy(l, labels.map((row) => row[h]!)));
+      return terms.reduce((sum, t) => F.add(sum, t));
+    };
+  });
 }
 
 /** The unnamed traits of an identity (no caption word names them). */
@@ -194,22 +211,10 @@ export async function trainCaptionScorer(options: EvaluatorTrainOptions): Promis
     scorerTokenizer(dataSeed),
     { seed },
   );
-  const stream = new FigureStream({ size, seed: dataSeed, workers: 1 });
   const random = new HostRandom(seed + 31);
-  try {
-    await optimise(model, options, async (step) => {
-      const start = step * options.batch;
-      const examples = await stream.take(start, options.batch);
-      stream.prefetch(start + options.batch, options.batch);
-      return () => symmetricInfoNce(model.encodeImages(stack(examples.map((e) => augmentForEvaluator(e.image, size, random)), size)), model.encodePrompts(examples.map((e) => e.caption)));
-    });
-  } catch (err) {
-    model.dispose();
-    throw err;
-  } finally {
-    await stream.close();
-  }
-  return model;
+  return trainOnFigures(model, new FigureStream({ size, seed: dataSeed, workers: 1 }), options, (examples) => () =>
+    symmetricInfoNce(model.encodeImages(stack(examples.map((e) => augmentForEvaluator(e.image, size, random)), size)), model.encodePrompts(examples.map((e) => e.caption))),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
