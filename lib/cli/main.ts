@@ -24,7 +24,7 @@ const commands: Record<string, Command> = {
     },
   },
   'train-base': {
-    summary: 'base training of the text-to-image model (--data DIR | --manifest FILE | --figures N; --help)',
+    summary: 'base training of the text-to-image model (--data DIR | --manifest FILE | --figures N | --fresh; --help)',
     run: async (args) => (await import('./train-base.js')).run(args),
   },
   'train-dpo': {
@@ -50,7 +50,7 @@ const commands: Record<string, Command> = {
 };
 
 function usage(): string {
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(16)}  ${c.summary}`);
   return ['usage: realtune <command> [options]', '', 'commands:', ...lines].join('\n');
 }
 

@@ -103,14 +103,14 @@ describe('cli train-base / sample', () => {
 
   it('argument errors name the flag and the expectation', () => {
     const cases: [string[], RegExp][] = [
-      [['train-base', '--steps', '2'], /give the training data: --data DIR, --manifest FILE.jsonl or --figures N/],
+      [['train-base', '--steps', '2'], /give the training data: --data DIR, --manifest FILE.jsonl, --figures N or --fresh/],
       [['train-base', '--figures', '4', '--steps', 'many'], /--steps expects an integer, got "many"/],
       [['train-base', '--figures', '4', '--batch', '0'], /--batch must be >= 1, got 0/],
       [['train-base', '--figures', '4', '--dropout', '1'], /--dropout must be < 1, got 1/],
       [['train-base', '--figures', '4', '--preset', 'huge'], /--preset must be one of tiny, small, got "huge"/],
       [['train-base', '--figures', '4', '--stages', '32-100'], /--stages expects RESOLUTION:STEPS pairs/],
       [['train-base', '--figures', '4', '--frobnicate'], /unknown flag --frobnicate/],
-      [['train-base', '--figures', '4', '--data', scratch], /give one of --data, --manifest, --figures \(got --data and --figures\)/],
+      [['train-base', '--figures', '4', '--data', scratch], /give one of --data, --manifest, --figures, --fresh \(got --data and --figures\)/],
       [['train-base', '--data', path.join(scratch, 'nowhere'), '--steps', '1'], /folderDataset: cannot read directory .*nowhere/],
       [['train-dpo', '--figures', '2', '--pairs', 'p.jsonl'], /give one of --pairs and --figures \(got both\)/],
       [['train-dpo', '--from', path.join(scratch, 'missing'), '--figures', '2'], /--from .*missing: no checkpoint there/],
