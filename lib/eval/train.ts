@@ -6,8 +6,10 @@
 //               in "twin" pairs that share every captioned attribute and differ only in the
 //               unnamed traits; a symmetric InfoNCE over the two views. Validation: ROC-AUC of
 //               cosine similarity, same person vs different people (and vs the twin alone)
-//   scorer:     CLIP's symmetric InfoNCE over (image, caption) pairs of a batch. Validation:
-//               caption-to-image retrieval among 32 and real-above-degraded ranking
+//   scorer:     CLIP's symmetric InfoNCE over (image, caption) pairs of a batch, with a blurred
+//               or noised copy of every figure among the images a caption is matched against
+//               (a scorer must prefer the clean image, as PickScore prefers the better one).
+//               Validation: caption-to-image retrieval among 32 and real-above-degraded ranking
 import * as F from '../autograd/index.js';
 import { backward } from '../autograd/backward.js';
 import type { Variable } from '../autograd/variable.js';
@@ -212,9 +214,30 @@ export async function trainCaptionScorer(options: EvaluatorTrainOptions): Promis
     { seed },
   );
   const random = new HostRandom(seed + 31);
-  return trainOnFigures(model, new FigureStream({ size, seed: dataSeed, workers: 1 }), options, (examples) => () =>
-    symmetricInfoNce(model.encodeImages(stack(examples.map((e) => augmentForEvaluator(e.image, size, random)), size)), model.encodePrompts(examples.map((e) => e.caption))),
-  );
+  return trainOnFigures(model, new FigureStream({ size, seed: dataSeed, workers: 1 }), options, (examples) => {
+    const degraded = examples.map((e) => degradeForScorer(e.image, size, random));
+    return () => {
+      const clean = model.encodeImages(stack(examples.map((e) => e.image), size));
+      const worse = model.encodeImages(stack(degraded, size));
+      const text = model.encodePrompts(examples.map((e) => e.caption));
+      const [rows, dim] = text.shape as [number, number];
+      const diagonal = Array.from({ length: rows }, (_, i) => i);
+      // Caption -> image among the clean figures and their degraded copies: a caption prefers
+      // its own figure to every other and to a blurred or noisy version of itself.
+      const textToImage = F.scale(F.matmul(text, F.concat([clean, worse], 0), { transB: true }), 1 / (dim * temperature));
+      const imageToText = F.scale(F.matmul(clean, text, { transB: true }), 1 / (dim * temperature));
+      return F.scale(F.add(F.crossEntropy(textToImage, diagonal), F.crossEntropy(imageToText, diagonal)), 0.5);
+    };
+  });
+}
+
+/** A copy that a scorer must rank below the original: blurred, noised, or both, clearly. */
+function degradeForScorer(image: Float32Array, size: number, random: HostRandom): Float32Array {
+  const kind = random.int(3);
+  let out = image;
+  if (kind !== 1) out = blurImage(out, 3, size, size, 0.6 + random.next());
+  if (kind !== 0) out = addNoise(out, 0.08 + 0.15 * random.next(), random.int(0x7fffffff));
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
