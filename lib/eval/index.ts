@@ -48,4 +48,4 @@ export {
   type ChannelMeanDrift,
 } from './metrics.js';
 export { OnnxModel, onnxFeatureExtractor, onnxScorer, type OnnxModelOptions, type OnnxOutput, type DeclaredShape, type FeatureExtractor, type Scorer } from './onnx.js';
-export { evaluateModel, formatReport, heldOutSet, type EvaluateOptions, type EvaluationReport } from './report.js';
+export { evaluateModel, formatReport, heldOutSet, heldOutPrompts, type EvaluateOptions, type EvaluationReport } from './report.js';

@@ -11,14 +11,14 @@
 //   sharpness     std of the Laplacian, generated and real
 // A user's own networks exported to ONNX (an Inception or CLIP image tower, a PickScore-style
 // head) add their FD and their mean score through lib/eval/onnx.ts.
-import { captionFor, figureAttributesAt, renderFigure } from '../data/figures.js';
+import { captionFor, figureAttributesAt } from '../data/figures.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import type { TextToImage } from '../train/model.js';
 import { ATTRIBUTE_HEADS, attributesFromPrompt } from './attributes.js';
 import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from './metrics.js';
 import { loadEvaluator, shippedEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';
 import { onnxFeatureExtractor, onnxScorer, type FeatureExtractor, type Scorer } from './onnx.js';
-import { VALIDATION_SEED } from './train.js';
+import { VALIDATION_SEED, validationFigures } from './train.js';
 
 export interface EvaluateOptions {
   /** Held-out prompts (default 256): one image each. */
@@ -68,13 +68,15 @@ export interface EvaluationReport {
   imagesPerSecond: number;
 }
 
-/** The held-out prompts (the captions of validation figures start..start+count) and their real images. */
+/** The held-out prompts: the captions of validation figures start..start+count. */
+export function heldOutPrompts(count: number, start = 0): string[] {
+  return Array.from({ length: count }, (_, i) => captionFor(figureAttributesAt(VALIDATION_SEED, start + i)));
+}
+
+/** The held-out prompts and their real images (the validation figures the evaluators are checked on). */
 export function heldOutSet(count: number, size: number, start = 0): { prompts: string[]; images: Tensor<'f32'> } {
-  const attributes = Array.from({ length: count }, (_, i) => figureAttributesAt(VALIDATION_SEED, start + i));
-  const per = 3 * size * size;
-  const data = new Float32Array(count * per);
-  attributes.forEach((a, i) => data.set(renderFigure(a, size), i * per));
-  return { prompts: attributes.map(captionFor), images: fromArray(data, [count, 3, size, size]) };
+  const { captions, images } = validationFigures(count, size, start);
+  return { prompts: captions, images };
 }
 
 function resolve<T>(given: string | T | undefined, file: string, kind: 'attributes' | 'scorer'): { evaluator: T; owned: boolean } {
