@@ -373,7 +373,7 @@ interface BatchDrawer {
 
 /** Micro-batches from a list (in EpochSampler order) or from a stream (in its order, the next one made ahead). */
 function batchDrawer(source: readonly Example[] | ExampleStream, batch: number, valuesPerImage: number, orderSeed: number): BatchDrawer {
-  const checked = (examples: Example[]): Example[] => {
+  const checked = <T extends readonly Example[]>(examples: T): T => {
     const bad = examples.find((e) => e.image.length !== valuesPerImage);
     if (bad !== undefined) throw new RangeError(`train: an image has ${bad.image.length} values, expected ${valuesPerImage}`);
     return examples;
@@ -391,7 +391,7 @@ function batchDrawer(source: readonly Example[] | ExampleStream, batch: number, 
   }
   const examples = source as readonly Example[];
   if (examples.length === 0) throw new Error('train: the dataset is empty');
-  checked([...examples]);
+  checked(examples);
   const sampler = new EpochSampler(examples.length, orderSeed);
   return {
     batch: async (drawn) => Array.from({ length: batch }, (_, i) => examples[sampler.at(drawn + i)]!),
