@@ -14,7 +14,7 @@ import { validationFigures } from '../lib/eval/train.js';
 import { packageRoot } from '../lib/native.js';
 import { tidy } from '../lib/scope.js';
 import type { Tensor } from '../lib/tensor.js';
-import { TextToImage } from '../lib/train/model.js';
+import { TextToImage } from '../lib/models/text_to_image.js';
 import { flagValue, machineInfo, pairedRatio, printTable, time, type MachineInfo } from './harness.js';
 
 export interface EvalBenchResult {

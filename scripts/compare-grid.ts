@@ -4,7 +4,7 @@
 import { heldOutSet } from '../lib/eval/report.js';
 import { saveImageGrid } from '../lib/io/images.js';
 import { fromArray } from '../lib/tensor.js';
-import { TextToImage } from '../lib/train/model.js';
+import { TextToImage } from '../lib/models/text_to_image.js';
 
 const [out, countText, ...checkpoints] = process.argv.slice(2);
 const count = Number(countText);

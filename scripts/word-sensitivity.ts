@@ -12,7 +12,7 @@ import { VALIDATION_SEED } from '../lib/eval/train.js';
 import { Generator, randn } from '../lib/ops/random.js';
 import { tidy } from '../lib/scope.js';
 import { fromArray } from '../lib/tensor.js';
-import { TextToImage } from '../lib/train/model.js';
+import { TextToImage } from '../lib/models/text_to_image.js';
 
 const swaps: Record<string, (a: FigureAttributes) => FigureAttributes> = {
   shirt: (a) => ({ ...a, shirtColor: other(Object.keys(SHIRT_COLORS), a.shirtColor) as FigureAttributes['shirtColor'] }),

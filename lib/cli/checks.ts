@@ -1,8 +1,8 @@
 // Checks the commands make before any work, on what only the model or the machine can tell:
 // sampling steps against the model's noise schedule, counts against this machine's memory.
 // Each error names the flag.
-import { checkCountFits, exampleBytes, samplingBytesPerImage, trainingBytesPerImage } from '../train/limits.js';
-import type { TextToImage } from '../train/model.js';
+import { checkCountFits, exampleBytes, samplingBytesPerImage, trainingBytesPerImage } from '../models/limits.js';
+import type { TextToImage } from '../models/text_to_image.js';
 import { FlagError } from './flags.js';
 
 /** DDIM/DDPM take at most one step per timestep of the schedule: more would be fewer, silently. */

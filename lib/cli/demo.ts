@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { isCheckpoint } from '../io/checkpoint.js';
 import path from 'node:path';
 import { packageRoot } from '../native.js';
-import { TextToImage } from '../train/model.js';
+import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid, type DataSpec } from '../train/data.js';
 import { checkOutputFile } from '../io/output_paths.js';
 import { checkBatchFits, checkFiguresFit, checkSamplesFit, checkSamplingSteps } from './checks.js';

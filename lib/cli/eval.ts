@@ -7,7 +7,7 @@ import { checkOutputFile } from '../io/output_paths.js';
 import path from 'node:path';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { evaluateModel, formatReport, heldOutPrompts } from '../eval/report.js';
-import { TextToImage } from '../train/model.js';
+import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';

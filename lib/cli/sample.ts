@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { isCheckpoint } from '../io/checkpoint.js';
 import { checkOutputFile } from '../io/output_paths.js';
-import { TextToImage } from '../train/model.js';
+import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';

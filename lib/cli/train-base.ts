@@ -1,7 +1,7 @@
 // `realtune train-base`: base training of the text-to-image model from the command line.
 import path from 'node:path';
 import { resolveStages, trainBase, type BaseTrainOptions, type Example, type Stage } from '../train/base.js';
-import { TextToImage, type PredictionKind } from '../train/model.js';
+import { TextToImage, type PredictionKind } from '../models/text_to_image.js';
 import { describeSpec, loadTrainingData, trainingSource, trainTokenizer, writeLabelledGrid, type DataSpec } from '../train/data.js';
 import type { BetaScheduleKind } from '../diffusion/schedule.js';
 import { isCheckpoint } from '../io/checkpoint.js';

@@ -12,7 +12,7 @@ import { saveSafetensors } from '../io/safetensors.js';
 import { adapterStateDict, withAdaptersDisabled } from '../nn/lora.js';
 import { tidy } from '../scope.js';
 import { checkDpoOptions, trainDpo, type DpoTrainOptions } from '../train/dpo.js';
-import { TextToImage } from '../train/model.js';
+import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { describePreferences, loadPreferences, type PreferenceSpec } from '../train/preferences.js';
 import { demoPrompts, shippedCheckpoint } from './demo.js';

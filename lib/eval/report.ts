@@ -13,7 +13,7 @@
 // head) add their FD and their mean score through lib/eval/onnx.ts.
 import { captionFor, figureAttributesAt } from '../data/figures.js';
 import { fromArray, type Tensor } from '../tensor.js';
-import type { TextToImage } from '../train/model.js';
+import type { TextToImage } from '../models/text_to_image.js';
 import { ATTRIBUTE_HEADS, attributesFromPrompt } from './attributes.js';
 import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from './metrics.js';
 import { loadEvaluator, shippedEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';

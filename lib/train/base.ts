@@ -28,7 +28,7 @@ import { keep, tidy } from '../scope.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.js';
 import { augment, type AugmentOptions } from './augment.js';
-import { TextToImage } from './model.js';
+import { TextToImage } from '../models/text_to_image.js';
 import { HostRandom } from '../host_random.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
 import { checkOptimizerMoments, checkResume, readTrainerState, runSettings, type RunSettings } from './resume.js';

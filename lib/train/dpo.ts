@@ -21,7 +21,7 @@ import { AdamW } from '../optim/adamw.js';
 import { tidy } from '../scope.js';
 import { fromArray, shapeString, type Tensor } from '../tensor.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
-import type { TextToImage } from './model.js';
+import type { TextToImage } from '../models/text_to_image.js';
 import type { PreferenceExample } from './preferences.js';
 
 export interface PreferencePairs {

@@ -20,7 +20,7 @@ import { trainBaseFlags } from '../../lib/cli/train-base.js';
 import { trainDpoFlags } from '../../lib/cli/train-dpo.js';
 import { firstNonFinite } from '../../lib/numeric.js';
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
-import { TextToImage } from '../../lib/train/model.js';
+import { TextToImage } from '../../lib/models/text_to_image.js';
 import { fromArray } from '../../lib/tensor.js';
 import { axpy } from '../../lib/ops/elementwise.js';
 import { Generator, randn } from '../../lib/ops/random.js';

@@ -13,7 +13,7 @@ import { defaultImageEncoderConfig, AttributeClassifier } from '../../lib/eval/n
 import { saveSafetensors } from '../../lib/io/safetensors.js';
 import { packageRoot } from '../../lib/native.js';
 import { Generator, randn } from '../../lib/ops/random.js';
-import { TextToImage } from '../../lib/train/model.js';
+import { TextToImage } from '../../lib/models/text_to_image.js';
 import { checkMemoryGuards, testSeed } from '../helpers.js';
 
 checkMemoryGuards();

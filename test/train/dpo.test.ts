@@ -23,7 +23,7 @@ import { fromArray, full, type Tensor } from '../../lib/tensor.js';
 import { trainTokenizer } from '../../lib/train/data.js';
 import { dpoObjective, statMatchObjective, trainDpo, type PreferencePairs } from '../../lib/train/dpo.js';
 import { figurePreferences, manifestPreferences } from '../../lib/train/preferences.js';
-import { TextToImage } from '../../lib/train/model.js';
+import { TextToImage } from '../../lib/models/text_to_image.js';
 import { checkMemoryGuards, expectClose, testSeed } from '../helpers.js';
 
 checkMemoryGuards();

@@ -17,7 +17,7 @@ import { axpy } from '../../lib/ops/elementwise.js';
 import { Generator, randn } from '../../lib/ops/random.js';
 import { trainBase, type BaseTrainOptions, type DataSource, type Example } from '../../lib/train/base.js';
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
-import { TextToImage, type GenerateOptions } from '../../lib/train/model.js';
+import { TextToImage, type GenerateOptions } from '../../lib/models/text_to_image.js';
 import { adapterStateDict, attachLora, detachAdapters } from '../../lib/nn/lora.js';
 import type { DiTConfig } from '../../lib/nn/dit.js';
 import { saveSafetensors } from '../../lib/io/safetensors.js';

@@ -15,7 +15,7 @@ import { tidy } from '../../lib/scope.js';
 import { fromArray } from '../../lib/tensor.js';
 import { trainBase, type BaseTrainOptions } from '../../lib/train/base.js';
 import { loadTrainingData, trainTokenizer, trainingSource } from '../../lib/train/data.js';
-import { TextToImage, type PredictionKind } from '../../lib/train/model.js';
+import { TextToImage, type PredictionKind } from '../../lib/models/text_to_image.js';
 import { TextEncoder } from '../../lib/nn/text_encoder.js';
 import { checkMemoryGuards, testSeed } from '../helpers.js';
 

@@ -9,7 +9,7 @@ import { onDirectorySwapStep, type SwapStep } from '../../lib/io/atomic.js';
 import { firstNonFinite } from '../../lib/numeric.js';
 import { trainBase, type BaseTrainOptions, type DataSource } from '../../lib/train/base.js';
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
-import { TextToImage } from '../../lib/train/model.js';
+import { TextToImage } from '../../lib/models/text_to_image.js';
 import { checkMemoryGuards } from '../helpers.js';
 
 checkMemoryGuards();

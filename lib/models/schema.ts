@@ -5,7 +5,7 @@ import { Tokenizer } from '../text/tokenizer.js';
 import { JsonFields, type JsonObject } from '../io/json_fields.js';
 import type { DiTConfig } from '../nn/dit.js';
 import { ditSizeProblem, maxHostFloats } from './limits.js';
-import type { TextToImageConfig } from './model.js';
+import type { TextToImageConfig } from './text_to_image.js';
 
 function parseDiTConfig(fields: JsonFields, value: unknown): DiTConfig {
   const dit = fields.object(value, 'dit');

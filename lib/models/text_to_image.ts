@@ -34,7 +34,7 @@ import { loadSafetensors } from '../io/safetensors.js';
 import { checkCheckpointTarget, isCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import { firstNonFinite } from '../numeric.js';
 import { checkCountFits, samplingBytesPerImage } from './limits.js';
-import { parseTextToImageConfig, parseTokenizer } from './model_schema.js';
+import { parseTextToImageConfig, parseTokenizer } from './schema.js';
 
 export const checkpointFormat = 'realtune-text-to-image';
 const checkpointVersion = 1;
