@@ -11,7 +11,7 @@ import { checkOutputDirectory, checkOutputFile } from '../io/output_paths.js';
 import { saveSafetensors } from '../io/safetensors.js';
 import { adapterStateDict, withAdaptersDisabled } from '../nn/lora.js';
 import { tidy } from '../scope.js';
-import { checkDpoOptions, trainDpo, type DpoTrainOptions } from '../train/dpo.js';
+import { checkDpoOptions, dpoDefaults, trainDpo, type DpoTrainOptions } from '../train/dpo.js';
 import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { describePreferences, loadPreferences, type PreferenceSpec } from '../train/preferences.js';
@@ -26,15 +26,20 @@ export const trainDpoFlags: FlagSpecs = {
   figures: { kind: 'int', min: 1, help: 'N procedural figure pairs: winners as captioned, losers in another shirt colour (256 when --pairs is not given)' },
   'figures-seed': { kind: 'int', min: 0, default: 0, help: 'seed of the figure pairs' },
   steps: { kind: 'int', min: 1, default: 200, help: 'optimiser steps' },
-  batch: { kind: 'int', min: 1, default: 4, help: 'pairs per step' },
-  lr: { kind: 'number', min: 1e-12, default: 1e-4, help: 'AdamW learning rate of the adapters (1e-3 makes the tiny model collapse at beta 2500)' },
-  beta: { kind: 'number', min: 1e-12, max: 3.4028234663852886e38, default: 2500, help: 'DPO coefficient on the mse difference, diffusers form (the kernels compute in f32)' },
-  rank: { kind: 'int', min: 1, default: 8, help: "LoRA rank on the denoiser's attention projections (at most their width)" },
-  'text-rank': { kind: 'int', min: 0, default: 0, help: "LoRA rank on the text encoder's attention projections (0: none; at most their width)" },
-  'stat-weight': { kind: 'number', min: 0, default: 0, help: 'weight of the statistics-matching term on the winners (HG-DPO easy stage: 10000)' },
-  'clip-norm': { kind: 'number', min: 0, default: 1, help: "clip the adapters' gradient norm (0: off)" },
-  seed: { kind: 'int', min: 0, default: 0, help: 'seed of pair order, timesteps, noise and adapter initialisation' },
-  out: { kind: 'string', default: 'runs/dpo', help: 'output directory: lora.safetensors and samples.png' },
+  batch: { kind: 'int', min: 1, default: dpoDefaults.batch, help: 'pairs per step' },
+  lr: { kind: 'number', min: 1e-12, default: dpoDefaults.lr, help: 'AdamW learning rate of the adapters (1e-3 makes the tiny model collapse at beta 2500)' },
+  beta: { kind: 'number', min: 1e-12, max: 3.4028234663852886e38, default: dpoDefaults.beta, help: 'DPO coefficient on the mse difference, diffusers form (the kernels compute in f32)' },
+  rank: { kind: 'int', min: 1, default: dpoDefaults.rank, help: "LoRA rank on the denoiser's attention projections (at most their width)" },
+  'text-rank': { kind: 'int', min: 0, default: dpoDefaults.textRank, help: "LoRA rank on the text encoder's attention projections (0: none; at most their width)" },
+  'stat-weight': { kind: 'number', min: 0, default: dpoDefaults.statWeight, help: 'weight of the statistics-matching term on the winners (HG-DPO easy stage: 10000)' },
+  'clip-norm': { kind: 'number', min: 0, default: dpoDefaults.clipNorm, help: "clip the adapters' gradient norm (0: off)" },
+  seed: { kind: 'int', min: 0, default: dpoDefaults.seed, help: 'seed of pair order, timesteps, noise and adapter initialisation' },
+  'lr-schedule': { kind: 'string', choices: ['constant', 'cosine'], default: 'constant', help: 'learning-rate schedule' },
+  warmup: { kind: 'int', min: 0, default: 0, help: 'linear warm-up steps of the learning rate' },
+  ema: { kind: 'number', min: 0, max: 0.999999, default: 0, help: "EMA decay of the adapters (0: none); the written adapters are the averaged ones" },
+  'ckpt-every': { kind: 'int', min: 0, default: 0, help: 'write out/checkpoint every k steps (and at the end) so the run can resume' },
+  resume: { kind: 'boolean', help: 'continue the run in out/checkpoint (same settings, more steps)' },
+  out: { kind: 'string', default: 'runs/dpo', help: 'output directory: lora.safetensors, samples.png and checkpoint/' },
   'sample-prompts': { kind: 'string', help: 'prompts of the before/after grid, separated by | (the demo prompts when not given)' },
   'sample-steps': { kind: 'int', min: 0, default: 25, help: "DDIM steps of the grid (0: no grid; at most the model's noise-schedule steps)" },
   quiet: { kind: 'boolean', help: 'no progress bar' },
@@ -79,6 +84,13 @@ export async function run(argv: string[]): Promise<void> {
       statWeight: Number(flags['stat-weight']),
       clipNorm: Number(flags['clip-norm']),
       seed: Number(flags.seed),
+      lrSchedule: flags['lr-schedule'] === 'cosine' ? 'cosine' : 'constant',
+      warmup: Number(flags.warmup),
+      ema: Number(flags.ema),
+      out,
+      ckptEvery: Number(flags['ckpt-every']),
+      dataIdentity: describePreferences(spec),
+      ...(flags.resume ? { resume: path.join(out, 'checkpoint') } : {}),
     };
     checkDpoOptions(model, options);
     if (spec.kind === 'figures') checkFiguresFit('figures', spec.count, model.imageSize, 'pair', 2);
@@ -89,9 +101,15 @@ export async function run(argv: string[]): Promise<void> {
     }
     const pairs = await loadPreferences(spec, model.imageSize);
     console.log(`train-dpo: ${path.relative(process.cwd(), from) || from} on ${pairs.length} pairs (${describePreferences(spec)}), ${steps} steps`);
-    const bar = quiet ? null : new ProgressBar({ total: steps, label: 'train-dpo' });
-    const { losses, accuracies } = await trainDpo(model, pairs, { ...options, onStep: (r) => bar?.tick({ loss: r.loss, acc: r.accuracy }) });
-    bar?.finish();
+    let bar: ProgressBar | null = null;
+    const { losses, accuracies } = await trainDpo(model, pairs, {
+      ...options,
+      onStart: (start) => {
+        if (!quiet) bar = new ProgressBar({ total: steps - start, label: start > 0 ? `train-dpo (from step ${start})` : 'train-dpo' });
+      },
+      onStep: (r) => (bar as ProgressBar | null)?.tick({ loss: r.loss, acc: r.accuracy }),
+    });
+    (bar as ProgressBar | null)?.finish();
     const last = Math.min(50, losses.length);
     const mean = (xs: number[]): number => xs.slice(-last).reduce((a, b) => a + b, 0) / last;
     console.log(`train-dpo: mean of the last ${last} steps: loss ${mean(losses).toFixed(4)} (log 2 = 0.6931 at the start), implicit accuracy ${mean(accuracies).toFixed(3)}`);

@@ -7,7 +7,7 @@ import { saveImageGrid } from '../io/images.js';
 import { folderDataset, jsonlDataset, type Dataset } from '../data/dataset.js';
 import { Tokenizer } from '../text/tokenizer.js';
 import type { Tensor } from '../tensor.js';
-import type { Example } from './base.js';
+import type { Example } from './loop/batches.js';
 
 export type DataSpec =
   | { kind: 'figures'; count: number; seed: number }
