@@ -21,7 +21,7 @@ import { augment, type AugmentOptions } from './augment.js';
 import { TextToImage } from '../models/text_to_image.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
 import { batchDrawer, phaseOrderSeed, type BatchDrawer, type DataSource, type Example, type ExampleStream } from './loop/batches.js';
-import { runTraining, type LoopResult, type StepReport as LoopStepReport } from './loop/engine.js';
+import { checkOptimOptions, runTraining, type LoopResult, type StepReport as LoopStepReport } from './loop/engine.js';
 import { diffusionLossStep } from './objectives/diffusion.js';
 
 export { EpochSampler };
@@ -178,6 +178,7 @@ function checkBaseOptions(options: BaseTrainOptions): void {
  * optimiser, EMA, random streams, step) and sample grids under `options.out` when given.
  */
 export async function trainBase(model: TextToImage, data: DataSource, options: BaseTrainOptions): Promise<TrainResult> {
+  checkOptimOptions('train', options, { ...(options.ckptEvery === undefined ? {} : { ckptEvery: options.ckptEvery }), ...(options.sampleEvery === undefined ? {} : { sampleEvery: options.sampleEvery }), ...(options.stopAt === undefined ? {} : { stopAt: options.stopAt }) });
   checkBaseOptions(options);
   const stages = resolveStages(model, options);
   if (options.out !== undefined) checkOutputDirectory(path.join(options.out, 'samples'), 'train: out');
