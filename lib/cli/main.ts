@@ -31,6 +31,10 @@ const commands: Record<string, Command> = {
     summary: 'Diffusion-DPO of LoRA adapters on preference pairs (--pairs FILE | --figures N; --help)',
     run: async (args) => (await import('./train-dpo.js')).run(args),
   },
+  curriculum: {
+    summary: "HG-DPO's easy/normal/hard curriculum: pools, SDRecon, three DPO stages, reports (--table: the ablations; --help)",
+    run: async (args) => (await import('./curriculum.js')).run(args),
+  },
   sample: {
     summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png (--help)',
     run: async (args) => (await import('./sample.js')).run(args),
