@@ -55,7 +55,7 @@ export async function decodeImageBytes(source: string | Buffer, options: LoadIma
       .raw()
       .toBuffer({ resolveWithObject: true });
   } catch (error) {
-    throw new Error(`${op}: cannot decode ${describeSource(source)}: ${(error as Error).message}`);
+    throw new Error(`${op}: cannot decode ${describeSource(source)}: ${(error as Error).message}`, { cause: error });
   }
   const { width, height, channels } = raw.info;
   const seed = options.seed ?? 0;
@@ -80,7 +80,7 @@ export async function decodeImageBytes(source: string | Buffer, options: LoadIma
 export interface DecodedFiles {
   /** The images one after another, 3 * size * size bytes each (CHW); a failed file's bytes are zero. */
   bytes: Uint8Array;
-  /** The files that could not be decoded, by their position in the list, with the reason. */
+  /** The files that could not be decoded, by their position in the list, with sharp's reason. */
   failed: { slot: number; reason: string }[];
 }
 
@@ -95,7 +95,8 @@ export async function decodeImageFiles(files: readonly string[], size: number, c
       try {
         await decodeImageBytes(files[slot]!, { size }, 'decode', bytes.subarray(slot * per, (slot + 1) * per));
       } catch (error) {
-        failed.push({ slot, reason: (error as Error).message });
+        const { cause, message } = error as Error;
+        failed.push({ slot, reason: cause instanceof Error ? cause.message : message });
       }
     }
   };
