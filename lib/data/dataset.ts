@@ -1,6 +1,6 @@
 // The dataset interface the training loops consume, batching onto a device, and datasets over
 // image files (a folder with .txt captions, or a JSON Lines manifest).
-import { promises as fs } from 'node:fs';
+import { accessSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DeviceRequest } from '../device.js';
 import { loadImage, resizeImage, type CropMode } from '../io/images.js';
@@ -94,7 +94,8 @@ export interface FileDatasetOptions {
   concurrency?: number;
 }
 
-interface FileEntry {
+/** An image file and its caption. */
+export interface FileEntry {
   image: string;
   caption: string;
 }
@@ -155,32 +156,82 @@ function fileDataset(entries: readonly FileEntry[], options: FileDatasetOptions,
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
+/** Files read or looked up between two turns of the event loop while listing. */
+const LISTING_SLICE = 1000;
+
+/**
+ * fn over 0..n-1 in order, synchronously in slices with a turn of the event loop between them:
+ * a synchronous read of a small file costs a fraction of an asynchronous one (100000 captions in
+ * about 2 s instead of 11 on 2 cores), and the loop still runs every slice.
+ */
+async function forEachInSlices(n: number, fn: (i: number) => void): Promise<void> {
+  for (let start = 0; start < n; start += LISTING_SLICE) {
+    for (let i = start; i < Math.min(n, start + LISTING_SLICE); i++) fn(i);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * The entries of a folder: every `*.png|*.jpg|*.jpeg|*.webp` in `dir` (not recursive, sorted by
+ * name) with the caption in the same-name `.txt` file beside it (trimmed); a missing caption file
+ * is an error naming the image. Nothing is decoded.
+ */
+export async function listFolder(dir: string, op: string): Promise<FileEntry[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    throw new Error(`${op}: cannot read directory ${dir}: ${(error as Error).message}`);
+  }
+  const images = names.filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
+  if (images.length === 0) throw new Error(`${op}: no images (*.png, *.jpg, *.jpeg, *.webp) in ${dir}`);
+  const entries: FileEntry[] = new Array(images.length);
+  await forEachInSlices(images.length, (i) => {
+    const name = images[i]!;
+    const image = path.join(dir, name);
+    const captionFile = path.join(dir, `${name.slice(0, name.length - path.extname(name).length)}.txt`);
+    let caption: string;
+    try {
+      caption = readFileSync(captionFile, 'utf8').trim();
+    } catch {
+      throw new Error(`${op}: image ${image} has no caption file ${captionFile}`);
+    }
+    entries[i] = { image, caption };
+  });
+  return entries;
+}
+
+/**
+ * The entries of a JSON Lines manifest, one `{"image": "path", "caption": "..."}` per line (blank
+ * lines skipped); image paths are relative to the manifest's directory and must exist. Errors
+ * name file and line. Nothing is decoded.
+ */
+export async function readManifest(file: string, op: string): Promise<FileEntry[]> {
+  const base = path.dirname(file);
+  const records = await readJsonl(file, op, '{"image": ..., "caption": ...}');
+  const entries: FileEntry[] = records.map(({ where, record }) => {
+    const { image, caption } = record;
+    if (typeof image !== 'string' || image === '') throw new Error(`${op}: ${where}: "image" must be a non-empty string path`);
+    if (typeof caption !== 'string') throw new Error(`${op}: ${where}: "caption" must be a string`);
+    return { image: path.resolve(base, image), caption };
+  });
+  await forEachInSlices(entries.length, (i) => {
+    try {
+      accessSync(entries[i]!.image);
+    } catch {
+      throw new Error(`${op}: ${records[i]!.where}: image ${entries[i]!.image} does not exist`);
+    }
+  });
+  if (entries.length === 0) throw new Error(`${op}: ${file} has no entries`);
+  return entries;
+}
+
 /**
  * Every `*.png|*.jpg|*.jpeg|*.webp` in `dir` (not recursive, sorted by name) with the caption in
  * the same-name `.txt` file beside it; a missing caption file is an error naming the image.
  */
 export async function folderDataset(dir: string, options: FileDatasetOptions): Promise<Dataset> {
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch (error) {
-    throw new Error(`folderDataset: cannot read directory ${dir}: ${(error as Error).message}`);
-  }
-  const images = names.filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
-  if (images.length === 0) throw new Error(`folderDataset: no images (*.png, *.jpg, *.jpeg, *.webp) in ${dir}`);
-  const entries: FileEntry[] = [];
-  for (const name of images) {
-    const image = path.join(dir, name);
-    const captionFile = path.join(dir, `${name.slice(0, name.length - path.extname(name).length)}.txt`);
-    let caption: string;
-    try {
-      caption = (await fs.readFile(captionFile, 'utf8')).trim();
-    } catch {
-      throw new Error(`folderDataset: image ${image} has no caption file ${captionFile}`);
-    }
-    entries.push({ image, caption });
-  }
-  return fileDataset(entries, options, 'folderDataset');
+  return fileDataset(await listFolder(dir, 'folderDataset'), options, 'folderDataset');
 }
 
 /**
@@ -188,20 +239,5 @@ export async function folderDataset(dir: string, options: FileDatasetOptions): P
  * skipped); image paths are relative to the manifest's directory. Errors name file and line.
  */
 export async function jsonlDataset(file: string, options: FileDatasetOptions): Promise<Dataset> {
-  const base = path.dirname(file);
-  const entries: FileEntry[] = [];
-  for (const { where, record } of await readJsonl(file, 'jsonlDataset', '{"image": ..., "caption": ...}')) {
-    const { image, caption } = record;
-    if (typeof image !== 'string' || image === '') throw new Error(`jsonlDataset: ${where}: "image" must be a non-empty string path`);
-    if (typeof caption !== 'string') throw new Error(`jsonlDataset: ${where}: "caption" must be a string`);
-    const resolved = path.resolve(base, image);
-    try {
-      await fs.access(resolved);
-    } catch {
-      throw new Error(`jsonlDataset: ${where}: image ${resolved} does not exist`);
-    }
-    entries.push({ image: resolved, caption });
-  }
-  if (entries.length === 0) throw new Error(`jsonlDataset: ${file} has no entries`);
-  return fileDataset(entries, options, 'jsonlDataset');
+  return fileDataset(await readManifest(file, 'jsonlDataset'), options, 'jsonlDataset');
 }

@@ -4,17 +4,9 @@
 import sharp from 'sharp';
 import { Tensor } from '../tensor.js';
 import { atomicWriteFile } from './atomic.js';
+import { checkSize, decodeImageBytes, type LoadImageOptions } from './image_decode.js';
 
-export type CropMode = 'center' | 'random';
-
-export interface LoadImageOptions {
-  /** Output side in pixels: the shorter side is resized to it, then a square is cropped. */
-  size: number;
-  /** Which square to keep from the longer side (default 'center'). */
-  crop?: CropMode;
-  /** Seed of the random crop (default 0). */
-  seed?: number;
-}
+export type { CropMode, LoadImageOptions } from './image_decode.js';
 
 /** A host image in the library's layout: CHW, values in [-1, 1]. */
 export interface ImageData {
@@ -24,64 +16,14 @@ export interface ImageData {
   width: number;
 }
 
-function describeSource(source: string | Buffer): string {
-  return typeof source === 'string' ? source : `<buffer of ${source.length} bytes>`;
-}
-
-function checkSize(op: string, name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be an integer >= 1, got ${String(value)}`);
-  return value;
-}
-
-/** Offset of a random crop: mulberry32's first draw from `seed`. */
-function randomOffset(range: number, seed: number): number {
-  if (range <= 0) return 0;
-  let t = (seed + 0x6d2b79f5) >>> 0;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  return Math.floor(u * (range + 1));
-}
-
 /**
  * Decodes an image file (or encoded bytes): EXIF orientation applied, alpha flattened onto white,
- * shorter side resized to `size` (Lanczos), then a `size` x `size` crop.
+ * shorter side resized to `size` (Lanczos), then a `size` x `size` crop; bytes b become b / 127.5 - 1.
  */
 export async function loadImage(source: string | Buffer, options: LoadImageOptions): Promise<Float32Array> {
-  const size = checkSize('loadImage', 'size', options.size);
-  const crop = options.crop ?? 'center';
-  if (crop !== 'center' && crop !== 'random') throw new RangeError(`loadImage: crop must be 'center' or 'random', got ${String(crop)}`);
-  let raw: { data: Buffer; info: sharp.OutputInfo };
-  try {
-    raw = await sharp(source)
-      .rotate()
-      .flatten({ background: { r: 255, g: 255, b: 255 } })
-      .toColourspace('srgb')
-      .resize({ width: size, height: size, fit: 'outside', kernel: 'lanczos3' })
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-  } catch (error) {
-    throw new Error(`loadImage: cannot decode ${describeSource(source)}: ${(error as Error).message}`);
-  }
-  const { width, height, channels } = raw.info;
-  const seed = options.seed ?? 0;
-  const x0 = crop === 'center' ? Math.floor((width - size) / 2) : randomOffset(width - size, seed);
-  const y0 = crop === 'center' ? Math.floor((height - size) / 2) : randomOffset(height - size, seed ^ 0x9e3779b9);
-  const out = new Float32Array(3 * size * size);
-  const plane = size * size;
-  const bytes = raw.data;
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const i = ((y0 + y) * width + x0 + x) * channels;
-      const o = y * size + x;
-      // Grey images decode with one channel: repeat it.
-      const g = channels >= 3 ? 1 : 0;
-      out[o] = bytes[i]! / 127.5 - 1;
-      out[plane + o] = bytes[i + g]! / 127.5 - 1;
-      out[2 * plane + o] = bytes[i + 2 * g]! / 127.5 - 1;
-    }
-  }
+  const bytes = await decodeImageBytes(source, options, 'loadImage');
+  const out = new Float32Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]! / 127.5 - 1;
   return out;
 }
 

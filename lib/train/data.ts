@@ -3,6 +3,7 @@
 // from the captions (lib/text), and labelled sample grids (lib/io).
 import { figuresDataset } from '../data/figures.js';
 import { FigureStream } from '../data/figure_stream.js';
+import { FolderStream } from '../data/folder_stream.js';
 import { saveImageGrid } from '../io/images.js';
 import { folderDataset, jsonlDataset, type Dataset } from '../data/dataset.js';
 import { Tokenizer } from '../text/tokenizer.js';
@@ -53,12 +54,16 @@ export async function loadTrainingData(spec: DataSpec, size: number | null): Pro
 const keptFiguresBytes = 256 * 1024 * 1024;
 
 /**
- * What a trainer draws from at `size`: fresh figures, or a figure set too large to keep, as a
- * stream rendered ahead; otherwise every example of the data, decoded once.
+ * What a trainer draws from at `size`: fresh figures, a figure set too large to keep, or a folder
+ * or manifest of images, as a stream made ahead in worker threads (a folder is decoded on demand,
+ * never whole, drawn in epoch order from `seed`: give the run's seed); otherwise every figure,
+ * rendered once.
  */
-export async function trainingSource(spec: DataSpec, size: number): Promise<readonly Example[] | FigureStream> {
+export async function trainingSource(spec: DataSpec, size: number, seed = 0): Promise<readonly Example[] | FigureStream | FolderStream> {
   if (spec.kind === 'fresh-figures') return new FigureStream({ size, seed: spec.seed, workers: spec.workers });
   if (spec.kind === 'figures' && spec.count * 3 * size * size * 4 > keptFiguresBytes) return new FigureStream({ size, seed: spec.seed, count: spec.count, workers: 1 });
+  if (spec.kind === 'folder') return FolderStream.open({ folder: spec.dir }, { size, seed, workers: 1 });
+  if (spec.kind === 'manifest') return FolderStream.open({ manifest: spec.file }, { size, seed, workers: 1 });
   return loadTrainingData(spec, size);
 }
 
