@@ -1,7 +1,8 @@
 // npm run bench -- [suite] [--json FILE] [suite options]
 //   suites: ops (ops, GEMM vs OpenBLAS, machine peaks), kernels (attention, losses, LoRA linear),
 //   train (a tiny-DiT training step vs PyTorch), eval (sampler and evaluators, images/s); no
-//   suite runs them all in order.
+//   suite runs them all in order; curriculum (HG-DPO's phases: pools and reconstructions in
+//   images/s, each stage in steps/s, reports in images/s).
 // Each suite is a module exporting run(args) (see BenchSuite in bench/harness.ts); register a new
 // one with one line below. --json writes the suite's result (or { suite: result } for all).
 import { flagValue, writeJson, type BenchSuite } from './harness.js';
@@ -11,6 +12,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
   kernels: () => import('./kernels.js'),
   train: () => import('./train.js'),
   eval: () => import('./eval.js'),
+  curriculum: () => import('./curriculum.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -17,5 +17,9 @@ export * as text from './text/index.js';
 export * as evaluate from './eval/index.js';
 export { TextToImage, applyLoraFile, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig, type PredictionKind, type LoadOptions, type SaveOptions } from './models/text_to_image.js';
 export { trainBase, resolveStages, type BaseTrainOptions, type StepReport, type Stage, type Example as TrainExample } from './train/base.js';
-export { dpoObjective, statMatchObjective, trainDpo, checkDpoOptions, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective, type StatMatchBatch, type StatMatchOptions, type DpoTrainOptions } from './train/dpo.js';
+export { dpoObjective, statMatchObjective, trainDpo, checkDpoOptions, dpoDefaults, defaultBeta, denoiserAttention, textEncoderAttention, type DpoStepReport, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective, type StatMatchBatch, type StatMatchOptions, type DpoTrainOptions } from './train/dpo.js';
 export { loadPreferences, figurePreferences, manifestPreferences, type PreferenceExample, type PreferenceSpec } from './train/preferences.js';
+/** HG-DPO's easy/normal/hard curriculum: runCurriculum and its pieces (pools, SDRecon, pairs, scorers, stages). */
+export * as curriculum from './train/curriculum/index.js';
+/** The one training engine under every trainer (run loop, random streams, resumable state). */
+export * as engine from './train/loop/index.js';

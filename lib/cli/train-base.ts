@@ -139,7 +139,7 @@ export function checkTrainingOutputs(out: string, modelOut: string, flag: { out:
 /** Runs training with a progress bar (step, loss, steps/s, ETA over the steps left). */
 export async function runTraining(model: TextToImage, spec: DataSpec, options: BaseTrainOptions, quiet: boolean, label = 'train'): Promise<void> {
   let bar: ProgressBar | null = null;
-  const result = await trainBase(model, (size) => trainingSource(spec, size), {
+  const result = await trainBase(model, (size) => trainingSource(spec, size, options.seed ?? 0), {
     ...options,
     writeGrid: writeLabelledGrid,
     onStart: (start) => {
