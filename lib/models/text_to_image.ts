@@ -22,6 +22,7 @@ import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
 import { sample, type SamplerKind } from '../diffusion/sampler.js';
 import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
+import { weightsHash } from '../nn/adapter_file.js';
 import { attachLora, detachAdapters, loadAdapterStateDict, findLinears } from '../nn/lora.js';
 import type { TextEncoding } from '../nn/text_encoder.js';
 import { cast } from '../ops/cast.js';
@@ -147,6 +148,11 @@ export class TextToImage {
 
   get channels(): number {
     return this.dit.config.channels;
+  }
+
+  /** sha256 of the base weights (adapters excluded), computed now: what adapter files name as their base. */
+  weightsHash(): string {
+    return weightsHash(this.dit);
   }
 
   /** Token ids i32 [B, contextLength] and lengths i32 [B] for prompts. */
