@@ -15,7 +15,7 @@ export * as data from './data/index.js';
 export * as text from './text/index.js';
 /** Measuring images: evaluators, Fréchet distance, adherence, scorer, identity, hue, sharpness, ONNX. */
 export * as evaluate from './eval/index.js';
-export { TextToImage, applyLoraFile, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig, type PredictionKind, type LoadOptions, type SaveOptions } from './models/text_to_image.js';
+export { TextToImage, applyLoraFile, type ApplyLoraOptions, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig, type PredictionKind, type LoadOptions, type SaveOptions } from './models/text_to_image.js';
 export {
   readAdapterFile,
   saveAdapterFile,
