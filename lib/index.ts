@@ -15,7 +15,20 @@ export * as data from './data/index.js';
 export * as text from './text/index.js';
 /** Measuring images: evaluators, Fréchet distance, adherence, scorer, identity, hue, sharpness, ONNX. */
 export * as evaluate from './eval/index.js';
-export { TextToImage, applyLoraFile, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig, type PredictionKind, type LoadOptions, type SaveOptions } from './models/text_to_image.js';
+export { TextToImage, applyLoraFile, type ApplyLoraOptions, type GenerateOptions, type CreateTextToImageOptions, type TextToImageConfig, type PredictionKind, type LoadOptions, type SaveOptions } from './models/text_to_image.js';
+export {
+  readAdapterFile,
+  saveAdapterFile,
+  weightsHash,
+  adapterTensors,
+  describeAdapters,
+  AdapterFile,
+  type AdapterGroup,
+  type AdapterFileMeta,
+  type LoraGroupOverride,
+  type LoraSelection,
+  type LoraSource,
+} from './nn/adapter_file.js';
 export { trainBase, resolveStages, type BaseTrainOptions, type StepReport, type Stage, type Example as TrainExample } from './train/base.js';
 export { dpoObjective, statMatchObjective, trainDpo, checkDpoOptions, dpoDefaults, defaultBeta, denoiserAttention, textEncoderAttention, type DpoStepReport, type PreferencePairs, type DpoObjectiveOptions, type DpoObjective, type StatMatchBatch, type StatMatchOptions, type DpoTrainOptions } from './train/dpo.js';
 export { loadPreferences, figurePreferences, manifestPreferences, type PreferenceExample, type PreferenceSpec } from './train/preferences.js';

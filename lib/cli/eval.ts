@@ -10,12 +10,12 @@ import { evaluateModel, formatReport, heldOutPrompts } from '../eval/report.js';
 import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
+import { loraFlags, openLoraFiles, parseLoraFlags } from './lora_flags.js';
 import { ProgressBar } from './progress.js';
 
 export const evalFlags: FlagSpecs = {
   ckpt: { kind: 'string', help: 'checkpoint directory (the shipped models/base-tiny when not given)' },
-  lora: { kind: 'string', help: 'a LoRA adapter file measured on top of the checkpoint (adds the hue distance to the checkpoint alone)' },
-  'lora-scale': { kind: 'number', min: 0, default: 1, help: 'scale of the LoRA update' },
+  ...loraFlags,
   prompts: { kind: 'int', min: 2, max: 20000, default: 256, help: 'held-out prompts, one image each' },
   seed: { kind: 'int', min: 0, default: 0, help: 'noise seed' },
   steps: { kind: 'int', min: 1, max: 1000, default: 50, help: 'DDIM steps' },
@@ -29,7 +29,7 @@ export const evalFlags: FlagSpecs = {
   help: { kind: 'boolean', help: 'this text' },
 };
 
-const usage = 'usage: realtune eval [--ckpt DIR] [--lora F --lora-scale S] [--prompts 256] [--seed S] [--onnx-features F] [--onnx-scorer F] [--out report.json]';
+const usage = 'usage: realtune eval [--ckpt DIR] [--lora F[,F2] --lora-scale S --text-lora-steps LO-HI --hard-lora-blocks last-half] [--prompts 256] [--seed S] [--onnx-features F] [--onnx-scorer F] [--out report.json]';
 
 export async function run(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, evalFlags);
@@ -37,17 +37,20 @@ export async function run(argv: string[]): Promise<void> {
     console.log(flagHelp(usage, evalFlags));
     return;
   }
-  if (argv.some((a) => a === '--lora-scale' || a.startsWith('--lora-scale=')) && flags.lora === undefined) throw new FlagError('--lora-scale needs --lora FILE');
+  const lora = parseLoraFlags(flags);
   const ckpt = flags.ckpt === undefined ? path.join(packageRoot, 'models', 'base-tiny') : path.resolve(String(flags.ckpt));
   if (!isCheckpoint(ckpt)) throw new FlagError(`--ckpt ${ckpt}: no checkpoint there (needs model.safetensors and state.json)`);
-  for (const name of ['classifier', 'scorer', 'lora', 'onnx-features', 'onnx-scorer']) {
+  for (const name of ['classifier', 'scorer', 'onnx-features', 'onnx-scorer']) {
     if (flags[name] !== undefined && !existsSync(path.resolve(String(flags[name])))) throw new FlagError(`--${name} ${String(flags[name])}: no such file`);
   }
   const out = path.resolve(String(flags.out));
   if (!out.endsWith('.json')) throw new FlagError(`--out must name a .json file (the grid goes beside it as .png), got ${String(flags.out)}`);
   checkOutputFile(out, '--out');
-  const model = TextToImage.load(ckpt);
+  const adapterFiles = openLoraFiles(flags, lora);
+  const withLora = adapterFiles.length > 0 ? { lora: adapterFiles, ...lora.selection } : {};
+  let model: TextToImage | undefined;
   try {
+    model = TextToImage.load(ckpt);
     const prompts = Number(flags.prompts);
     const bar = flags.quiet ? null : new ProgressBar({ total: prompts, label: 'eval' });
     let done = 0;
@@ -56,7 +59,7 @@ export async function run(argv: string[]): Promise<void> {
       seed: Number(flags.seed),
       steps: Number(flags.steps),
       cfg: Number(flags.cfg),
-      ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale']) } : {}),
+      ...withLora,
       ...(flags.classifier !== undefined ? { classifier: path.resolve(String(flags.classifier)) } : {}),
       ...(flags.scorer !== undefined ? { scorer: path.resolve(String(flags.scorer)) } : {}),
       ...(flags['onnx-features'] !== undefined ? { onnxFeatures: path.resolve(String(flags['onnx-features'])) } : {}),
@@ -68,15 +71,16 @@ export async function run(argv: string[]): Promise<void> {
     });
     bar?.finish();
     console.log(formatReport(report));
-    writeJsonAtomic(out, { checkpoint: ckpt, ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)) } : {}), ...report });
+    writeJsonAtomic(out, { checkpoint: ckpt, ...(adapterFiles.length > 0 ? { lora: lora.files, ...lora.selection } : {}), ...report });
     const grid = out.replace(/\.json$/, '') + '.png';
     const shown = Math.min(16, prompts);
     const labels = heldOutPrompts(shown);
-    const images = model.generate({ prompts: labels, steps: Number(flags.steps), cfg: Number(flags.cfg), seed: Number(flags.seed), ...(flags.lora !== undefined ? { lora: path.resolve(String(flags.lora)), loraScale: Number(flags['lora-scale']) } : {}) });
+    const images = model.generate({ prompts: labels, steps: Number(flags.steps), cfg: Number(flags.cfg), seed: Number(flags.seed), ...withLora });
     await writeLabelledGrid(grid, images, labels.map((_, i) => `prompt ${i}`), 8);
     images.dispose();
     console.log(`eval: report ${out}, grid ${grid}`);
   } finally {
-    model.dispose();
+    model?.dispose();
+    for (const f of adapterFiles) f.dispose();
   }
 }

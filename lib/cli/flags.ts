@@ -19,6 +19,8 @@ export interface FlagSpec {
   choices?: readonly string[];
   /** The value when the flag is not given (flags whose absence means something have none). */
   default?: number | string;
+  /** For 'string': may be given more than once; the values are joined with commas (a list flag). */
+  repeatable?: boolean;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -54,7 +56,8 @@ export function parseFlags(argv: readonly string[], specs: FlagSpecs): FlagValue
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
     const spec = specs[name];
     if (spec === undefined) throw new FlagError(`unknown flag --${name} (see --help)`);
-    if (values[name] !== undefined) throw new FlagError(`--${name} was given twice`);
+    const earlier = values[name];
+    if (earlier !== undefined && !spec.repeatable) throw new FlagError(`--${name} was given twice`);
     if (spec.kind === 'boolean') {
       if (eq >= 0) throw new FlagError(`--${name} takes no value`);
       values[name] = true;
@@ -73,7 +76,7 @@ export function parseFlags(argv: readonly string[], specs: FlagSpecs): FlagValue
     if (spec.kind === 'int' || spec.kind === 'number') values[name] = checkNumber(name, spec, raw);
     else {
       if (spec.choices && !spec.choices.includes(raw)) throw new FlagError(`--${name} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(raw)}`);
-      values[name] = raw;
+      values[name] = earlier === undefined ? raw : `${String(earlier)},${raw}`;
     }
   }
   for (const [name, spec] of Object.entries(specs)) if (values[name] === undefined && spec.default !== undefined) values[name] = spec.default;
@@ -90,7 +93,7 @@ export function flagRange(spec: FlagSpec): string | undefined {
 export function flagHelp(usage: string, specs: FlagSpecs): string {
   const rows = Object.entries(specs).map(([name, spec]) => {
     const value = spec.kind === 'boolean' ? '' : spec.kind === 'optional-string' ? ' [VALUE]' : spec.choices ? ` ${spec.choices.join('|')}` : spec.kind === 'string' ? ' VALUE' : ' N';
-    const facts = [flagRange(spec), spec.default !== undefined ? `default ${spec.default}` : undefined].filter(Boolean);
+    const facts = [flagRange(spec), spec.repeatable ? 'repeatable, or comma-separated' : undefined, spec.default !== undefined ? `default ${spec.default}` : undefined].filter(Boolean);
     return `  --${`${name}${value}`.padEnd(28)} ${spec.help}${facts.length > 0 ? ` [${facts.join('; ')}]` : ''}`;
   });
   return [usage, '', 'options:', ...rows].join('\n');

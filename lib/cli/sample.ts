@@ -7,6 +7,7 @@ import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
+import { loraFlags, openLoraFiles, parseLoraFlags } from './lora_flags.js';
 import { ProgressBar } from './progress.js';
 
 export const sampleFlags: FlagSpecs = {
@@ -18,15 +19,14 @@ export const sampleFlags: FlagSpecs = {
   sampler: { kind: 'string', choices: ['ddim', 'ddpm'], default: 'ddim', help: 'sampler' },
   n: { kind: 'int', min: 1, default: 8, help: 'images per prompt (as many as fit in memory)' },
   seed: { kind: 'int', min: 0, default: 0, help: 'noise seed' },
-  lora: { kind: 'string', help: 'a LoRA adapter file (.safetensors) to apply' },
-  'lora-scale': { kind: 'number', min: 0, help: 'scale of the LoRA update (1 when not given)' },
+  ...loraFlags,
   'allow-non-finite': { kind: 'boolean', help: 'load weights holding NaN or infinite values (to inspect a broken model) instead of refusing them' },
   out: { kind: 'string', default: 'samples.png', help: 'output PNG' },
   quiet: { kind: 'boolean', help: 'no progress bar' },
   help: { kind: 'boolean', help: 'this text' },
 };
 
-const usage = 'usage: realtune sample --ckpt DIR --prompt "..." [--negative "..."] [--cfg 5] [--steps 50] [--sampler ddim|ddpm] [--n 8] [--seed S] [--lora F --lora-scale 0.5] --out grid.png';
+const usage = 'usage: realtune sample --ckpt DIR --prompt "..." [--negative "..."] [--cfg 5] [--steps 50] [--sampler ddim|ddpm] [--n 8] [--seed S] [--lora F[,F2] --lora-scale 0.5 --text-lora-steps 900-1000 --hard-lora-blocks last-half] --out grid.png';
 
 export async function run(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, sampleFlags);
@@ -36,19 +36,19 @@ export async function run(argv: string[]): Promise<void> {
   }
   if (flags.ckpt === undefined) throw new FlagError('--ckpt is required: a checkpoint directory (e.g. models/base-tiny)');
   if (flags.prompt === undefined) throw new FlagError('--prompt is required: the text to draw');
-  if (flags['lora-scale'] !== undefined && flags.lora === undefined) throw new FlagError('--lora-scale needs --lora FILE');
+  const lora = parseLoraFlags(flags);
   const ckpt = path.resolve(String(flags.ckpt));
   if (!isCheckpoint(ckpt)) throw new FlagError(existsSync(ckpt) ? `--ckpt ${String(flags.ckpt)}: not a checkpoint (needs model.safetensors and state.json)` : `--ckpt ${String(flags.ckpt)}: no such directory`);
   const out = path.resolve(String(flags.out));
   checkOutputFile(out, '--out');
-  const lora = flags.lora === undefined ? undefined : path.resolve(String(flags.lora));
-  if (lora !== undefined && !existsSync(lora)) throw new FlagError(`--lora ${lora}: no such file`);
   const prompts = String(flags.prompt).split('|').map((p) => p.trim());
   const n = Number(flags.n);
   const steps = Number(flags.steps);
   const allowNonFinite = Boolean(flags['allow-non-finite']);
-  const model = TextToImage.load(ckpt, { allowNonFinite });
+  const adapterFiles = openLoraFiles(flags, lora);
+  let model: TextToImage | undefined;
   try {
+    model = TextToImage.load(ckpt, { allowNonFinite });
     checkSamplingSteps('steps', steps, model);
     checkSamplesFit(`--n ${n} x ${prompts.length} prompt(s)`, n * prompts.length, model);
     const bar = flags.quiet ? null : new ProgressBar({ total: steps, label: 'sample' });
@@ -61,14 +61,15 @@ export async function run(argv: string[]): Promise<void> {
       seed: Number(flags.seed),
       allowNonFinite,
       ...(flags.negative !== undefined ? { negative: String(flags.negative) } : {}),
-      ...(lora !== undefined ? { lora, loraScale: Number(flags['lora-scale'] ?? 1) } : {}),
+      ...(adapterFiles.length > 0 ? { lora: adapterFiles, ...lora.selection } : {}),
       onStep: () => bar?.tick(),
     });
     bar?.finish();
     await writeLabelledGrid(out, images, prompts.flatMap((p) => Array<string>(n).fill(p)), n);
     images.dispose();
   } finally {
-    model.dispose();
+    model?.dispose();
+    for (const f of adapterFiles) f.dispose();
   }
   console.log(`sample: ${prompts.length * n} images written to ${out}`);
 }

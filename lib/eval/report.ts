@@ -13,6 +13,7 @@
 // head) add their FD and their mean score through lib/eval/onnx.ts.
 import { captionFor, figureAttributesAt } from '../data/figures.js';
 import { fromArray, type Tensor } from '../tensor.js';
+import { loraSources, openAdapterFiles, type AdapterFile, type LoraSelection, type LoraSource, type OpenedAdapterFiles } from '../nn/adapter_file.js';
 import type { TextToImage } from '../models/text_to_image.js';
 import { ATTRIBUTE_HEADS, attributesFromPrompt } from './attributes.js';
 import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from './metrics.js';
@@ -20,7 +21,7 @@ import { loadEvaluator, shippedEvaluator, type AttributeClassifier, type Caption
 import { onnxFeatureExtractor, onnxScorer, type FeatureExtractor, type Scorer } from './onnx.js';
 import { VALIDATION_SEED, validationFigures } from './train.js';
 
-export interface EvaluateOptions {
+export interface EvaluateOptions extends LoraSelection {
   /** Held-out prompts (default 256): one image each. */
   prompts?: number;
   /** Noise seed of the generated images (default 0). */
@@ -28,9 +29,11 @@ export interface EvaluateOptions {
   /** DDIM steps (default 50) and guidance scale (default 5). */
   steps?: number;
   cfg?: number;
-  /** A LoRA file measured on top of the checkpoint; the checkpoint alone is then the base. */
-  lora?: string;
-  loraScale?: number;
+  /**
+   * Adapter files measured on top of the checkpoint (several stack), with generate's inference
+   * rules (loraScale, loraGroups, allowOtherBase); the checkpoint alone is then the base.
+   */
+  lora?: LoraSource | readonly LoraSource[];
   /** Evaluator files or networks (default: the shipped models/eval/attributes.safetensors and scorer.safetensors). */
   classifier?: string | AttributeClassifier;
   scorer?: string | CaptionScorer;
@@ -84,12 +87,18 @@ function resolve<T>(given: string | T | undefined, file: string, kind: 'attribut
   return { evaluator: loadEvaluator((given as string | undefined) ?? file, kind) as T, owned: true };
 }
 
-/** Generates `prompts` images in batches (prompt i with seed + i's noise batch). */
-function generateAll(model: TextToImage, prompts: readonly string[], options: EvaluateOptions, lora: boolean): Tensor<'f32'> {
+/** Generates `prompts` images in batches (prompt i with seed + i's noise batch), with `lora` on top when given. */
+function generateAll(model: TextToImage, prompts: readonly string[], options: EvaluateOptions, lora: readonly AdapterFile[]): Tensor<'f32'> {
   const batch = options.batch ?? 64;
   const size = model.imageSize;
   const per = 3 * size * size;
   const data = new Float32Array(prompts.length * per);
+  const { loraScale, loraGroups, allowOtherBase } = options;
+  const selection: LoraSelection = {
+    ...(loraScale !== undefined ? { loraScale } : {}),
+    ...(loraGroups !== undefined ? { loraGroups } : {}),
+    ...(allowOtherBase !== undefined ? { allowOtherBase } : {}),
+  };
   for (let start = 0; start < prompts.length; start += batch) {
     const chunk = prompts.slice(start, start + batch);
     const images = model.generate({
@@ -97,7 +106,7 @@ function generateAll(model: TextToImage, prompts: readonly string[], options: Ev
       steps: options.steps ?? 50,
       cfg: options.cfg ?? 5,
       seed: (options.seed ?? 0) + start,
-      ...(lora && options.lora !== undefined ? { lora: options.lora, loraScale: options.loraScale ?? 1 } : {}),
+      ...(lora.length > 0 ? { lora, ...selection } : {}),
     });
     data.set(images.toArray(), start * per);
     images.dispose();
@@ -110,6 +119,9 @@ function generateAll(model: TextToImage, prompts: readonly string[], options: Ev
 export async function evaluateModel(model: TextToImage, options: EvaluateOptions = {}): Promise<EvaluationReport> {
   const count = options.prompts ?? 256;
   if (!Number.isInteger(count) || count < 2) throw new RangeError(`evaluate: prompts must be an integer >= 2 (FD needs two images a set), got ${count}`);
+  if (loraSources(options.lora).length === 0 && (options.loraScale !== undefined || options.loraGroups !== undefined || options.allowOtherBase !== undefined)) {
+    throw new RangeError('evaluate: loraScale, loraGroups and allowOtherBase apply to adapter files: pass them with lora');
+  }
   const onnxFeatures = typeof options.onnxFeatures === 'string' ? await onnxFeatureExtractor(options.onnxFeatures) : options.onnxFeatures;
   const onnxScore = typeof options.onnxScorer === 'string' ? await onnxScorer(options.onnxScorer) : options.onnxScorer;
   const size = model.imageSize;
@@ -125,15 +137,23 @@ export async function evaluateModel(model: TextToImage, options: EvaluateOptions
     if (classifier.owned) classifier.evaluator.dispose();
     throw err;
   }
+  let lora: OpenedAdapterFiles;
+  try {
+    lora = openAdapterFiles(loraSources(options.lora));
+  } catch (err) {
+    if (classifier.owned) classifier.evaluator.dispose();
+    if (scorer.owned) scorer.evaluator.dispose();
+    throw err;
+  }
   const real = heldOutSet(count, size);
   const otherReal = heldOutSet(count, size, count);
   let generated: Tensor<'f32'> | undefined;
   let base: Tensor<'f32'> | undefined;
   try {
     const started = performance.now();
-    generated = generateAll(model, real.prompts, options, true);
+    generated = generateAll(model, real.prompts, options, lora.files);
     const generationSeconds = (performance.now() - started) / 1000;
-    if (options.lora !== undefined) base = generateAll(model, real.prompts, options, false);
+    if (lora.files.length > 0) base = generateAll(model, real.prompts, options, []);
 
     const realFeatures = classifier.evaluator.features(real.images);
     const fd = frechetDistance(classifier.evaluator.features(generated), realFeatures);
@@ -185,6 +205,7 @@ export async function evaluateModel(model: TextToImage, options: EvaluateOptions
     };
   } finally {
     for (const t of [real.images, otherReal.images, generated, base]) t?.dispose();
+    for (const f of lora.owned) f.dispose();
     if (classifier.owned) classifier.evaluator.dispose();
     if (scorer.owned) scorer.evaluator.dispose();
   }

@@ -6,7 +6,10 @@
 //   model.safetensors  every parameter and persistent buffer (f32, or bf16 to ship small)
 //   optimizer.safetensors, ema.safetensors   training checkpoints only
 // Sampling is classifier-free guidance with a negative prompt (the empty prompt by default)
-// over DDIM or DDPM, deterministic by seed; a LoRA file can be applied for one generate call.
+// over DDIM or DDPM, deterministic by seed. Adapter files (lib/nn/adapter_file.ts) apply for one
+// generate call (added into the base weights and restored exactly after, with the inference
+// rules of SPEC section 2: scales, timestep windows, the last half of the blocks) or for good
+// (applyLoraFile attaches adapters); neither touches adapters attached before.
 //
 // The network predicts either the noise eps ('epsilon', DDPM) or the velocity
 // v = sqrt(abar) eps - sqrt(1 - abar) x0 ('v', Salimans & Ho 2022). With eps, the clean-image
@@ -15,22 +18,34 @@
 // is while the image's colours and layout are being decided. With v it predicts about -x0 there.
 // Everything downstream (samplers, DPO, statistics matching) reads eps, which predictEps
 // derives from v exactly: eps = sqrt(abar) v + sqrt(1 - abar) x_t.
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as F from '../autograd/functions.js';
 import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
 import { sample, type SamplerKind } from '../diffusion/sampler.js';
 import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
-import { attachLora, detachAdapters, loadAdapterStateDict, findLinears } from '../nn/lora.js';
+import {
+  appliesAt,
+  loraSources,
+  LoraWeightPatch,
+  openAdapterFiles,
+  resolveLoraUpdates,
+  weightsHash,
+  type LoraSelection,
+  type LoraSource,
+  type LoraUpdate,
+  type OpenedAdapterFiles,
+} from '../nn/adapter_file.js';
+import type { Linear } from '../nn/layers.js';
+import { LoraAdapter } from '../nn/lora.js';
+import { Generator } from '../ops/random.js';
 import type { TextEncoding } from '../nn/text_encoder.js';
 import { cast } from '../ops/cast.js';
 import { axpy, mul } from '../ops/elementwise.js';
 import { expand } from '../ops/reduce.js';
-import { tidy } from '../scope.js';
+import { keep, tidy } from '../scope.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { Tokenizer } from '../text/tokenizer.js';
-import { loadSafetensors } from '../io/safetensors.js';
 import { checkCheckpointTarget, isCheckpoint, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import { firstNonFinite } from '../numeric.js';
 import { checkCountFits, samplingBytesPerImage } from './limits.js';
@@ -66,7 +81,7 @@ export interface CreateTextToImageOptions {
   seed?: number;
 }
 
-export interface GenerateOptions {
+export interface GenerateOptions extends LoraSelection {
   /** One prompt, or one per group of `n` images. */
   prompts: string | readonly string[];
   /** The unconditional branch of guidance (default the empty prompt). */
@@ -77,12 +92,21 @@ export interface GenerateOptions {
   seed?: number;
   /** Images per prompt (default 1): the result has prompts.length * n images, prompt-major. */
   n?: number;
-  /** A LoRA adapter file (safetensors written by adapterStateDict) applied for this call. */
-  lora?: string;
-  loraScale?: number;
+  /**
+   * Adapter files applied for this call only (several stack, in order), on top of any adapters
+   * attached to the model. loraScale multiplies every group's scale; loraGroups overrides a
+   * group's scale, timestep window, blocks or leaves it out; allowOtherBase applies files
+   * trained on other base weights.
+   */
+  lora?: LoraSource | readonly LoraSource[];
   /** Called after each denoising step (progress bars). */
   onStep?: (index: number, total: number) => void;
-  /** Apply a LoRA file even if it holds NaN or infinite values (default: that is an error). */
+  /** Apply an adapter file even if it holds NaN or infinite values (default: that is an error). */
+  allowNonFinite?: boolean;
+}
+
+export interface ApplyLoraOptions extends LoraSelection {
+  /** Apply an adapter file even if it holds NaN or infinite values (default: that is an error). */
   allowNonFinite?: boolean;
 }
 
@@ -147,6 +171,11 @@ export class TextToImage {
 
   get channels(): number {
     return this.dit.config.channels;
+  }
+
+  /** sha256 of the base weights (adapters excluded), computed now: what adapter files name as their base. */
+  weightsHash(): string {
+    return weightsHash(this.dit);
   }
 
   /** Token ids i32 [B, contextLength] and lengths i32 [B] for prompts. */
@@ -225,31 +254,62 @@ export class TextToImage {
       throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.steps}] (the noise schedule's steps), got ${steps}`);
     }
     checkCountFits(`generate: ${prompts.length} prompt(s) x ${n} images`, prompts.length * n, samplingBytesPerImage(this.dit.config, this.imageSize), 'image');
-    const loraFile = options.lora;
+    const sources = loraSources(options.lora);
+    if (sources.length === 0 && (options.loraScale !== undefined || options.loraGroups !== undefined || options.allowOtherBase !== undefined)) {
+      throw new RangeError('generate: loraScale, loraGroups and allowOtherBase apply to adapter files: pass them with lora');
+    }
     const wasTraining = this.dit.training;
-    this.dit.eval();
-    if (loraFile !== undefined) applyLoraFile(this.dit, loraFile, options.loraScale ?? 1, { allowNonFinite: options.allowNonFinite ?? false });
+    let files: OpenedAdapterFiles = { files: [], owned: [] };
+    let patch: LoraWeightPatch | undefined;
+    const encodings = new Map<string, ConstantText>();
     try {
+      this.dit.eval();
+      files = openAdapterFiles(sources, { allowNonFinite: options.allowNonFinite ?? false });
+      const updates = resolveLoraUpdates(this.dit, files.files, { ...options, depth: this.dit.config.depth }, 'generate');
+      patch = new LoraWeightPatch(updates);
+      const applied = patch;
+      const isText = (u: LoraUpdate): boolean => u.layer.startsWith('text.');
+      const timesteps = this.schedule.samplingTimesteps(steps);
       return noGrad(() => {
         const batchPrompts = prompts.flatMap((p) => Array<string>(n).fill(p));
         const batch = batchPrompts.length;
         // Guidance in one forward pass: the prompts and the negatives as one batch of 2B.
-        const text = this.#encodeConstant(cfg === 1 ? batchPrompts : [...batchPrompts, ...Array<string>(batch).fill(options.negative ?? '')]);
-        try {
-          const size = this.imageSize;
-          const total = this.schedule.samplingTimesteps(steps).length;
-          return sample((xt, t) => this.#guidedEps(xt, t, text, cfg), [batch, this.channels, size, size], this.schedule, {
+        const textPrompts = cfg === 1 ? batchPrompts : [...batchPrompts, ...Array<string>(batch).fill(options.negative ?? '')];
+        // Text-encoder updates with a timestep window: one encoding per set of them that a step
+        // uses (with and without), computed once (before sampling) and chosen per step.
+        const encodingAt = (t: number): ConstantText => {
+          const key = updates.flatMap((u, i) => (isText(u) && appliesAt(u, t) ? [i] : [])).join(',');
+          let text = encodings.get(key);
+          if (text === undefined) {
+            applied.activate((u) => appliesAt(u, t), isText);
+            text = this.#encodeConstant(textPrompts);
+            for (const tensor of [text.tokens, text.pooled, text.lengths]) keep(tensor);
+            encodings.set(key, text);
+          }
+          return text;
+        };
+        for (const t of timesteps) encodingAt(t);
+        const size = this.imageSize;
+        const total = timesteps.length;
+        return sample(
+          (xt, t) => {
+            applied.activate((u) => appliesAt(u, t), (u) => !isText(u));
+            return this.#guidedEps(xt, t, encodingAt(t), cfg);
+          },
+          [batch, this.channels, size, size],
+          this.schedule,
+          {
             sampler: options.sampler ?? 'ddim',
             steps,
             seed: options.seed ?? 0,
             ...(options.onStep ? { onStep: (index: number) => options.onStep!(index, total) } : {}),
-          });
-        } finally {
-          disposeEncoding(text);
-        }
+          },
+        );
       });
     } finally {
-      if (loraFile !== undefined) detachAdapters(this.dit);
+      for (const text of encodings.values()) disposeEncoding(text);
+      patch?.dispose();
+      for (const f of files.owned) f.dispose();
       this.dit.train(wasTraining);
     }
   }
@@ -355,33 +415,64 @@ function disposeEncoding(e: ConstantText): void {
 }
 
 /**
- * Attaches LoRA adapters for the layers a saved adapter file names (`<layer>.lora.down` [in, r],
- * `<layer>.lora.up` [r, out]) and loads them with `scale`.
+ * Attaches the LoRA groups of adapter files to the model for good (until detached): one
+ * LoraAdapter per layer, holding the file's factors at the group's scale (times loraScale,
+ * after loraGroups' overrides), checked like generate's lora (base hash, kinds, layers, shapes).
+ * An attached adapter applies at every step, so a group with a timestep window is refused
+ * (override it with loraGroups { name: { timesteps: 'all' } } or pass the file to generate), and
+ * so is a layer that already has an adapter or that two groups cover. Returns the attached
+ * adapters by layer name; on any failure it attaches nothing (earlier adapters stay as they were).
  */
-export function applyLoraFile(dit: DiT, file: string, scale: number, options: LoadOptions = {}): void {
-  if (!existsSync(file)) throw new Error(`lora: file ${file} does not exist`);
-  const { tensors } = loadSafetensors(file, { dtype: 'f32' });
+export function applyLoraFile(target: TextToImage | DiT, lora: LoraSource | readonly LoraSource[], options: ApplyLoraOptions = {}): Map<string, LoraAdapter> {
+  const dit = target instanceof TextToImage ? target.dit : target;
+  const sources = loraSources(lora);
+  if (sources.length === 0) throw new RangeError('applyLoraFile: expected at least one adapter file');
+  const files = openAdapterFiles(sources, { allowNonFinite: options.allowNonFinite ?? false });
+  const attached = new Map<string, LoraAdapter>();
+  const attachedTo: Linear[] = [];
   try {
-    const nonFinite = options.allowNonFinite ? undefined : firstNonFinite(tensors);
-    if (nonFinite !== undefined) throw new Error(`lora: ${file}: ${nonFinite}; pass allowNonFinite to apply it anyway`);
-    const layers = new Map<string, number>();
-    for (const [key, t] of Object.entries(tensors)) {
-      const match = /^(.*)\.lora\.(down|up)$/.exec(key);
-      if (match === null) throw new Error(`lora: ${file} holds ${key}, which is not a LoRA factor (<layer>.lora.down / .up)`);
-      if (match[2] === 'down') layers.set(match[1]!, t.shape[1]!);
+    const updates = resolveLoraUpdates(dit, files.files, { ...options, depth: dit.config.depth }, 'applyLoraFile');
+    const covered = new Map<string, LoraUpdate>();
+    for (const u of updates) {
+      if (u.timesteps !== undefined) {
+        throw new Error(
+          `applyLoraFile: adapter file ${u.file}: group ${u.group} applies only for t in [${u.timesteps.join(', ')}], but an attached adapter applies at every step; pass the file to generate's lora instead, or override the window with loraGroups { ${u.group}: { timesteps: 'all' } }`,
+        );
+      }
+      if (u.linear.adapter !== null) {
+        throw new Error(`applyLoraFile: layer ${u.layer} already has an adapter (${u.linear.adapter.kind}), so ${u.file} (group ${u.group}) cannot attach one there; detach it first, or pass the file to generate's lora, which adds its update on top`);
+      }
+      const earlier = covered.get(u.layer);
+      if (earlier !== undefined) {
+        throw new Error(`applyLoraFile: layer ${u.layer} is in group ${earlier.group} of ${earlier.file} and in group ${u.group} of ${u.file}; a layer holds one attached adapter (leave one group out with loraGroups { name: { enabled: false } }, or pass the files to generate's lora)`);
+      }
+      covered.set(u.layer, u);
     }
-    if (layers.size === 0) throw new Error(`lora: ${file} holds no LoRA factors`);
-    for (const [layer, rank] of layers) {
-      const escaped = layer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      if (findLinears(dit, new RegExp(`^${escaped}$`)).length !== 1) throw new Error(`lora: ${file} names layer ${layer}, which this model does not have`);
-      attachLora(dit, { pattern: new RegExp(`^${escaped}$`), rank, scale });
+    // The factors are overwritten from the file: a fixed generator keeps the global stream untouched.
+    const generator = new Generator(0);
+    for (const u of updates) {
+      const adapter = new LoraAdapter(u.linear.inFeatures, u.linear.outFeatures, u.down.shape[1]!, u.scale, generator);
+      const device = u.linear.weight.device;
+      if (adapter.down.device !== device) adapter.to(device);
+      for (const [param, value] of [
+        [adapter.down, u.down],
+        [adapter.up, u.up],
+      ] as const) {
+        const moved = value.device === device ? value : value.to(device);
+        param.value.copy_(moved);
+        if (moved !== value) moved.dispose();
+      }
+      adapter.train(u.linear.training);
+      u.linear.attachAdapter(adapter);
+      attachedTo.push(u.linear);
+      attached.set(u.layer, adapter);
     }
-    loadAdapterStateDict(dit, tensors);
+    return attached;
   } catch (err) {
-    detachAdapters(dit);
+    for (const linear of attachedTo) linear.detachAdapter()?.dispose();
     throw err;
   } finally {
-    for (const t of Object.values(tensors)) t.dispose();
+    for (const f of files.owned) f.dispose();
   }
 }
 

@@ -32,6 +32,35 @@ export {
   type AttachLoraOptions,
 } from './lora.js';
 export { LidbAdapter, attachLidb, type AttachLidbOptions } from './lidb.js';
+export {
+  AdapterFile,
+  LoraWeightPatch,
+  adapterFileFormat,
+  adapterFileVersion,
+  adapterMetadataKey,
+  adapterTensors,
+  appliesAt,
+  checkLoraSelection,
+  describeAdapters,
+  loraSources,
+  openAdapterFiles,
+  readAdapterFile,
+  resolveLoraUpdates,
+  saveAdapterFile,
+  weightsHash,
+  type AdapterFileMeta,
+  type AdapterGroup,
+  type AdapterKind,
+  type BlockSelection,
+  type DescribeAdaptersOptions,
+  type LoraGroupOverride,
+  type LoraSelection,
+  type LoraSource,
+  type LoraUpdate,
+  type OpenedAdapterFiles,
+  type ReadAdapterFileOptions,
+  type SaveAdapterFileOptions,
+} from './adapter_file.js';
 export { TextEncoder, type TextEncoderConfig, type TextEncoding } from './text_encoder.js';
 export {
   DiT,

@@ -21,7 +21,9 @@ import { trainDpoFlags } from '../../lib/cli/train-dpo.js';
 import { firstNonFinite } from '../../lib/numeric.js';
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
 import { TextToImage } from '../../lib/models/text_to_image.js';
-import { fromArray } from '../../lib/tensor.js';
+import { fromArray, type Tensor } from '../../lib/tensor.js';
+import { saveSafetensors } from '../../lib/io/safetensors.js';
+import { adapterFileFormat, adapterMetadataKey, saveAdapterFile } from '../../lib/nn/adapter_file.js';
 import { axpy } from '../../lib/ops/elementwise.js';
 import { Generator, randn } from '../../lib/ops/random.js';
 import { checkMemoryGuards, testSeed } from '../helpers.js';
@@ -99,6 +101,8 @@ interface Case {
 /** A copy of a fixture checkpoint in the sandbox. */
 const copy = (fixture: string, to: string) => (at: (p: string) => string) => cpSync(path.join(fixtures, fixture), at(to), { recursive: true });
 const model = () => path.join(fixtures, 'model');
+/** An adapter file made for the fixture model (see beforeAll). */
+const lora = (name: string) => path.join(fixtures, `${name}.safetensors`);
 const quick = ['--figures', '8', '--batch', '2', '--quiet'];
 const resumeFlags = (at: (p: string) => string) => ['train-base', '--figures', '8', '--batch', '2', '--steps', '3', '--out', at('run'), '--resume', '--quiet'];
 /** `args` with the flags of `changes` set to new values (replaced where given, appended where not). */
@@ -643,6 +647,119 @@ const cases: Case[] = [
     status: 1,
     message: /--prediction v does not match the checkpoint's prediction epsilon/,
   },
+  // Adapter files (--lora) and the inference-rule flags of sample and eval.
+  {
+    item: 8,
+    name: 'sample --lora-scale without --lora',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--lora-scale', '0.5', '--out', at('grid.png')],
+    status: 1,
+    message: /--lora-scale needs --lora FILE/,
+  },
+  {
+    item: 8,
+    name: 'eval --text-lora-steps without --lora',
+    args: (at) => ['eval', '--ckpt', model(), '--text-lora-steps', 'all', '--out', at('r.json')],
+    status: 1,
+    message: /--text-lora-steps needs --lora FILE/,
+  },
+  {
+    item: 8,
+    name: 'sample --text-lora-steps 1000-900',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--lora', lora('stages'), '--text-lora-steps', '1000-900', '--out', at('grid.png')],
+    status: 1,
+    message: /--text-lora-steps expects LO-HI, two timesteps with LO <= HI \(e\.g\. 900-1000\), or all; got "1000-900"/,
+  },
+  {
+    item: 8,
+    name: 'sample --text-lora-steps 900',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--lora', lora('stages'), '--text-lora-steps', '900', '--out', at('grid.png')],
+    status: 1,
+    message: /--text-lora-steps expects LO-HI, .*; got "900"/,
+  },
+  {
+    item: 8,
+    name: 'eval --hard-lora-blocks first-half',
+    args: (at) => ['eval', '--ckpt', model(), '--lora', lora('stages'), '--hard-lora-blocks', 'first-half', '--out', at('r.json')],
+    status: 1,
+    message: /--hard-lora-blocks must be one of last-half, all, got "first-half"/,
+  },
+  {
+    item: 8,
+    name: 'sample --lora with an empty name in its list',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--lora', `${lora('stages')},,${lora('legacy')}`, '--out', at('grid.png')],
+    status: 1,
+    message: /--lora: an empty file name in ".*stages\.safetensors,,.*legacy\.safetensors" \(files are separated by commas\)/,
+  },
+  {
+    item: 7,
+    name: 'eval --lora a missing file',
+    args: (at) => ['eval', '--ckpt', model(), '--lora', at('none.safetensors'), '--out', at('r.json')],
+    status: 1,
+    message: /--lora .*none\.safetensors: no such file/,
+  },
+  {
+    item: 7,
+    name: 'sample --lora a file whose metadata has a group of rank 0',
+    setup: (at) => {
+      const down = fromArray(new Float32Array(32), [16, 2]);
+      const up = fromArray(new Float32Array(32), [2, 16]);
+      const groups = [{ name: 'easy', kind: 'lora', rank: 0, scale: 1, pattern: '^blocks\\.0\\.attn\\.q$' }];
+      saveSafetensors(at('bad.safetensors'), { 'easy/blocks.0.attn.q.lora.down': down, 'easy/blocks.0.attn.q.lora.up': up }, { metadata: { format: adapterFileFormat, version: '1', [adapterMetadataKey]: JSON.stringify({ base: 'ab'.repeat(32), groups }) } });
+      down.dispose();
+      up.dispose();
+    },
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--steps', '2', '--n', '1', '--lora', at('bad.safetensors'), '--out', at('grid.png'), '--quiet'],
+    status: 1,
+    message: /adapter file .*bad\.safetensors: realtune\.adapters\.groups\[0\]\.rank must be an integer >= 1, got 0/,
+  },
+  {
+    item: 7,
+    name: 'eval --lora a file that is not an adapter file',
+    args: (at) => ['eval', '--ckpt', model(), '--lora', path.join(fixtures, 'model', 'model.safetensors'), '--out', at('r.json')],
+    status: 1,
+    message: /adapter file .*model\.safetensors: tensor \S+ is not a LoRA factor: a file without realtune adapter metadata holds <layer>\.lora\.down and <layer>\.lora\.up only/,
+  },
+  {
+    item: 7,
+    name: 'sample --lora a file trained on another base',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--steps', '2', '--n', '1', '--lora', lora('other-base'), '--out', at('grid.png'), '--quiet'],
+    status: 1,
+    message: /adapter file .*other-base\.safetensors was trained on base abababababab, this model is [0-9a-f]{12}; pass allowOtherBase to apply it anyway/,
+  },
+  {
+    item: 7,
+    name: 'sample --lora a file trained on another base --allow-other-base',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--steps', '2', '--n', '1', '--lora', lora('other-base'), '--allow-other-base', '--out', at('grid.png'), '--quiet'],
+    status: 0,
+    message: /sample: 1 images written to/,
+    owns: ['grid.png'],
+  },
+  {
+    item: 7,
+    name: 'sample --text-lora-steps with files that have no group named text',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--lora', lora('legacy'), '--text-lora-steps', '900-1000', '--out', at('grid.png')],
+    status: 1,
+    message: /--text-lora-steps: none of the --lora files has a group named text \(they have: lora\)/,
+  },
+  {
+    item: 6,
+    name: 'sample --lora a file holding NaN',
+    args: (at) => ['sample', '--ckpt', model(), '--prompt', 'a person', '--steps', '2', '--n', '1', '--lora', lora('nan'), '--out', at('grid.png'), '--quiet'],
+    status: 1,
+    message: /adapter file .*nan\.safetensors: easy\/blocks\.0\.attn\.q\.lora\.up holds 1 non-finite value \(NaN or infinite\) of 32; pass allowNonFinite/,
+  },
+  {
+    item: 7,
+    name: 'sample with two stacked files (the flag repeated and a list) and the HG-DPO rules',
+    args: (at) => [
+      'sample', '--ckpt', model(), '--prompt', 'a person', '--steps', '3', '--n', '1',
+      '--lora', lora('stages'), '--lora', lora('legacy'), '--lora-scale', '0.5', '--text-lora-steps', '900-1000', '--hard-lora-blocks', 'last-half',
+      '--out', at('grid.png'), '--quiet',
+    ],
+    status: 0,
+    message: /sample: 1 images written to/,
+    owns: ['grid.png'],
+  },
 ];
 
 beforeAll(async () => {
@@ -661,6 +778,42 @@ beforeAll(async () => {
     noise.dispose();
   }
   nano.save(path.join(fixtures, 'model'));
+  // Adapter files for it: curriculum groups with its base hash, one naming another base, one
+  // without metadata (as adapterStateDict wrote them), one holding NaN.
+  const factors = (group: string, layers: string[], poison = false): Record<string, Tensor> =>
+    Object.fromEntries(
+      layers.flatMap((layer) => {
+        const down = randn([16, 2], { generator, std: 0.3 });
+        const up = randn([2, 16], { generator, std: 0.3 });
+        if (poison) {
+          const values = up.toArray();
+          values[5] = Number.NaN;
+          const poisoned = fromArray(values, [2, 16]);
+          up.copy_(poisoned as never);
+          poisoned.dispose();
+        }
+        return [
+          [`${group}${layer}.lora.down`, down],
+          [`${group}${layer}.lora.up`, up],
+        ];
+      }),
+    );
+  const stageGroups = [
+    { name: 'easy', kind: 'lora', rank: 2, scale: 1, pattern: '^blocks\\.\\d+\\.attn\\.(q|v)$' },
+    { name: 'hard', kind: 'lora', rank: 2, scale: 1, pattern: '^blocks\\.\\d+\\.cross\\.q$', blocks: 'last-half' },
+    { name: 'text', kind: 'lora', rank: 2, scale: 1, pattern: '^text\\.', timesteps: [900, 1000] },
+  ] as const;
+  const stageTensors = () => ({ ...factors('easy/', ['blocks.0.attn.q', 'blocks.0.attn.v']), ...factors('hard/', ['blocks.0.cross.q']), ...factors('text/', ['text.blocks.0.attn.q']) });
+  const writeAdapters = (name: string, tensors: Record<string, Tensor>, write: (file: string, t: Record<string, Tensor>) => void) => {
+    write(lora(name), tensors);
+    for (const t of Object.values(tensors)) t.dispose();
+  };
+  writeAdapters('stages', stageTensors(), (file, t) => saveAdapterFile(file, t, { base: nano.weightsHash(), groups: stageGroups.map((g) => ({ ...g })) as never }));
+  writeAdapters('other-base', stageTensors(), (file, t) => saveAdapterFile(file, t, { base: 'ab'.repeat(32), groups: stageGroups.map((g) => ({ ...g })) as never }));
+  writeAdapters('legacy', factors('', ['blocks.0.cross.v']), (file, t) => saveSafetensors(file, t));
+  writeAdapters('nan', factors('easy/', ['blocks.0.attn.q'], true), (file, t) =>
+    saveAdapterFile(file, t, { base: nano.weightsHash(), groups: [{ name: 'easy', kind: 'lora', rank: 2, scale: 1, pattern: '^blocks\\.0\\.attn\\.q$' }] }, { allowNonFinite: true }),
+  );
   const weight = nano.dit.stateDict()['blocks.0.attn.q.weight']!;
   const poisoned = weight.toArray();
   poisoned[3] = Number.NaN;
@@ -729,6 +882,13 @@ describe('flag specs: the help and the parser come from one spec', () => {
       }
     });
   }
+
+  it('a repeatable flag collects its values (--lora A --lora B is --lora A,B); any other flag given twice is an error', () => {
+    expect(parseFlags(['--lora', 'a.safetensors', '--lora=b.safetensors,c.safetensors'], sampleFlags).lora).toBe('a.safetensors,b.safetensors,c.safetensors');
+    expect(() => parseFlags(['--steps', '2', '--steps', '3'], sampleFlags)).toThrow(/--steps was given twice/);
+    expect(() => parseFlags(['--lora-scale', '0.5', '--lora-scale', '1'], sampleFlags)).toThrow(/--lora-scale was given twice/);
+    expect(cli(['sample', '--help'], scratch).stdout).toMatch(/--lora VALUE +adapter file .* \[repeatable, or comma-separated\]/);
+  });
 
   it('numbers are read strictly', () => {
     for (const raw of ['0x10', ' 5', '5 ', '1_000', '1e3', '+', '', '0b1', 'Infinity', '9007199254740993']) {

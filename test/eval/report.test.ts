@@ -1,6 +1,7 @@
 // The report of a checkpoint on held-out prompts, on the shipped base with the shipped
 // evaluators (a handful of prompts and DDIM steps: the numbers are not the point, the wiring is):
-// every measure present and finite, a LoRA adds the hue distance to the base, a user's ONNX
+// every measure present and finite, a LoRA adds the hue distance to the base (and its
+// inference options reach every batch), a user's ONNX
 // networks add their FD and score, and what cannot be measured is refused with a clear error.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -51,6 +52,11 @@ describe('evaluateModel', () => {
     detachAdapters(model.dit);
     const report = await evaluateModel(model, { prompts: 4, steps: 3, lora });
     expect(report.hueToBase).toBeGreaterThan(0);
+    // The inference options reach every batch: at loraScale 0 the images are the base's own.
+    const off = await evaluateModel(model, { prompts: 4, steps: 3, batch: 2, lora: [lora, lora], loraScale: 0 });
+    expect(off.hueToBase).toBe(0);
+    await expect(evaluateModel(model, { prompts: 2, steps: 1, lora, loraGroups: { text: { timesteps: [900, 1000] } } })).rejects.toThrow(/loraGroups names group "text", which none of the adapter files holds \(they hold: lora\)/);
+    await expect(evaluateModel(model, { prompts: 2, loraScale: 0.5 })).rejects.toThrow(/loraScale, loraGroups and allowOtherBase apply to adapter files: pass them with lora/);
     model.dispose();
   });
 
