@@ -53,7 +53,7 @@ function readFacts(dir: string): RunFacts {
   }
   const reports = path.join(dir, 'reports');
   const first = existsSync(reports) ? readdirSync(reports)[0] : undefined;
-  const evalPrompts = first === undefined ? 0 : (JSON.parse(readFileSync(path.join(reports, first), 'utf8')) as { prompts: number }).prompts;
+  const evalPrompts = first === undefined ? 0 : (JSON.parse(readFileSync(path.join(reports, first), 'utf8')) as { report: { prompts: number } }).report.prompts;
   return { realImages: recon / run.levels, prompts: run.prompts, poolSize: run.poolSize, levels: run.levels, stageSteps, evalPrompts };
 }
 

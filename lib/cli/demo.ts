@@ -1,18 +1,23 @@
 // `realtune demo` (`npm run demo`): the main job on the embedded default data, right after
-// install: a short base-training run continuing from the shipped tiny checkpoint on procedural
-// figures, then a labelled sample grid of prompts that differ in their colour words, written to
-// ./realtune-demo/.
-import { mkdirSync } from 'node:fs';
-import { isCheckpoint } from '../io/checkpoint.js';
+// install: a small HG-DPO curriculum (a few real figures, small pools, short stages) from the
+// shipped tiny checkpoint, then a before/after grid (the base, then the full curriculum with its
+// inference rules, on held-out prompts) and the result table, in ./realtune-demo/. It finishes in
+// a few minutes on 2 cores; run it again to resume, or `realtune curriculum` for the full size.
+import { copyFileSync } from 'node:fs';
 import path from 'node:path';
+import { isCheckpoint } from '../io/checkpoint.js';
+import { checkOutputDirectory, checkOutputFile } from '../io/output_paths.js';
 import { packageRoot } from '../native.js';
 import { TextToImage } from '../models/text_to_image.js';
-import { writeLabelledGrid, type DataSpec } from '../train/data.js';
-import { checkOutputFile } from '../io/output_paths.js';
-import { checkBatchFits, checkFiguresFit, checkSamplesFit, checkSamplingSteps } from './checks.js';
-import { flagHelp, parseFlags, type FlagSpecs } from './flags.js';
+import { heldOutPrompts } from '../eval/report.js';
+import { writeLabelledGrid } from '../train/data.js';
+import { curriculumDefaults, inferenceSelection, runCurriculum } from '../train/curriculum/run.js';
+import { concat } from '../autograd/functions.js';
+import { noGrad } from '../autograd/variable.js';
+import { tidy } from '../scope.js';
+import { checkSamplesFit, checkSamplingSteps } from './checks.js';
+import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
-import { checkTrainingOutputs, dataIdentity, runTraining } from './train-base.js';
 
 export const shippedCheckpoint = path.join(packageRoot, 'models', 'base-tiny');
 
@@ -25,13 +30,14 @@ export const demoPrompts = [
 ];
 
 export const demoFlags: FlagSpecs = {
-  steps: { kind: 'int', min: 1, default: 40, help: 'training steps' },
-  batch: { kind: 'int', min: 1, default: 8, help: 'images per step' },
-  figures: { kind: 'int', min: 1, default: 256, help: 'procedural figures to train on' },
-  'sample-steps': { kind: 'int', min: 1, default: 30, help: "DDIM steps of the sample grid (at most the model's noise-schedule steps)" },
-  n: { kind: 'int', min: 1, default: 4, help: 'images per prompt in the grid' },
-  out: { kind: 'string', default: 'realtune-demo', help: 'output directory: checkpoint/, model/ and samples.png go there' },
-  ckpt: { kind: 'string', help: 'checkpoint to continue from (the shipped models/base-tiny when not given)' },
+  'real-figures': { kind: 'int', min: 1, default: 24, help: 'procedural figures as the real images (their captions are the prompts)' },
+  'pool-size': { kind: 'int', min: 2, default: 8, help: 'samples per prompt in a pool' },
+  'sampling-steps': { kind: 'int', min: 1, default: 15, help: "DDIM steps of pools, reconstructions and the grid (at most the model's noise-schedule steps)" },
+  'stage-steps': { kind: 'int', min: 1, default: 60, help: 'DPO steps of each stage' },
+  'eval-prompts': { kind: 'int', min: 0, default: 48, help: 'held-out prompts of each row of the table (0: no table)' },
+  n: { kind: 'int', min: 1, default: 6, help: 'held-out prompts in the before/after grid' },
+  out: { kind: 'string', default: 'realtune-demo', help: 'output directory: curriculum/, before-after.png and table.md go there' },
+  ckpt: { kind: 'string', help: 'the base checkpoint (the shipped models/base-tiny when not given)' },
   quiet: { kind: 'boolean', help: 'no progress bars' },
   help: { kind: 'boolean', help: 'this text' },
 };
@@ -45,59 +51,86 @@ export async function run(argv: string[]): Promise<void> {
   const out = path.resolve(String(flags.out));
   const ckpt = path.resolve(String(flags.ckpt ?? shippedCheckpoint));
   if (!isCheckpoint(ckpt)) {
-    throw new Error(
+    throw new FlagError(
       ckpt === shippedCheckpoint
         ? `the shipped checkpoint ${ckpt} is missing (reinstall realtune, or train one with scripts/train-shipped.sh)`
         : `--ckpt ${ckpt}: no checkpoint there (needs model.safetensors and state.json)`,
     );
   }
-  const modelOut = path.join(out, 'model');
-  const grid = path.join(out, 'samples.png');
-  checkTrainingOutputs(out, modelOut, { out: 'out', modelOut: 'out' });
+  checkOutputDirectory(out, '--out');
+  const grid = path.join(out, 'before-after.png');
+  const tableFile = path.join(out, 'table.md');
   checkOutputFile(grid, '--out');
+  checkOutputFile(tableFile, '--out');
   const quiet = Boolean(flags.quiet);
-  const steps = Number(flags.steps);
+  const steps = Number(flags['sampling-steps']);
   const n = Number(flags.n);
-  const batch = Number(flags.batch);
-  const sampleSteps = Number(flags['sample-steps']);
+  const evalPrompts = Number(flags['eval-prompts']);
+  if (evalPrompts === 1) throw new FlagError('--eval-prompts must be 0 (no table) or at least 2 (FD compares two sets), got 1');
+  const probe = TextToImage.load(ckpt);
+  try {
+    checkSamplingSteps('sampling-steps', steps, probe);
+    checkSamplesFit(`--n ${n} x 2 rows`, 2 * n, probe);
+  } finally {
+    probe.dispose();
+  }
 
+  const stageSteps = Number(flags['stage-steps']);
+  const stage = { steps: stageSteps, ckptEvery: Math.max(1, Math.floor(stageSteps / 2)) };
+  console.log(`demo: a small HG-DPO curriculum from ${path.relative(process.cwd(), ckpt) || ckpt}: ${flags['real-figures']} real figures, pools of ${flags['pool-size']}, ${stageSteps} steps per stage`);
+  let bar: ProgressBar | null = null;
+  let phase = '';
+  let last = 0;
+  const result = await runCurriculum({
+    base: ckpt,
+    out: path.join(out, 'curriculum'),
+    real: { kind: 'figures', count: Number(flags['real-figures']), seed: 7 },
+    poolSize: Number(flags['pool-size']),
+    samplingSteps: steps,
+    stages: { easy: stage, normal: stage, hard: stage },
+    evalPrompts,
+    evalSteps: steps,
+    log: (line) => console.log(line),
+    onProgress: (name, done, total, metrics) => {
+      if (quiet) return;
+      if (name !== phase) {
+        (bar as ProgressBar | null)?.finish();
+        phase = name;
+        last = 0;
+        bar = new ProgressBar({ total, label: `demo ${name}` });
+      }
+      (bar as ProgressBar | null)?.tick(metrics ?? {}, done - last);
+      last = done;
+    },
+  });
+  (bar as ProgressBar | null)?.finish();
+
+  // Before/after on held-out prompts: the base, then the full curriculum with its inference rules.
+  const prompts = heldOutPrompts(n);
   const model = TextToImage.load(ckpt);
   try {
-    const spec: DataSpec = { kind: 'figures', count: Number(flags.figures), seed: 1 };
-    checkFiguresFit('figures', spec.count, model.imageSize);
-    checkBatchFits('batch', batch, model, model.imageSize);
-    checkSamplingSteps('sample-steps', sampleSteps, model);
-    checkSamplesFit(`--n ${n} x ${demoPrompts.length} prompts`, n * demoPrompts.length, model);
-    mkdirSync(out, { recursive: true });
-    console.log(`demo: continuing ${path.relative(process.cwd(), ckpt) || ckpt} (${(model.dit.parameterCount() / 1e6).toFixed(2)}M parameters) on procedural figures for ${steps} steps`);
-    await runTraining(
-      model,
-      spec,
-      {
-        steps,
-        batch,
-        lr: 1e-4,
-        clipNorm: 1,
-        condDropout: 0.1,
-        seed: 1,
-        out,
-        ckptEvery: 0,
-        sampleEvery: 0,
-        dataIdentity: dataIdentity(spec),
-      },
-      quiet,
-      'demo train',
-    );
-
-    const bar = quiet ? null : new ProgressBar({ total: sampleSteps, label: 'demo sample' });
-    const images = model.generate({ prompts: demoPrompts, n, steps: sampleSteps, cfg: 5, seed: 0, onStep: () => bar?.tick() });
-    bar?.finish();
-    await writeLabelledGrid(grid, images, demoPrompts.flatMap((p) => Array<string>(n).fill(p)), n);
-    images.dispose();
-    model.save(modelOut);
+    const rules = curriculumDefaults.inference;
+    const before = model.generate({ prompts, steps, cfg: 5, seed: 0 });
+    const after = model.generate({
+      prompts,
+      steps,
+      cfg: 5,
+      seed: 0,
+      lora: result.final,
+      ...inferenceSelection(result.final, rules),
+    });
+    const images = tidy(() => noGrad(() => concat([before, after], 0).value));
+    await writeLabelledGrid(grid, images, [...prompts.map((p) => `base: ${p}`), ...prompts.map((p) => `curriculum: ${p}`)], n);
+    for (const t of [before, after, images]) t.dispose();
   } finally {
     model.dispose();
   }
-  console.log(`demo: model in ${modelOut}, resumable checkpoint in ${path.join(out, 'checkpoint')}`);
-  console.log(`demo: sample grid written to ${grid}`);
+  console.log(`demo: before (top row) and after the curriculum (bottom row) in ${grid}`);
+  if (evalPrompts > 0) {
+    copyFileSync(path.join(out, 'curriculum', 'table.md'), tableFile);
+    console.log(`demo: the table (${evalPrompts} held-out prompts per row) in ${tableFile}`);
+  }
+  const seconds = Object.entries(result.seconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ');
+  console.log(`demo: ${seconds}`);
+  console.log(`demo: the adapters: realtune sample --ckpt ${ckpt} --lora ${result.final} --lora-scale ${curriculumDefaults.inference.loraScale} --prompt "..."`);
 }

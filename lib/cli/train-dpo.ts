@@ -8,10 +8,10 @@ import { concat } from '../autograd/functions.js';
 import { noGrad } from '../autograd/variable.js';
 import { isCheckpoint } from '../io/checkpoint.js';
 import { checkOutputDirectory, checkOutputFile } from '../io/output_paths.js';
-import { saveSafetensors } from '../io/safetensors.js';
-import { adapterStateDict, withAdaptersDisabled } from '../nn/lora.js';
+import { adapterTensors, describeAdapters, saveAdapterFile, type AdapterGroup } from '../nn/adapter_file.js';
+import { withAdaptersDisabled } from '../nn/lora.js';
 import { tidy } from '../scope.js';
-import { checkDpoOptions, dpoDefaults, trainDpo, type DpoTrainOptions } from '../train/dpo.js';
+import { checkDpoOptions, denoiserAttention, dpoDefaults, textEncoderAttention, trainDpo, type DpoTrainOptions } from '../train/dpo.js';
 import { TextToImage } from '../models/text_to_image.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { describePreferences, loadPreferences, type PreferenceSpec } from '../train/preferences.js';
@@ -73,6 +73,7 @@ export async function run(argv: string[]): Promise<void> {
   const prompts = flags['sample-prompts'] === undefined ? demoPrompts : String(flags['sample-prompts']).split('|').map((p) => p.trim());
 
   const model = TextToImage.load(from);
+  const baseHash = model.weightsHash();
   try {
     const options: DpoTrainOptions = {
       steps,
@@ -115,7 +116,14 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`train-dpo: mean of the last ${last} steps: loss ${mean(losses).toFixed(4)} (log 2 = 0.6931 at the start), implicit accuracy ${mean(accuracies).toFixed(3)}`);
 
     mkdirSync(out, { recursive: true });
-    saveSafetensors(loraFile, adapterStateDict(model.dit));
+    // One file over the starting checkpoint: the denoiser group, and the text encoder's when trained.
+    const groups: AdapterGroup[] = [describeAdapters(model.dit, { name: 'dpo', pattern: denoiserAttention })];
+    const tensors = adapterTensors(model.dit, denoiserAttention, 'dpo');
+    if (options.textRank! > 0) {
+      groups.push(describeAdapters(model.dit, { name: 'text', pattern: textEncoderAttention }));
+      Object.assign(tensors, adapterTensors(model.dit, textEncoderAttention, 'text'));
+    }
+    saveAdapterFile(loraFile, tensors, { base: baseHash, groups, extra: { command: 'train-dpo', pairs: describePreferences(spec), steps: String(steps) } });
     console.log(`train-dpo: adapters written to ${loraFile} (realtune sample --ckpt ${from} --lora ${loraFile})`);
 
     if (sampleSteps > 0) {

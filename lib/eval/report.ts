@@ -34,6 +34,12 @@ export interface EvaluateOptions extends LoraSelection {
    * rules (loraScale, loraGroups, allowOtherBase); the checkpoint alone is then the base.
    */
   lora?: LoraSource | readonly LoraSource[];
+  /**
+   * The checkpoint's own images of the same prompts, seed, steps and guidance (what the hue
+   * distance to the base compares against), when the caller has them already: a table of many
+   * adapter files over one base generates them once (see baseImagesFor).
+   */
+  baseImages?: Tensor<'f32'>;
   /** Evaluator files or networks (default: the shipped models/eval/attributes.safetensors and scorer.safetensors). */
   classifier?: string | AttributeClassifier;
   scorer?: string | CaptionScorer;
@@ -115,6 +121,11 @@ function generateAll(model: TextToImage, prompts: readonly string[], options: Ev
   return fromArray(data, [prompts.length, 3, size, size]);
 }
 
+/** The checkpoint's own images of the held-out prompts evaluateModel would generate (its options.baseImages). */
+export function baseImagesFor(model: TextToImage, options: Pick<EvaluateOptions, 'prompts' | 'seed' | 'steps' | 'cfg' | 'batch'> = {}): Tensor<'f32'> {
+  return generateAll(model, heldOutPrompts(options.prompts ?? 256), options, []);
+}
+
 /** Measures `model` (with options.lora on top, when given) on held-out prompts. */
 export async function evaluateModel(model: TextToImage, options: EvaluateOptions = {}): Promise<EvaluationReport> {
   const count = options.prompts ?? 256;
@@ -153,7 +164,14 @@ export async function evaluateModel(model: TextToImage, options: EvaluateOptions
     const started = performance.now();
     generated = generateAll(model, real.prompts, options, lora.files);
     const generationSeconds = (performance.now() - started) / 1000;
-    if (lora.files.length > 0) base = generateAll(model, real.prompts, options, []);
+    if (lora.files.length > 0 && options.baseImages !== undefined) {
+      const expected = [count, 3, size, size];
+      if (options.baseImages.shape.length !== 4 || options.baseImages.shape.some((d, i) => d !== expected[i])) {
+        throw new RangeError(`evaluate: baseImages has shape [${options.baseImages.shape.join(', ')}], expected [${expected.join(', ')}]`);
+      }
+    } else if (lora.files.length > 0) {
+      base = generateAll(model, real.prompts, options, []);
+    }
 
     const realFeatures = classifier.evaluator.features(real.images);
     const fd = frechetDistance(classifier.evaluator.features(generated), realFeatures);
@@ -195,7 +213,7 @@ export async function evaluateModel(model: TextToImage, options: EvaluateOptions
       scorer: mean(scorer.evaluator.score(real.prompts, generated)),
       scorerReal: mean(scorer.evaluator.score(real.prompts, real.images)),
       hueToReal: hueDistance(generated, real.images),
-      ...(base !== undefined ? { hueToBase: hueDistance(generated, base) } : {}),
+      ...(base !== undefined || (lora.files.length > 0 && options.baseImages !== undefined) ? { hueToBase: hueDistance(generated, base ?? options.baseImages!) } : {}),
       sharpness: meanSharpness(generated),
       sharpnessReal: meanSharpness(real.images),
       channelDriftToReal: channelMeanDrift(generated, real.images).norm,

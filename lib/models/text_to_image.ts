@@ -22,7 +22,7 @@ import path from 'node:path';
 import * as F from '../autograd/functions.js';
 import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
-import { sample, type SamplerKind } from '../diffusion/sampler.js';
+import { sample, sdedit, type SamplerKind } from '../diffusion/sampler.js';
 import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
 import {
   appliesAt,
@@ -99,6 +99,11 @@ export interface GenerateOptions extends LoraSelection {
    * trained on other base weights.
    */
   lora?: LoraSource | readonly LoraSource[];
+  /**
+   * SDEdit (HG-DPO's SDRecon): start from these images noised to `timestep` and denoise them back
+   * to t = 0 in `steps` steps, instead of sampling from pure noise. One image per prompt and sample.
+   */
+  from?: { images: Tensor<'f32'>; timestep: number };
   /** Called after each denoising step (progress bars). */
   onStep?: (index: number, total: number) => void;
   /** Apply an adapter file even if it holds NaN or infinite values (default: that is an error). */
@@ -254,6 +259,16 @@ export class TextToImage {
       throw new RangeError(`generate: steps must be an integer in [1, ${this.schedule.steps}] (the noise schedule's steps), got ${steps}`);
     }
     checkCountFits(`generate: ${prompts.length} prompt(s) x ${n} images`, prompts.length * n, samplingBytesPerImage(this.dit.config, this.imageSize), 'image');
+    if (options.from !== undefined) {
+      const { images, timestep } = options.from;
+      const expected = [prompts.length * n, this.channels, this.imageSize, this.imageSize];
+      if (images.dtype !== 'f32' || images.shape.length !== 4 || images.shape.some((d, i) => d !== expected[i])) {
+        throw new RangeError(`generate: from.images must be f32 [${expected.join(', ')}] (one image per prompt and sample), got ${images.dtype} [${images.shape.join(', ')}]`);
+      }
+      if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.schedule.steps) {
+        throw new RangeError(`generate: from.timestep must be an integer in [0, ${this.schedule.steps}), got ${timestep}`);
+      }
+    }
     const sources = loraSources(options.lora);
     if (sources.length === 0 && (options.loraScale !== undefined || options.loraGroups !== undefined || options.allowOtherBase !== undefined)) {
       throw new RangeError('generate: loraScale, loraGroups and allowOtherBase apply to adapter files: pass them with lora');
@@ -291,20 +306,18 @@ export class TextToImage {
         for (const t of timesteps) encodingAt(t);
         const size = this.imageSize;
         const total = timesteps.length;
-        return sample(
-          (xt, t) => {
-            applied.activate((u) => appliesAt(u, t), (u) => !isText(u));
-            return this.#guidedEps(xt, t, encodingAt(t), cfg);
-          },
-          [batch, this.channels, size, size],
-          this.schedule,
-          {
-            sampler: options.sampler ?? 'ddim',
-            steps,
-            seed: options.seed ?? 0,
-            ...(options.onStep ? { onStep: (index: number) => options.onStep!(index, total) } : {}),
-          },
-        );
+        const predict = (xt: Tensor<'f32'>, t: number): Tensor<'f32'> => {
+          applied.activate((u) => appliesAt(u, t), (u) => !isText(u));
+          return this.#guidedEps(xt, t, encodingAt(t), cfg);
+        };
+        const samplerOptions = {
+          sampler: options.sampler ?? 'ddim',
+          steps,
+          seed: options.seed ?? 0,
+          ...(options.onStep ? { onStep: (index: number) => options.onStep!(index, total) } : {}),
+        } as const;
+        if (options.from !== undefined) return sdedit(predict, options.from.images, options.from.timestep, this.schedule, samplerOptions);
+        return sample(predict, [batch, this.channels, size, size], this.schedule, samplerOptions);
       });
     } finally {
       for (const text of encodings.values()) disposeEncoding(text);

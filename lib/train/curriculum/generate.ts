@@ -7,13 +7,8 @@
 //                    the image's own prompt; t_1 looks real, t_10 looks generated.
 // Every image is scored when it is made; a store scored by another scorer is scored again.
 import { createHash } from 'node:crypto';
-import * as F from '../../autograd/functions.js';
-import { noGrad } from '../../autograd/variable.js';
-import { sdedit } from '../../diffusion/sampler.js';
 import { mixSeed } from '../../data/figures.js';
 import type { TextToImage } from '../../models/text_to_image.js';
-import { axpy } from '../../ops/elementwise.js';
-import { tidy } from '../../scope.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { weightsHash } from '../../nn/adapter_file.js';
 import { ImageStore, type StoreRecord } from './store.js';
@@ -137,28 +132,6 @@ export function reconTimestep(k: number, levels: number, scheduleSteps: number):
   return Math.max(0, Math.round((k * scheduleSteps) / levels) - 1);
 }
 
-/** Guided eps of the model for a batch whose text is `text` (prompts, then negatives). */
-function guidedPredictor(model: TextToImage, prompts: readonly string[], cfg: number) {
-  const text = tidy(() => {
-    const e = model.encodePrompts(cfg === 1 ? prompts : [...prompts, ...Array<string>(prompts.length).fill('')]);
-    return { tokens: e.tokens.value, pooled: e.pooled.value, lengths: e.lengths };
-  });
-  const predict = (xt: Tensor<'f32'>, t: number): Tensor<'f32'> =>
-    tidy(() => {
-      const batch = xt.shape[0]!;
-      if (cfg === 1) return model.predictEps(xt, t, text).value;
-      const both = model.predictEps(F.concat([xt, xt], 0).value, t, text).value;
-      const negative = both.slice(batch, 2 * batch).clone();
-      return axpy(cfg, both.slice(0, batch), negative, { beta: 1 - cfg });
-    });
-  const dispose = (): void => {
-    text.tokens.dispose();
-    text.pooled.dispose();
-    text.lengths.dispose();
-  };
-  return { predict, dispose };
-}
-
 /**
  * SDRecon of every real image under `dir`: `levels` reconstructions each, scored. Resumes where
  * an earlier call stopped.
@@ -192,49 +165,41 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
   );
   await ensureScored(op, store, scorer, size, log);
   const done = store.doneUnits();
-  const wasTraining = model.dit.training;
-  model.dit.eval();
-  try {
-    for (let unit = 0; unit < units; unit++) {
-      if (done.has(unit)) {
-        options.onProgress?.(Math.min(reals.length, (unit + 1) * per), reals.length);
-        continue;
-      }
-      const chunk = reals.slice(unit * per, (unit + 1) * per);
-      const prompts = chunk.map((r) => r.prompt);
-      const x0 = fromArray(concat(chunk.map((r) => r.image)), [chunk.length, 3, size, size]);
-      const guided = guidedPredictor(model, prompts, options.cfg);
-      const outputs: Tensor<'f32'>[] = [];
-      try {
-        for (let k = 1; k <= levels; k++) {
-          const t = reconTimestep(k, levels, model.schedule.steps);
-          const steps = Math.max(1, Math.round((options.steps * (t + 1)) / model.schedule.steps));
-          outputs.push(noGrad(() => sdedit(guided.predict, x0, t, model.schedule, { steps, seed: mixSeed(options.seed, unit, k) })));
-        }
-        // Records image-major: image i's levels 1..T together.
-        const order: { i: number; k: number }[] = [];
-        for (let i = 0; i < chunk.length; i++) for (let k = 1; k <= levels; k++) order.push({ i, k });
-        const levelData = outputs.map((o) => o.toArray());
-        const all = new Float32Array(order.length * length);
-        order.forEach(({ i, k }, j) => all.set(levelData[k - 1]!.subarray(i * length, (i + 1) * length), j * length));
-        const images = fromArray(all, [order.length, 3, size, size]);
-        try {
-          const { scores, invalid } = await scoreImages(op, scorer, order.map(({ i }) => prompts[i]!), images);
-          if (invalid > 0) log(`${op}: the scorer returned NaN or infinity for ${invalid} reconstruction(s); they are never chosen`);
-          const records = order.map(({ i, k }, j) => ({ unit, prompt: prompts[i]!, item: unit * per + i, sample: k, t: reconTimestep(k, levels, model.schedule.steps), seed: options.seed, score: scores[j]! }));
-          await store.addUnit(records, images, (r) => `r${String(r.item).padStart(6, '0')}-t${String(r.sample).padStart(2, '0')}`);
-        } finally {
-          images.dispose();
-        }
-      } finally {
-        for (const o of outputs) o.dispose();
-        x0.dispose();
-        guided.dispose();
-      }
+  for (let unit = 0; unit < units; unit++) {
+    if (done.has(unit)) {
       options.onProgress?.(Math.min(reals.length, (unit + 1) * per), reals.length);
+      continue;
     }
-  } finally {
-    model.dit.train(wasTraining);
+    const chunk = reals.slice(unit * per, (unit + 1) * per);
+    const prompts = chunk.map((r) => r.prompt);
+    const x0 = fromArray(concat(chunk.map((r) => r.image)), [chunk.length, 3, size, size]);
+    const outputs: Tensor<'f32'>[] = [];
+    try {
+      for (let k = 1; k <= levels; k++) {
+        const t = reconTimestep(k, levels, model.schedule.steps);
+        const steps = Math.max(1, Math.round((options.steps * (t + 1)) / model.schedule.steps));
+        outputs.push(model.generate({ prompts, cfg: options.cfg, steps, seed: mixSeed(options.seed, unit, k), from: { images: x0, timestep: t } }));
+      }
+      // Records image-major: image i's levels 1..T together.
+      const order: { i: number; k: number }[] = [];
+      for (let i = 0; i < chunk.length; i++) for (let k = 1; k <= levels; k++) order.push({ i, k });
+      const levelData = outputs.map((o) => o.toArray());
+      const all = new Float32Array(order.length * length);
+      order.forEach(({ i, k }, j) => all.set(levelData[k - 1]!.subarray(i * length, (i + 1) * length), j * length));
+      const images = fromArray(all, [order.length, 3, size, size]);
+      try {
+        const { scores, invalid } = await scoreImages(op, scorer, order.map(({ i }) => prompts[i]!), images);
+        if (invalid > 0) log(`${op}: the scorer returned NaN or infinity for ${invalid} reconstruction(s); they are never chosen`);
+        const records = order.map(({ i, k }, j) => ({ unit, prompt: prompts[i]!, item: unit * per + i, sample: k, t: reconTimestep(k, levels, model.schedule.steps), seed: options.seed, score: scores[j]! }));
+        await store.addUnit(records, images, (r) => `r${String(r.item).padStart(6, '0')}-t${String(r.sample).padStart(2, '0')}`);
+      } finally {
+        images.dispose();
+      }
+    } finally {
+      for (const o of outputs) o.dispose();
+      x0.dispose();
+    }
+    options.onProgress?.(Math.min(reals.length, (unit + 1) * per), reals.length);
   }
   return store;
 }

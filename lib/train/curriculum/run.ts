@@ -18,11 +18,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { figuresDataset } from '../../data/figures.js';
 import { folderDataset } from '../../data/dataset.js';
-import { evaluateModel, formatReport, type EvaluationReport } from '../../eval/report.js';
+import { baseImagesFor, evaluateModel, heldOutPrompts, type EvaluationReport } from '../../eval/report.js';
 import { atomicWriteFile, writeJsonAtomic } from '../../io/atomic.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import { readAdapterFile, weightsHash } from '../../nn/adapter_file.js';
 import { dpoDefaults } from '../dpo.js';
+import { concat as concatVariables } from '../../autograd/functions.js';
+import { noGrad } from '../../autograd/variable.js';
+import { tidy } from '../../scope.js';
+import type { Tensor } from '../../tensor.js';
+import { writeLabelledGrid } from '../data.js';
 import { generatePools, generateReconstructions, type RealImage } from './generate.js';
 import { buildStagePairs, describePairs, loadPairs, naivePairs, type PairRef, type StagePairs } from './pairs.js';
 import { captionPoolScorer, onnxPoolScorer, type PoolScorer } from './scorer.js';
@@ -358,10 +363,11 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
       const dir = path.join(out, 'stages', chain.dir);
       if (existsSync(path.join(dir, 'lora.safetensors'))) {
         log(`curriculum: stage ${chain.dir} is done`);
+        if (!existsSync(path.join(dir, 'samples.png'))) await writeStageGrid(options.base, path.join(dir, 'lora.safetensors'), path.join(dir, 'samples.png'), { steps: samplingSteps, cfg, inference });
         continue;
       }
       const examples = await loadPairs(refs, { pools, recon }, reals, size);
-      await timed(`stage ${chain.dir}`, () =>
+      const lora = await timed(`stage ${chain.dir}`, () =>
         runStage({
           name: chain.stage,
           dir,
@@ -374,42 +380,38 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
           onStep: (r: DpoStepReport) => options.onProgress?.(`stage ${chain.dir}`, r.step, r.total, { loss: r.loss, acc: r.accuracy }),
         }),
       );
+      await writeStageGrid(options.base, lora, path.join(dir, 'samples.png'), { steps: samplingSteps, cfg, inference });
     }
 
     const reports: Record<string, EvaluationReport> = {};
     if (evalPrompts > 0) {
       const model = TextToImage.load(options.base);
+      let baseImages: Tensor<'f32'> | undefined;
       try {
         for (const row of tableRows(options.table ?? false)) {
           const reportFile = path.join(out, 'reports', `${row.name.replace(/[^A-Za-z0-9+]+/g, '-').replace(/^-|-$/g, '')}.json`);
           if (existsSync(reportFile)) {
-            reports[row.name] = JSON.parse(readFileSync(reportFile, 'utf8')) as EvaluationReport;
+            reports[row.name] = (JSON.parse(readFileSync(reportFile, 'utf8')) as { report: EvaluationReport }).report;
             continue;
           }
           const lora = row.chain === undefined ? undefined : path.join(out, 'stages', row.chain, 'lora.safetensors');
+          if (lora !== undefined && baseImages === undefined) baseImages = await timed('eval base images', async () => baseImagesFor(model, { prompts: evalPrompts, steps: evalSteps, cfg }));
           const report = await timed(`eval ${row.name}`, () =>
             evaluateModel(model, {
+              ...(lora !== undefined && baseImages !== undefined ? { baseImages } : {}),
               prompts: evalPrompts,
               steps: evalSteps,
               cfg,
-              ...(lora === undefined
-                ? {}
-                : {
-                    lora,
-                    loraScale: inference.loraScale,
-                    loraGroups: {
-                      ...(fileHasGroup(lora, 'text') ? { text: row.withoutText ? { enabled: false } : { timesteps: inference.textTimesteps } } : {}),
-                      ...(fileHasGroup(lora, 'hard') ? { hard: { blocks: inference.hardBlocks } } : {}),
-                    },
-                  }),
+              ...(lora === undefined ? {} : { lora, ...inferenceSelection(lora, inference, row.withoutText) }),
               onProgress: (d, t) => options.onProgress?.(`eval ${row.name}`, d, t),
             }),
           );
-          writeJsonAtomic(reportFile, { row: row.name, lora: lora ?? null, inference, ...report });
+          writeJsonAtomic(reportFile, { row: row.name, lora: lora ?? null, inference, report });
           reports[row.name] = report;
           log(`curriculum: ${row.name}: FD ${report.fd.toFixed(2)}, adherence ${(100 * report.adherenceMean).toFixed(1)}%, scorer ${report.scorer.toFixed(2)}${report.hueToBase === undefined ? '' : `, hue to base ${report.hueToBase.toFixed(2)}`}`);
         }
       } finally {
+        baseImages?.dispose();
         model.dispose();
       }
       const table = formatTable(tableRows(options.table ?? false), reports, seconds);
@@ -428,6 +430,33 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
   } finally {
     if (!baseDisposed) base.dispose();
     if (scorer?.owned) scorer.scorer.dispose?.();
+  }
+}
+
+/** The selection of a chain file's groups under the inference rules (groups the file lacks are left out). */
+export function inferenceSelection(lora: string, inference: InferenceRules, withoutText = false): { loraScale: number; loraGroups: Record<string, { enabled?: boolean; timesteps?: [number, number] | 'all'; blocks?: 'all' | 'last-half' }> } {
+  return {
+    loraScale: inference.loraScale,
+    loraGroups: {
+      ...(fileHasGroup(lora, 'text') ? { text: withoutText ? { enabled: false } : { timesteps: inference.textTimesteps } } : {}),
+      ...(fileHasGroup(lora, 'hard') ? { hard: { blocks: inference.hardBlocks } } : {}),
+    },
+  };
+}
+
+/** A stage's grid: six held-out prompts from the base (top row) and with the chain's adapters under the inference rules (bottom row). */
+async function writeStageGrid(base: string, lora: string, file: string, options: { steps: number; cfg: number; inference: InferenceRules }): Promise<void> {
+  const prompts = heldOutPrompts(6);
+  const model = TextToImage.load(base);
+  try {
+    const settings = { prompts, steps: options.steps, cfg: options.cfg, seed: 0 };
+    const before = model.generate(settings);
+    const after = model.generate({ ...settings, lora, ...inferenceSelection(lora, options.inference) });
+    const images = tidy(() => noGrad(() => concatVariables([before, after], 0).value));
+    await writeLabelledGrid(file, images, [...prompts.map((p) => `base: ${p}`), ...prompts.map((p) => `stage: ${p}`)], prompts.length);
+    for (const t of [before, after, images]) t.dispose();
+  } finally {
+    model.dispose();
   }
 }
 
