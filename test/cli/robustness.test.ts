@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { curriculumFlags } from '../../lib/cli/curriculum.js';
 import { demoFlags } from '../../lib/cli/demo.js';
 import { evalFlags } from '../../lib/cli/eval.js';
 import { trainEvaluatorFlags } from '../../lib/cli/train-evaluator.js';
@@ -179,14 +180,29 @@ const cases: Case[] = [
   },
   {
     item: 1,
-    name: 'demo --out whose model/ holds other files',
+    name: 'demo --out whose curriculum/ holds a run with other settings',
     setup: (at) => {
-      mkdirSync(at('d/model'), { recursive: true });
-      writeFileSync(at('d/model/notes.txt'), 'precious');
+      mkdirSync(at('d/curriculum'), { recursive: true });
+      writeFileSync(at('d/curriculum/run.json'), JSON.stringify({ base: 'another model' }));
     },
-    args: (at) => ['demo', '--ckpt', model(), '--steps', '1', '--figures', '2', '--batch', '1', '--sample-steps', '1', '--n', '1', '--out', at('d'), '--quiet'],
+    args: (at) => ['demo', '--ckpt', model(), '--stage-steps', '1', '--real-figures', '2', '--pool-size', '2', '--sampling-steps', '1', '--n', '1', '--out', at('d'), '--quiet'],
     status: 1,
-    message: /--out .*\/d\/model: it holds notes\.txt, which no checkpoint save writes/,
+    message: /curriculum: .*\/d\/curriculum holds a run with other settings: base .* \(the run has "another model"\)/,
+  },
+  {
+    item: 1,
+    name: 'curriculum with a scorer that reads another image size',
+    args: (at) => ['curriculum', '--ckpt', model(), '--real-figures', '2', '--out', at('c'), '--quiet'],
+    status: 1,
+    message: /the scorer builtin reads 32x32 images but .* makes 16x16; give a scorer for that size/,
+  },
+  {
+    item: 1,
+    name: 'curriculum --prompts with only empty lines',
+    setup: (at) => writeFileSync(at('prompts.txt'), '\n  \n'),
+    args: (at) => ['curriculum', '--ckpt', model(), '--prompts', at('prompts.txt'), '--out', at('c'), '--quiet'],
+    status: 1,
+    message: /the prompt file .*prompts\.txt has no prompt \(every line is empty\)/,
   },
 
   // 2. A save killed between its renames: every reader recovers the previous version.
@@ -335,7 +351,7 @@ const cases: Case[] = [
     item: 4,
     name: 'demo --out a file',
     setup: (at) => writeFileSync(at('f'), 'a file'),
-    args: (at) => ['demo', '--ckpt', model(), '--steps', '1', '--out', at('f'), '--quiet'],
+    args: (at) => ['demo', '--ckpt', model(), '--stage-steps', '1', '--out', at('f'), '--quiet'],
     status: 1,
     message: /--out .*\/f is a file, not a directory/,
   },
@@ -379,9 +395,9 @@ const cases: Case[] = [
   {
     item: 5,
     name: 'demo --n 1000000000',
-    args: (at) => ['demo', '--ckpt', model(), '--steps', '1', '--n', '1000000000', '--out', at('d'), '--quiet'],
+    args: (at) => ['demo', '--ckpt', model(), '--stage-steps', '1', '--n', '1000000000', '--out', at('d'), '--quiet'],
     status: 1,
-    message: /--n 1000000000 x 4 prompts needs about .* of memory/,
+    message: /--n 1000000000 x 2 rows needs about .* of memory/,
   },
 
   // 6. Non-finite numbers.
@@ -411,7 +427,7 @@ const cases: Case[] = [
     name: 'train-dpo --lr 1e30 stops at the first non-finite step, writing no adapters',
     args: (at) => dpo(at, { '--steps': '4', '--lr': '1e30', '--clip-norm': '0' }),
     status: 1,
-    message: /trainDpo: step \d: the (loss|gradient norm) is .*no adapters were written/,
+    message: /trainDpo: step \d: the (loss|gradient norm) is .*no checkpoint had been written/,
   },
   {
     item: 6,
@@ -526,7 +542,7 @@ const cases: Case[] = [
     message: /no sample grid \(--sample-steps 0\)/,
     owns: ['dpo'],
     check: (at) => {
-      expect(readdirSync(at('dpo'))).toEqual(['lora.safetensors']);
+      expect(readdirSync(at('dpo')), 'the adapters and the resumable checkpoint, no grid').toEqual(['checkpoint', 'lora.safetensors']);
     },
   },
   {
@@ -552,10 +568,24 @@ const cases: Case[] = [
   },
   {
     item: 8,
-    name: 'demo --sample-steps 3.5',
-    args: (at) => ['demo', '--ckpt', model(), '--sample-steps', '3.5', '--out', at('d')],
+    name: 'demo --sampling-steps 3.5',
+    args: (at) => ['demo', '--ckpt', model(), '--sampling-steps', '3.5', '--out', at('d')],
     status: 1,
-    message: /--sample-steps expects an integer, got "3\.5"/,
+    message: /--sampling-steps expects an integer, got "3\.5"/,
+  },
+  {
+    item: 8,
+    name: 'curriculum --text-lora-steps 999-900',
+    args: (at) => ['curriculum', '--ckpt', model(), '--text-lora-steps', '999-900', '--out', at('c')],
+    status: 1,
+    message: /--text-lora-steps: LO must be <= HI, got 999-900/,
+  },
+  {
+    item: 8,
+    name: 'curriculum --real-dir and --real-figures',
+    args: (at) => ['curriculum', '--ckpt', model(), '--real-dir', at('x'), '--real-figures', '3', '--out', at('c')],
+    status: 1,
+    message: /give one of --real-dir and --real-figures \(got both\)/,
   },
 
   // The measuring commands and the fresh-figures data join the table.
@@ -860,7 +890,7 @@ describe('cli robustness: flag or file -> exit code and message, nothing outside
 });
 
 describe('flag specs: the help and the parser come from one spec', () => {
-  const specs: Record<string, FlagSpecs> = { 'train-base': trainBaseFlags, 'train-dpo': trainDpoFlags, sample: sampleFlags, demo: demoFlags, eval: evalFlags, 'train-evaluator': trainEvaluatorFlags };
+  const specs: Record<string, FlagSpecs> = { 'train-base': trainBaseFlags, 'train-dpo': trainDpoFlags, sample: sampleFlags, demo: demoFlags, eval: evalFlags, 'train-evaluator': trainEvaluatorFlags, curriculum: curriculumFlags };
   for (const [command, spec] of Object.entries(specs)) {
     it(`${command}: every range and default the help shows is the parser's, and every value the help names is accepted`, () => {
       const help = cli([command, '--help'], scratch).stdout;

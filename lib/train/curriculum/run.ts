@@ -20,6 +20,7 @@ import { figuresDataset } from '../../data/figures.js';
 import { folderDataset } from '../../data/dataset.js';
 import { baseImagesFor, evaluateModel, heldOutPrompts, type EvaluationReport } from '../../eval/report.js';
 import { atomicWriteFile, writeJsonAtomic } from '../../io/atomic.js';
+import { checkOutputDirectory } from '../../io/output_paths.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import { readAdapterFile, weightsHash } from '../../nn/adapter_file.js';
 import { dpoDefaults } from '../dpo.js';
@@ -198,8 +199,8 @@ async function resolveScorer(scorer: CurriculumOptions['scorer']): Promise<{ sco
   return { scorer: captionPoolScorer(scorer), owned: true };
 }
 
-/** Checks run.json against this run's settings (or writes it). */
-function checkRunFile(out: string, settings: Record<string, unknown>): void {
+/** Checks run.json against this run's settings, or (after `beforeWrite`'s checks) writes it. */
+function checkRunFile(out: string, settings: Record<string, unknown>, beforeWrite: () => void): void {
   const file = path.join(out, 'run.json');
   if (existsSync(file)) {
     let saved: Record<string, unknown>;
@@ -217,6 +218,7 @@ function checkRunFile(out: string, settings: Record<string, unknown>): void {
     }
     return;
   }
+  beforeWrite();
   writeJsonAtomic(file, settings);
 }
 
@@ -279,6 +281,7 @@ export function tableRows(table: boolean): TableRow[] {
 export async function runCurriculum(options: CurriculumOptions): Promise<CurriculumResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const out = path.resolve(options.out);
+  checkOutputDirectory(out, 'curriculum: out');
   const settings = resolveStageSettings(options.stages);
   const poolSize = options.poolSize ?? curriculumDefaults.poolSize;
   if (!Number.isInteger(poolSize) || poolSize < 2) throw new RangeError(`curriculum: poolSize must be an integer >= 2 (a pool needs a best and a worst sample), got ${poolSize}`);
@@ -322,6 +325,10 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
       levels,
       seed,
       scorer: scorer.scorer.name,
+    }, () => {
+      if (scorer!.scorer.imageSize !== undefined && scorer!.scorer.imageSize !== base.imageSize) {
+        throw new RangeError(`curriculum: the scorer ${scorer!.scorer.name} reads ${scorer!.scorer.imageSize}x${scorer!.scorer.imageSize} images but ${options.base} makes ${base.imageSize}x${base.imageSize}; give a scorer for that size (--scorer FILE)`);
+      }
     });
     log(`curriculum: ${reals.length} real images, ${prompts.length} prompts, pools of ${poolSize}, scorer ${scorer.scorer.name}`);
 

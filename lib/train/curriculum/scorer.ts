@@ -8,6 +8,8 @@ import type { Tensor } from '../../tensor.js';
 export interface PoolScorer {
   /** Names the scorer in store headers: a store scored by another scorer is scored again. */
   readonly name: string;
+  /** The image side the scorer reads, when it reads only one (checked against the model before any work). */
+  readonly imageSize?: number;
   /** One score per image (higher is better); NaN marks an image as unscorable. */
   score(prompts: readonly string[], images: Tensor<'f32'>): Promise<ArrayLike<number>> | ArrayLike<number>;
   dispose?(): void;
@@ -19,6 +21,7 @@ export function captionPoolScorer(file?: string): PoolScorer {
   const scorer: CaptionScorer = loadEvaluator(resolved, 'scorer');
   return {
     name: file === undefined ? 'builtin' : `scorer:${resolved}`,
+    imageSize: scorer.config.image.imageSize,
     score: (prompts, images) => scorer.score(prompts, images),
     dispose: () => scorer.dispose(),
   };
