@@ -38,6 +38,7 @@ export const trainDpoFlags: FlagSpecs = {
   warmup: { kind: 'int', min: 0, default: 0, help: 'linear warm-up steps of the learning rate' },
   ema: { kind: 'number', min: 0, max: 0.999999, default: 0, help: "EMA decay of the adapters (0: none); the written adapters are the averaged ones" },
   'ckpt-every': { kind: 'int', min: 0, default: 0, help: 'write out/checkpoint every k steps (and at the end) so the run can resume' },
+  'sample-every': { kind: 'int', min: 0, default: 0, help: 'write a grid (reference row, DPO row) of the sample prompts to out/samples every k steps (0: off)' },
   resume: { kind: 'boolean', help: 'continue the run in out/checkpoint (same settings, more steps)' },
   out: { kind: 'string', default: 'runs/dpo', help: 'output directory: lora.safetensors, samples.png and checkpoint/' },
   'sample-prompts': { kind: 'string', help: 'prompts of the before/after grid, separated by | (the demo prompts when not given)' },
@@ -90,6 +91,10 @@ export async function run(argv: string[]): Promise<void> {
       ema: Number(flags.ema),
       out,
       ckptEvery: Number(flags['ckpt-every']),
+      sampleEvery: Number(flags['sample-every']),
+      samplePrompts: prompts,
+      sampleSteps: Math.max(1, sampleSteps),
+      writeGrid: (file, images, labels) => writeLabelledGrid(file, images, labels, prompts.length),
       dataIdentity: describePreferences(spec),
       ...(flags.resume ? { resume: path.join(out, 'checkpoint') } : {}),
     };

@@ -10,13 +10,13 @@ import * as F from '../autograd/index.js';
 import { backward } from '../autograd/backward.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
 import { checkCheckpointTarget, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
-import { adapters, adapterStateDict, attachLora, loadAdapterStateDict, maxLoraRank } from '../nn/lora.js';
+import { adapters, adapterStateDict, attachLora, loadAdapterStateDict, maxLoraRank, withAdaptersDisabled } from '../nn/lora.js';
 import { firstNonFinite } from '../numeric.js';
 import { checkBeta } from '../ops/dpo_loss.js';
 import { Generator } from '../ops/random.js';
 import type { LrScheduleKind } from '../optim/schedule.js';
 import { tidy } from '../scope.js';
-import { fromArray } from '../tensor.js';
+import { fromArray, type Tensor } from '../tensor.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
 import type { TextToImage } from '../models/text_to_image.js';
 import type { PreferenceExample } from './preferences.js';
@@ -76,6 +76,11 @@ export interface DpoTrainOptions extends Omit<RunOptions, 'onStep'> {
   pattern?: RegExp;
   /** Names the pairs (e.g. a pool directory and its index hash): saved with checkpoints, so a resume on other pairs is refused. */
   dataIdentity?: string;
+  /** Prompts of the periodic grids (every `sampleEvery` steps under out/samples): the base row, then with the adapters. */
+  samplePrompts?: readonly string[];
+  sampleSteps?: number;
+  /** Writes a labelled grid of images [N, 3, H, W] in [-1, 1]; injected so tests can skip images. */
+  writeGrid?: (file: string, images: Tensor<'f32'>, labels: readonly string[]) => Promise<void>;
   onStep?: (report: DpoStepReport) => void;
 }
 
@@ -221,6 +226,19 @@ export async function trainDpo(
         throw err;
       }
       return { dir, moments, files, dispose };
+    },
+    writeSamples: async (file, withWeights) => {
+      const prompts = options.samplePrompts ?? [];
+      if (prompts.length === 0 || options.writeGrid === undefined) return;
+      const settings = { prompts, steps: options.sampleSteps ?? 25, seed, cfg: 5 };
+      const before = withAdaptersDisabled(model.dit, () => model.generate(settings));
+      const after = withWeights(() => model.generate(settings));
+      const images = tidy(() => noGrad(() => F.concat([before, after], 0).value));
+      try {
+        await options.writeGrid(file, images, [...prompts.map((p) => `reference: ${p}`), ...prompts.map((p) => `DPO: ${p}`)]);
+      } finally {
+        for (const t of [before, after, images]) t.dispose();
+      }
     },
     train: () => model.dit.train(),
     finish: () => model.dit.eval(),
