@@ -7,7 +7,7 @@
 //   node --import tsx scripts/dpo-sweep.ts runs/curriculum-table [--eval-prompts 64] [--configs beta=250,lr=1e-4,steps=300;...]
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { evaluateModel, type EvaluationReport } from '../lib/eval/report.js';
+import { baseImagesFor, evaluateModel, type EvaluationReport } from '../lib/eval/report.js';
 import { writeJsonAtomic } from '../lib/io/atomic.js';
 import { packageRoot } from '../lib/native.js';
 import { TextToImage } from '../lib/models/text_to_image.js';
@@ -24,7 +24,7 @@ const flag = (name: string): string | undefined => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const evalPrompts = Number(flag('--eval-prompts') ?? 64);
-const configs = (flag('--configs') ?? 'beta=250,lr=1e-4,steps=300;beta=2500,lr=1e-4,steps=300;beta=25000,lr=1e-4,steps=300;beta=2500,lr=3e-4,steps=300;beta=2500,lr=1e-4,steps=900')
+const configs = (flag('--configs') ?? 'beta=2500,lr=1e-4,steps=300;beta=250,lr=1e-4,steps=300;beta=25000,lr=1e-4,steps=300;beta=2500,lr=1e-3,steps=300;beta=2500,lr=1e-4,steps=900')
   .split(';')
   .map((c) => Object.fromEntries(c.split(',').map((kv) => kv.split('=')).map(([k, v]) => [k!, Number(v)])) as { beta: number; lr: number; steps: number });
 
@@ -48,6 +48,7 @@ else {
   baseReport = await evaluateModel(model, { prompts: evalPrompts, steps: run.samplingSteps, cfg: run.cfg });
   writeJsonAtomic(baseReportFile, baseReport);
 }
+const baseImages = baseImagesFor(model, { prompts: evalPrompts, steps: run.samplingSteps, cfg: run.cfg });
 for (const config of configs) {
   const name = `beta${config.beta}-lr${config.lr}-steps${config.steps}`;
   const dir = path.join(runDir, 'sweep', name);
@@ -72,6 +73,7 @@ for (const config of configs) {
     steps: run.samplingSteps,
     cfg: run.cfg,
     lora,
+    baseImages,
     ...inferenceSelection(lora, rules),
   });
   const result = { config, seconds, report };
@@ -79,6 +81,7 @@ for (const config of configs) {
   results.push(result);
   console.log(`sweep: ${name}: FD ${report.fd.toFixed(2)}, adherence ${(100 * report.adherenceMean).toFixed(1)}%, scorer ${report.scorer.toFixed(2)}, hue to base ${report.hueToBase?.toFixed(2)}`);
 }
+baseImages.dispose();
 model.dispose();
 scorer.dispose?.();
 
