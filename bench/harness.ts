@@ -5,9 +5,10 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { native, type NativeHandle } from '../lib/native.js';
+import { devNative } from '../lib/native_dev.js';
 
-declare module '../lib/native.js' {
-  interface NativeModule {
+declare module '../lib/native_dev.js' {
+  interface DevModule {
     benchCopyBandwidth(bytes: number, reps: number): { memcpy: number; loop: number };
     benchClockGHz(): number;
     benchFmaPeak(): { flops: number; isa: string };
@@ -129,11 +130,11 @@ export interface Peaks {
 
 /** Measures the machine's peaks for each thread count, in this run. */
 export function measurePeaks(threadCounts: readonly number[], copyBufferBytes = 256 << 20): Peaks {
-  const peaks: Peaks = { clockGHz: native.benchClockGHz(), isa: native.info().isa, flops: {}, copy: {}, copyBufferBytes };
+  const peaks: Peaks = { clockGHz: devNative().benchClockGHz(), isa: native.info().isa, flops: {}, copy: {}, copyBufferBytes };
   for (const threads of threadCounts) {
     withThreads(threads, () => {
-      peaks.flops[threads] = native.benchFmaPeak().flops;
-      peaks.copy[threads] = native.benchCopyBandwidth(copyBufferBytes, 5);
+      peaks.flops[threads] = devNative().benchFmaPeak().flops;
+      peaks.copy[threads] = devNative().benchCopyBandwidth(copyBufferBytes, 5);
     });
   }
   return peaks;

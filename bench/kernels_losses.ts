@@ -10,6 +10,7 @@
 // `cases` exports the same measurements as OpCase entries for bench/ops.ts's registry.
 import { pathToFileURL } from 'node:url';
 import { native } from '../lib/native.js';
+import { devNative } from '../lib/native_dev.js';
 import { channelStatLoss, channelStatLossBackward } from '../lib/ops/channel_stat_loss.js';
 import { dpoLoss, dpoLossBackward } from '../lib/ops/dpo_loss.js';
 import { biasAdd } from '../lib/ops/elementwise.js';
@@ -182,7 +183,7 @@ export async function run(args: string[]): Promise<LossesBenchResult> {
   const threads = machine.threads;
   const peaks = h.measurePeaks([threads]);
   const copy = peaks.copy[threads]!.loop;
-  const copyLoop = (): number => native.benchCopyBandwidth(peaks.copyBufferBytes, 3).loop;
+  const copyLoop = (): number => devNative().benchCopyBandwidth(peaks.copyBufferBytes, 3).loop;
   const rows: LossesBenchResult['rows'] = [];
   for (const s of setups(quick)) {
     const prepared = s.make();

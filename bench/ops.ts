@@ -6,6 +6,7 @@
 // Cases live in the `opCases` registry below; a case whose op is missing from the native op table
 // (or whose TS function is missing) is listed as skipped. Add one with addOpCase().
 import { native } from '../lib/native.js';
+import { devNative, type DevModule } from '../lib/native_dev.js';
 import { tidy } from '../lib/scope.js';
 import { empty, fromArray, type Tensor } from '../lib/tensor.js';
 import { matmul } from '../lib/ops/matmul.js';
@@ -71,7 +72,7 @@ function disposeAll(...tensors: Tensor[]): void {
 
 // Loaded in run() after the machine's peaks are measured: OpenBLAS starts its worker threads as it
 // loads and they spin for a while, which made a 2-thread FMA peak measured then come out as one.
-let openblas: ReturnType<typeof native.openblasInfo> = { loaded: false };
+let openblas: ReturnType<DevModule['openblasInfo']> = { loaded: false };
 
 interface GemmShape {
   batch?: number;
@@ -113,10 +114,11 @@ function gemmCase(s: GemmShape): OpCase {
           b: randomTensor([k * n], 'f32', 1000 + z),
           c: empty([m * n]),
         }));
+        const dev = devNative();
         prepared.peer = {
           name: 'OpenBLAS',
           call: () => {
-            for (const t of slices) native.openblasSgemm(t.a.handle, t.b.handle, t.c.handle, transA, transB, m, n, k, 1, 0);
+            for (const t of slices) dev.openblasSgemm(t.a.handle, t.b.handle, t.c.handle, transA, transB, m, n, k, 1, 0);
           },
         };
         prepared.dispose = () => {
@@ -262,7 +264,7 @@ export interface OpsResult {
   command: string;
   machine: h.MachineInfo;
   peaks: h.Peaks;
-  openblas: ReturnType<typeof native.openblasInfo>;
+  openblas: ReturnType<DevModule['openblasInfo']>;
   cases: CaseResult[];
   skipped: { name: string; reason: string }[];
   summary: Record<string, number | string | undefined>;
@@ -308,8 +310,8 @@ export async function run(args: string[]): Promise<OpsResult> {
         `copy ${h.fmt(copy.loop / 1e9)} GB/s (loop), ${h.fmt(copy.memcpy / 1e9)} GB/s (memcpy), ${peaks.copyBufferBytes >> 20} MB buffers`,
     );
   }
-  openblas = native.openblasInfo();
-  if (openblas.loaded) native.openblasSetThreads(1);
+  openblas = devNative().openblasInfo();
+  if (openblas.loaded) devNative().openblasSetThreads(1);
   if (openblas.loaded) console.log(`OpenBLAS: ${openblas.path}, core ${openblas.corename ?? '?'} (${openblas.config ?? ''})`);
   else console.log(`OpenBLAS not found, GEMM peer ratios skipped (${openblas.error ?? ''})`);
 
@@ -339,9 +341,9 @@ export async function run(args: string[]): Promise<OpsResult> {
       if (c.flops === undefined) result.fractionOfPeak = c.bytes / timing.median / peaks.copy[caseThreads]!.loop;
     }
     if (prepared.peer) {
-      native.openblasSetThreads(caseThreads);
+      devNative().openblasSetThreads(caseThreads);
       const peer = h.time(prepared.peer.call, { runs });
-      native.openblasSetThreads(1);
+      devNative().openblasSetThreads(1);
       // OpenBLAS's idle workers keep spinning for a while after a call (about 2^28 cycles, its
       // THREAD_TIMEOUT) whatever the thread count is set to; a 2-thread case of ours started
       // then shares a core with one and runs at half speed. Wait until they sleep.

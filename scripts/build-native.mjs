@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the native addon with cmake-js.
+// Builds the native addon with cmake-js: realtune.node, and beside it realtune_dev.node (the
+// functions only test/ and bench/ use: machine peaks, OpenBLAS, the cuda-emu self-tests).
 //   --cuda   cpu + cuda into build-cuda/ (fails with a clear message when nvcc is missing);
 //            prints the ptxas register / shared-memory / spill report per kernel.
 //   --emu    cpu + cuda-emu into build-emu/.
@@ -65,6 +66,7 @@ if (result.status !== 0) {
 if (withCuda) printPtxasReport(output);
 const withEmu = mode === 'emu' || mode === 'test';
 console.log(`realtune: built ${path.join(outDir, 'Release', 'realtune.node')} (cpu${withCuda ? ' + cuda' : ''}${withEmu ? ' + cuda-emu' : ''})`);
+console.log(`realtune: built ${path.join(outDir, 'Release', 'realtune_dev.node')} (bench helpers${withEmu ? ' + cuda-emu self-tests' : ''})`);
 
 // ptxas -v prints, per kernel and architecture, "Compiling entry function 'X' for 'sm_90'" and then
 // "Used N registers, ... bytes smem" and "N bytes spill stores, N bytes spill loads".

@@ -1,18 +1,50 @@
 #include "args.h"
 
 #include <cmath>
+#include <new>
+#include <string>
 #include <utility>
 
 namespace rt::napi {
 
-std::vector<std::pair<const char*, BindingFn>>& bindings() {
-  static std::vector<std::pair<const char*, BindingFn>> list;
+BindingList& bindings() {
+  static BindingList list;
   return list;
 }
 
-bool register_binding(const char* name, BindingFn fn) {
-  bindings().emplace_back(name, fn);
+bool register_binding(BindingList& list, const char* name, BindingFn fn) {
+  list.emplace_back(name, fn);
   return true;
+}
+
+static Napi::Value call_guarded(const Napi::CallbackInfo& info, BindingFn fn) {
+  Napi::Env env = info.Env();
+  try {
+    return fn(info);
+  } catch (const Error& e) {
+    switch (e.kind()) {
+      case Error::type: throw Napi::TypeError::New(env, e.what());
+      case Error::range: throw Napi::RangeError::New(env, e.what());
+      default: throw Napi::Error::New(env, e.what());
+    }
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, "realtune: out of host memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("realtune: ") + e.what());
+  }
+}
+
+void export_bindings(Napi::Env env, Napi::Object exports, const BindingList& list) {
+  for (const auto& [name, fn] : list) {
+    BindingFn target = fn;
+    exports.Set(name, Napi::Function::New(
+                          env, [target](const Napi::CallbackInfo& info) {
+                            return call_guarded(info, target);
+                          },
+                          name));
+  }
 }
 
 static std::string where(const char* op, const char* arg) {

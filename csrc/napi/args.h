@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor.h"
@@ -12,14 +13,22 @@
 namespace rt::napi {
 
 using BindingFn = Napi::Value (*)(const Napi::CallbackInfo&);
-bool register_binding(const char* name, BindingFn fn);
+// The functions one addon exports, by name.
+using BindingList = std::vector<std::pair<const char*, BindingFn>>;
+// realtune.node's list (every RT_BINDING); realtune_dev.node keeps its own (csrc/dev/).
+BindingList& bindings();
+bool register_binding(BindingList& list, const char* name, BindingFn fn);
+// Sets every binding of `list` on `exports`, each turning rt::Error into a JS TypeError,
+// RangeError or Error with the same message.
+void export_bindings(Napi::Env env, Napi::Object exports, const BindingList& list);
 
 // Defines a function exported on the native module under `name`; rt::Error thrown inside it
 // becomes a JS TypeError/RangeError/Error with the same message.
-#define RT_BINDING(name)                                                                    \
+#define RT_BINDING(name) RT_BINDING_IN(::rt::napi::bindings(), name)
+#define RT_BINDING_IN(list, name)                                                           \
   static Napi::Value rt_binding_fn_##name(const Napi::CallbackInfo& info);                  \
   static const bool rt_binding_registered_##name =                                          \
-      ::rt::napi::register_binding(#name, rt_binding_fn_##name);                            \
+      ::rt::napi::register_binding(list, #name, rt_binding_fn_##name);                      \
   static Napi::Value rt_binding_fn_##name(const Napi::CallbackInfo& info)
 
 // Argument readers. `op` and `arg` name the call in error messages.

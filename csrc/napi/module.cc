@@ -14,8 +14,6 @@
 
 namespace rt::napi {
 
-std::vector<std::pair<const char*, BindingFn>>& bindings();
-
 namespace {
 
 void probe_backends() {
@@ -201,36 +199,10 @@ RT_BINDING(isDisposed) {
   return Napi::Boolean::New(info.Env(), t->disposed());
 }
 
-static Napi::Value call_guarded(const Napi::CallbackInfo& info, BindingFn fn) {
-  Napi::Env env = info.Env();
-  try {
-    return fn(info);
-  } catch (const Error& e) {
-    switch (e.kind()) {
-      case Error::type: throw Napi::TypeError::New(env, e.what());
-      case Error::range: throw Napi::RangeError::New(env, e.what());
-      default: throw Napi::Error::New(env, e.what());
-    }
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "realtune: out of host memory");
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("realtune: ") + e.what());
-  }
-}
-
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
   probe_backends();
   exports.Set("NativeTensor", NativeTensor::define_class(env));
-  for (auto& [name, fn] : bindings()) {
-    BindingFn target = fn;
-    exports.Set(name, Napi::Function::New(
-                          env, [target](const Napi::CallbackInfo& info) {
-                            return call_guarded(info, target);
-                          },
-                          name));
-  }
+  export_bindings(env, exports, bindings());
   return exports;
 }
 

@@ -55,7 +55,8 @@
 //   dynamic shared memory: ::emu::dynamic_shared() (RT_DYNAMIC_SHARED), 1 KB aligned, up to the
 //                48 KB a launch gets without cudaFuncSetAttribute
 //   launch counts ::emu::launch_counts(): launches started per kernel name since the process
-//                began (the binding emuLaunchCounts), so tests can see which kernel an op chose
+//                began (realtune_dev.node's emuLaunchCounts), so tests can see which kernel an
+//                op chose
 //
 // Checks (each one fails the launch: ::emu::launch throws emu::KernelError, a
 // std::runtime_error whose message starts "cuda-emu: kernel <name>: " and names the block and

@@ -1,22 +1,20 @@
-// Self-test scenarios of the emulator, run from test/emu/emulator.test.ts through the binding
-// emuSelfTest(name, input): correct kernels exercising each supported feature (their outputs are
-// checked in TS against known results) and deliberately broken kernels the emulator must catch
-// (the binding returns the launch's error message as a string).
+// Self-test scenarios of the emulator (declared in selftest.h), run from
+// test/emu/emulator.test.ts through realtune_dev.node's emuSelfTest(name, input): correct
+// kernels exercising each supported feature (their outputs are checked in TS against known
+// results) and deliberately broken kernels the emulator must catch (the binding returns the
+// launch's error message as a string). Built into realtune_dev.node only.
 #define RT_EMU
-#include "../launch.h"
+#include "selftest.h"
 
-#include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "../../csrc/napi/args.h"
+#include "../launch.h"
 #include "../warp.cuh"
 
 namespace rt_emu::selftest {
-
-using Input = std::vector<double>;
-using Output = std::vector<double>;
 
 // A device buffer freed when its last copy goes (RT_LAUNCH's lambda captures by copy), so a
 // failing scenario leaks nothing.
@@ -481,8 +479,8 @@ Output kernel_throws(const Input&) {
   return as_output(out.host());
 }
 
-const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
-  static const std::map<std::string, std::function<Output(const Input&)>> table = {
+const Scenario* find_scenario(const std::string& name) {
+  static const std::map<std::string, Scenario> table = {
       {"block_reduce", block_reduce},
       {"shuffles", shuffles},
       {"votes", votes},
@@ -511,36 +509,8 @@ const std::map<std::string, std::function<Output(const Input&)>>& scenarios() {
       {"missing_barrier", missing_barrier},
       {"kernel_throws", kernel_throws},
   };
-  return table;
+  auto it = table.find(name);
+  return it == table.end() ? nullptr : &it->second;
 }
 
 }  // namespace rt_emu::selftest
-
-namespace rt::napi {
-
-// emuSelfTest(name, input?, rethrow?) -> the scenario's outputs, or the launch's error message
-// (rethrown as the JS Error every op would raise when `rethrow`).
-RT_BINDING(emuSelfTest) {
-  Napi::Env env = info.Env();
-  RT_EXPECT(info.Length() >= 1 && info[0].IsString(), "emuSelfTest: name must be a string", Error::type);
-  const std::string name = info[0].As<Napi::String>();
-  const auto& table = rt_emu::selftest::scenarios();
-  auto it = table.find(name);
-  RT_EXPECT(it != table.end(), "emuSelfTest: no scenario named '" + name + "'");
-  rt_emu::selftest::Input input;
-  if (info.Length() >= 2 && info[1].IsTypedArray()) {
-    Napi::Float64Array a = info[1].As<Napi::Float64Array>();
-    input.assign(a.Data(), a.Data() + a.ElementLength());
-  }
-  try {
-    const rt_emu::selftest::Output out = it->second(input);
-    Napi::Float64Array result = Napi::Float64Array::New(env, out.size());
-    std::copy(out.begin(), out.end(), result.Data());
-    return result;
-  } catch (const emu::KernelError& e) {
-    if (info.Length() >= 3 && info[2].ToBoolean()) throw;
-    return Napi::String::New(env, e.what());
-  }
-}
-
-}  // namespace rt::napi

@@ -1,15 +1,17 @@
 // The CUDA execution-model emulator (cuda/emu): kernels exercising every supported feature
 // against known results, and deliberately broken kernels it must catch and name. The scenarios
-// live in cuda/emu/selftest.cc; this file feeds them inputs and checks what comes back.
+// live in cuda/emu/selftest.cc, reached through the dev addon (lib/native_dev.ts); this file feeds
+// them inputs and checks what comes back.
 
 import { describe, expect, it } from 'vitest';
 import { native } from '../../lib/native.js';
+import { devNative } from '../../lib/native_dev.js';
 import { fromArray, full } from '../../lib/tensor.js';
 import { scale } from '../../lib/ops/elementwise.js';
 import { checkMemoryGuards, expectClose, expectIdentical, randomArray, rng } from '../helpers.js';
 
-declare module '../../lib/native.js' {
-  interface NativeModule {
+declare module '../../lib/native_dev.js' {
+  interface DevModule {
     /** Runs a cuda-emu self-test scenario: its outputs, or the launch's error message (thrown when `rethrow`). */
     emuSelfTest(name: string, input?: Float64Array, rethrow?: boolean): Float64Array | string;
   }
@@ -22,13 +24,13 @@ process.env.REALTUNE_EMU_THREADS ??= '4';
 const hasEmu = native.devices().some((d) => d.type === 'cuda-emu' && d.available);
 
 function run(name: string, input?: ArrayLike<number>): Float64Array {
-  const out = native.emuSelfTest(name, input ? Float64Array.from(input) : undefined);
+  const out = devNative().emuSelfTest(name, input ? Float64Array.from(input) : undefined);
   if (typeof out === 'string') expect.fail(`${name} failed: ${out}`);
   return out;
 }
 
 function failure(name: string): string {
-  const out = native.emuSelfTest(name);
+  const out = devNative().emuSelfTest(name);
   if (typeof out !== 'string') expect.fail(`${name} ran without an error; the emulator missed it`);
   return out;
 }
@@ -267,9 +269,9 @@ describe.runIf(hasEmu)('cuda-emu catches broken kernels', () => {
   });
 
   it('a failed launch throws a JS Error carrying the message, and unknown scenarios are rejected', () => {
-    expect(() => native.emuSelfTest('oob_write_by_one', undefined, true)).toThrow(
+    expect(() => devNative().emuSelfTest('oob_write_by_one', undefined, true)).toThrow(
       /^realtune: cuda-emu: kernel copy_kernel: block \(3,0,0\), thread \(232,0,0\): out-of-bounds access/,
     );
-    expect(() => native.emuSelfTest('no_such_scenario')).toThrow(/emuSelfTest: no scenario named 'no_such_scenario'/);
+    expect(() => devNative().emuSelfTest('no_such_scenario')).toThrow(/emuSelfTest: no scenario named 'no_such_scenario'/);
   });
 });

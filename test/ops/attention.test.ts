@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fromArray, type Tensor } from '../../lib/tensor.js';
 import type { DeviceType } from '../../lib/device.js';
 import { native } from '../../lib/native.js';
+import { devNative } from '../../lib/native_dev.js';
 import { attention, attentionBackward, attentionForward, type AttentionDType } from '../../lib/ops/attention.js';
 import * as ref from '../reference/attention.js';
 import {
@@ -15,8 +16,8 @@ import {
   type Tolerance,
 } from '../helpers.js';
 
-declare module '../../lib/native.js' {
-  interface NativeModule {
+declare module '../../lib/native_dev.js' {
+  interface DevModule {
     /** cuda-emu launches started so far, by kernel name (the kernel expression RT_LAUNCH was given). */
     emuLaunchCounts(): Record<string, number>;
   }
@@ -312,9 +313,9 @@ describe('op attention_backward', () => {
     const launchesOfBackward = (dtype: AttentionDType): Record<string, number> => {
       const t = upload(makeInputs(c, rng(), dtype), dtype, 'cuda-emu');
       const { out, lse } = attentionForward(t.q, t.k, t.v, t.options);
-      const before = native.emuLaunchCounts();
+      const before = devNative().emuLaunchCounts();
       attentionBackward(t.q, t.k, t.v, out, t.dout, lse, t.options);
-      const after = native.emuLaunchCounts();
+      const after = devNative().emuLaunchCounts();
       return Object.fromEntries(kernels.map((name) => [name, (after[name] ?? 0) - (before[name] ?? 0)]));
     };
     expect(launchesOfBackward('bf16')).toEqual({
@@ -343,10 +344,10 @@ describe('op attention_backward', () => {
         .reshape([c.batch, c.heads, seq, c.dim]);
     const [q, k, v, dout] = [misaligned(x.q, c.lq), misaligned(x.k, c.lk), misaligned(x.v, c.lk), misaligned(x.dout, c.lq)];
     const options = { scale: x.problem.scale, causal: true };
-    const before = native.emuLaunchCounts();
+    const before = devNative().emuLaunchCounts();
     const { out, lse } = attentionForward(q, k, v, options);
     const { dq, dk, dv } = attentionBackward(q, k, v, out, dout, lse, options);
-    const after = native.emuLaunchCounts();
+    const after = devNative().emuLaunchCounts();
     const launched = (name: string): number => (after[name] ?? 0) - (before[name] ?? 0);
     expect([launched('attention_fwd_wmma'), launched('attention_bwd_dq_wmma'), launched('attention_bwd_dq')]).toEqual([0, 0, 1]);
     const got = { out: out.toArray(), lse: lse.toArray(), dq: dq.toArray(), dk: dk.toArray(), dv: dv.toArray() };

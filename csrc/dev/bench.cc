@@ -1,6 +1,6 @@
-// Native helpers for the benchmark harness (bench/): the machine's copy bandwidth, clock and
-// FMA peak measured in the same run as the ops, and OpenBLAS loaded at run time as the GEMM peer.
-// Nothing here is used by the library itself.
+// Native helpers for the benchmark harness (bench/), in realtune_dev.node: the machine's copy
+// bandwidth, clock and FMA peak measured in the same run as the ops (on realtune.node's thread
+// pool, so setNumThreads applies), and OpenBLAS loaded at run time as the GEMM peer.
 #include <dlfcn.h>
 #include <immintrin.h>
 
@@ -13,7 +13,7 @@
 
 #include "../cpu/isa.h"
 #include "../cpu/parallel.h"
-#include "args.h"
+#include "dev_binding.h"
 
 namespace rt::napi {
 
@@ -155,7 +155,7 @@ float* cpu_f32(NativeTensor& t, int64_t numel, const char* op, const char* arg) 
 
 // benchCopyBandwidth(bytes, reps) -> { memcpy, loop }: median bytes/s (read + write counted) of a
 // parallel memcpy and of a copy loop with ordinary stores, over two buffers of `bytes` each.
-RT_BINDING(benchCopyBandwidth) {
+RT_DEV_BINDING(benchCopyBandwidth) {
   const int64_t bytes = int_arg(info, 0, "benchCopyBandwidth", "bytes");
   const int64_t reps = int_arg(info, 1, "benchCopyBandwidth", "reps");
   RT_EXPECT(bytes >= 4096 && reps >= 1, "benchCopyBandwidth: bytes must be >= 4096 and reps >= 1");
@@ -184,7 +184,7 @@ RT_BINDING(benchCopyBandwidth) {
 
 // benchClockGHz() -> the core clock from a chain of dependent integer adds (one cycle each on
 // every x86-64 core), on the calling thread.
-RT_BINDING(benchClockGHz) {
+RT_DEV_BINDING(benchClockGHz) {
   constexpr int64_t kIterations = 25'000'000, kChain = 8;
   uint64_t x = 0;
   auto run = [&](int64_t iterations) {
@@ -205,7 +205,7 @@ RT_BINDING(benchClockGHz) {
 
 // benchFmaPeak() -> { flops, isa }: FLOP/s of independent vector FMAs on every pool thread, the
 // machine's measured fp32 peak for the ISA the kernels use.
-RT_BINDING(benchFmaPeak) {
+RT_DEV_BINDING(benchFmaPeak) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("isa", cpu::isa_name());
   constexpr int64_t kIterations = 4'000'000;
@@ -222,7 +222,7 @@ RT_BINDING(benchFmaPeak) {
 }
 
 // openblasInfo() -> { loaded, path?, corename?, config?, error? }
-RT_BINDING(openblasInfo) {
+RT_DEV_BINDING(openblasInfo) {
   const OpenBlas& lib = openblas();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("loaded", lib.sgemm != nullptr);
@@ -237,7 +237,7 @@ RT_BINDING(openblasInfo) {
 }
 
 // openblasSetThreads(n)
-RT_BINDING(openblasSetThreads) {
+RT_DEV_BINDING(openblasSetThreads) {
   const OpenBlas& lib = require_openblas("openblasSetThreads");
   const int64_t n = int_arg(info, 0, "openblasSetThreads", "threads");
   RT_EXPECT(n >= 1 && n <= 1024, "openblasSetThreads: threads must be in 1..1024");
@@ -248,7 +248,7 @@ RT_BINDING(openblasSetThreads) {
 
 // openblasSgemm(a, b, c, transA, transB, m, n, k, alpha, beta): row-major cblas_sgemm on cpu f32
 // tensors, sizes checked against the tensors.
-RT_BINDING(openblasSgemm) {
+RT_DEV_BINDING(openblasSgemm) {
   const char* op = "openblasSgemm";
   const OpenBlas& lib = require_openblas(op);
   const bool trans_a = bool_arg(info, 3, op, "transA"), trans_b = bool_arg(info, 4, op, "transB");
