@@ -33,3 +33,14 @@ export function nonFiniteStepError(op: string, step: number, values: { loss: num
   if (bad === undefined) return undefined;
   return new Error(`${op}: step ${step}: ${bad}; the run stopped before updating the weights with it (${kept}). A lower learning rate, or gradient clipping, usually prevents this`);
 }
+
+/** The arrays one after another in one Float32Array (images of a batch, say). */
+export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}

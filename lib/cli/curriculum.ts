@@ -9,7 +9,7 @@ import { isCheckpoint } from '../io/checkpoint.js';
 import { curriculumDefaults, readPromptFile, runCurriculum, type CurriculumOptions, type RealSource } from '../train/curriculum/run.js';
 import { shippedCheckpoint } from './demo.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
-import { ProgressBar } from './progress.js';
+import { PhaseProgress } from './progress.js';
 
 const d = curriculumDefaults;
 const stageFlags = (name: 'easy' | 'normal' | 'hard'): FlagSpecs => ({
@@ -109,24 +109,9 @@ export async function run(argv: string[]): Promise<void> {
     log,
   };
   const quiet = Boolean(flags.quiet);
-  let bar: ProgressBar | null = null;
-  let phase = '';
-  let last = 0;
-  const result = await runCurriculum({
-    ...options,
-    onProgress: (name, done, total, metrics) => {
-      if (quiet) return;
-      if (name !== phase) {
-        (bar as ProgressBar | null)?.finish();
-        phase = name;
-        last = 0;
-        bar = new ProgressBar({ total, label: name });
-      }
-      (bar as ProgressBar | null)?.tick(metrics ?? {}, done - last);
-      last = done;
-    },
-  });
-  (bar as ProgressBar | null)?.finish();
+  const progress = new PhaseProgress(quiet);
+  const result = await runCurriculum({ ...options, onProgress: (name, done, total, metrics) => progress.update(name, done, total, metrics) });
+  progress.finish();
   const seconds = Object.entries(result.seconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ');
   console.log(`curriculum: done (${seconds}); the full model: realtune sample --ckpt ${base} --lora ${result.final} --lora-scale ${options.inference!.loraScale} --prompt "..."`);
 }

@@ -17,7 +17,7 @@ import { noGrad } from '../autograd/variable.js';
 import { tidy } from '../scope.js';
 import { checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
-import { ProgressBar } from './progress.js';
+import { PhaseProgress } from './progress.js';
 
 export const shippedCheckpoint = path.join(packageRoot, 'models', 'base-tiny');
 
@@ -78,9 +78,7 @@ export async function run(argv: string[]): Promise<void> {
   const stageSteps = Number(flags['stage-steps']);
   const stage = { steps: stageSteps, ckptEvery: Math.max(1, Math.floor(stageSteps / 2)) };
   console.log(`demo: a small HG-DPO curriculum from ${path.relative(process.cwd(), ckpt) || ckpt}: ${flags['real-figures']} real figures, pools of ${flags['pool-size']}, ${stageSteps} steps per stage`);
-  let bar: ProgressBar | null = null;
-  let phase = '';
-  let last = 0;
+  const progress = new PhaseProgress(quiet, 'demo ');
   const result = await runCurriculum({
     base: ckpt,
     out: path.join(out, 'curriculum'),
@@ -91,19 +89,9 @@ export async function run(argv: string[]): Promise<void> {
     evalPrompts,
     evalSteps: steps,
     log: (line) => console.log(line),
-    onProgress: (name, done, total, metrics) => {
-      if (quiet) return;
-      if (name !== phase) {
-        (bar as ProgressBar | null)?.finish();
-        phase = name;
-        last = 0;
-        bar = new ProgressBar({ total, label: `demo ${name}` });
-      }
-      (bar as ProgressBar | null)?.tick(metrics ?? {}, done - last);
-      last = done;
-    },
+    onProgress: (name, done, total, metrics) => progress.update(name, done, total, metrics),
   });
-  (bar as ProgressBar | null)?.finish();
+  progress.finish();
 
   // Before/after on held-out prompts: the base, then the full curriculum with its inference rules.
   const prompts = heldOutPrompts(n);

@@ -69,3 +69,36 @@ export class ProgressBar {
     else this.#stream.write(`${text}\n`);
   }
 }
+
+/**
+ * One progress bar per phase of a multi-phase job (the curriculum's pools, reconstructions,
+ * stages, reports): `update(phase, done, total, metrics)` starts a new bar when the phase changes.
+ */
+export class PhaseProgress {
+  #bar: ProgressBar | null = null;
+  #phase = '';
+  #done = 0;
+
+  constructor(
+    readonly quiet: boolean,
+    readonly prefix = '',
+  ) {}
+
+  update(phase: string, done: number, total: number, metrics: Record<string, number> = {}): void {
+    if (this.quiet) return;
+    if (phase !== this.#phase) {
+      this.#bar?.finish();
+      this.#phase = phase;
+      this.#done = 0;
+      this.#bar = new ProgressBar({ total, label: `${this.prefix}${phase}` });
+    }
+    this.#bar!.tick(metrics, done - this.#done);
+    this.#done = done;
+  }
+
+  finish(): void {
+    this.#bar?.finish();
+    this.#bar = null;
+    this.#phase = '';
+  }
+}

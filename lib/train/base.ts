@@ -14,14 +14,13 @@ import { noGrad } from '../autograd/variable.js';
 import { resizeGrid } from '../nn/dit.js';
 import type { AdamW } from '../optim/adamw.js';
 import { EMA } from '../optim/ema.js';
-import type { LrScheduleKind } from '../optim/schedule.js';
 import { keep } from '../scope.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { augment, type AugmentOptions } from './augment.js';
 import { TextToImage } from '../models/text_to_image.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
 import { batchDrawer, phaseOrderSeed, type BatchDrawer, type DataSource, type Example, type ExampleStream } from './loop/batches.js';
-import { checkOptimOptions, runTraining, type LoopResult, type StepReport as LoopStepReport } from './loop/engine.js';
+import { checkOptimOptions, runTraining, type LoopResult, type OptimOptions, type RunOptions, type StepReport as LoopStepReport } from './loop/engine.js';
 import { diffusionLossStep } from './objectives/diffusion.js';
 
 export { EpochSampler };
@@ -34,20 +33,15 @@ export interface Stage {
   steps: number;
 }
 
-export interface BaseTrainOptions {
+/**
+ * Base training's options: the engine's optimisation and run options (steps, lr and its
+ * schedule, weight decay, clipping, L1, EMA, accumulation, seed; out, checkpoints, grids, resume),
+ * and what base training adds.
+ */
+export interface BaseTrainOptions extends OptimOptions, Omit<RunOptions, 'onStep'> {
   /** Total optimiser steps (the sum of the stages' steps when stages are given). */
   steps: number;
   batch: number;
-  lr: number;
-  lrSchedule?: LrScheduleKind;
-  warmup?: number;
-  weightDecay?: number;
-  /** Clip the global gradient norm to this (0: off). */
-  clipNorm?: number;
-  /** L1 penalty on every weight (0: off). */
-  l1?: number;
-  /** EMA decay (0: no EMA). Samples and the final model use the averaged weights. */
-  ema?: number;
   /**
    * Dropout probability inside the DiT's blocks while training (attention outputs and MLP
    * activations; see DiTConfig.dropout). Sets the model's dropout, which its saved config keeps;
@@ -57,45 +51,20 @@ export interface BaseTrainOptions {
   /** Probability of training a sample on the empty prompt (classifier-free guidance). */
   condDropout?: number;
   augment?: AugmentOptions;
-  /** Micro-batches per optimiser step (their gradients are averaged). */
-  accumulate?: number;
   /** Resolutions in order; default one stage at the model's current size for all steps. */
   stages?: readonly Stage[];
-  seed?: number;
-  /** Output directory: checkpoints under out/checkpoint, sample grids under out/samples. */
-  out?: string;
-  /** Write a checkpoint every k steps (and always at the end when `out` is set; 0: only at the end). */
-  ckptEvery?: number;
-  /** Write a labelled sample grid every k steps (0: off). */
-  sampleEvery?: number;
   samplePrompts?: readonly string[];
   sampleSteps?: number;
-  /** Resume from this checkpoint directory (written by a run with the same options). */
-  resume?: string;
-  /** Resume with zero AdamW moments (a checkpoint without optimizer.safetensors); default: that is an error. */
-  resetOptimizer?: boolean;
   /** Names the training data (e.g. "256 procedural figures (seed 0)"): saved with the checkpoint, so a resume on other data is refused. */
   dataIdentity?: string;
-  /** Stop after this step even though `steps` is larger (an interrupted run; for tests). */
-  stopAt?: number;
-  /** Called once before the first step with the step training starts from (0, or the resume point). */
-  onStart?: (startStep: number) => void;
   onStep?: (report: StepReport) => void;
-  /** Called with the path of each sample grid and checkpoint written. */
-  onArtifact?: (kind: 'samples' | 'checkpoint', file: string) => void;
   /** Writes a labelled grid of images [N, 3, H, W] in [-1, 1]; injected so tests can skip images. */
   writeGrid?: (file: string, images: Tensor<'f32'>, labels: readonly string[]) => Promise<void>;
 }
 
-export interface StepReport {
-  /** 1-based index of the step just taken. */
-  step: number;
-  total: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
+/** The engine's step report, with the stage's resolution in place of the generic metrics. */
+export interface StepReport extends Omit<LoopStepReport, 'metrics'> {
   resolution: number;
-  seconds: number;
 }
 
 export interface TrainResult {

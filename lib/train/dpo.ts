@@ -11,7 +11,7 @@ import { backward } from '../autograd/backward.js';
 import { noGrad, type Variable } from '../autograd/variable.js';
 import { checkCheckpointTarget, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import { adapters, adapterStateDict, attachLora, loadAdapterStateDict, maxLoraRank, withAdaptersDisabled } from '../nn/lora.js';
-import { firstNonFinite } from '../numeric.js';
+import { concatFloat32, firstNonFinite } from '../numeric.js';
 import { checkBeta } from '../ops/dpo_loss.js';
 import { Generator } from '../ops/random.js';
 import type { LrScheduleKind } from '../optim/schedule.js';
@@ -188,8 +188,8 @@ export async function trainDpo(
     micro: ({ step, streams }) => {
       const chosen = Array.from({ length: batch }, (_, i) => pairs[sampler.at(step * batch + i)]!);
       const [loss, accuracy] = tidy(() => {
-        const winners = fromArray(concatArrays(chosen.map((p) => p.winner)), shape);
-        const losers = fromArray(concatArrays(chosen.map((p) => p.loser)), shape);
+        const winners = fromArray(concatFloat32(chosen.map((p) => p.winner)), shape);
+        const losers = fromArray(concatFloat32(chosen.map((p) => p.loser)), shape);
         const prompts = chosen.map((p) => p.prompt);
         const terms = dpoObjective(model, { prompts, winners, losers }, { noiseGenerator: streams.noise, hostRandom: streams.host, beta });
         const reported: [number, number] = [terms.loss.value.toArray()[0]!, terms.accuracy.toArray()[0]!]; // the backward frees the graph
@@ -249,14 +249,3 @@ export async function trainDpo(
 /** state.json's format of a DPO run's checkpoint (adapters, moments, trainer state). */
 const dpoRunFormat = 'realtune-dpo-run';
 const checkpointFiles = ['ema.safetensors'];
-
-function concatArrays(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-

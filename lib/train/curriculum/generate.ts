@@ -8,6 +8,7 @@
 // Every image is scored when it is made; a store scored by another scorer is scored again.
 import { createHash } from 'node:crypto';
 import { mixSeed } from '../../data/figures.js';
+import { concatFloat32 } from '../../numeric.js';
 import type { TextToImage } from '../../models/text_to_image.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { weightsHash } from '../../nn/adapter_file.js';
@@ -60,7 +61,7 @@ async function ensureScored(op: string, store: ImageStore, scorer: PoolScorer, s
   const chunk = 256;
   for (let start = 0; start < store.records.length; start += chunk) {
     const records = store.records.slice(start, start + chunk);
-    const images = fromArray(concat(await Promise.all(records.map((r) => store.image(r, size)))), [records.length, 3, size, size]);
+    const images = fromArray(concatFloat32(await Promise.all(records.map((r) => store.image(r, size)))), [records.length, 3, size, size]);
     try {
       const { scores: values } = await scoreImages(op, scorer, records.map((r) => r.prompt), images);
       records.forEach((r, i) => scores.set(r, values[i]!));
@@ -172,7 +173,7 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
     }
     const chunk = reals.slice(unit * per, (unit + 1) * per);
     const prompts = chunk.map((r) => r.prompt);
-    const x0 = fromArray(concat(chunk.map((r) => r.image)), [chunk.length, 3, size, size]);
+    const x0 = fromArray(concatFloat32(chunk.map((r) => r.image)), [chunk.length, 3, size, size]);
     const outputs: Tensor<'f32'>[] = [];
     try {
       for (let k = 1; k <= levels; k++) {
@@ -202,14 +203,4 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
     options.onProgress?.(Math.min(reals.length, (unit + 1) * per), reals.length);
   }
   return store;
-}
-
-export function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
 }
