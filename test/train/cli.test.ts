@@ -55,12 +55,13 @@ describe('cli train-base / sample', () => {
     expect(readFileSync(grid).subarray(1, 4).toString()).toBe('PNG');
   });
 
-  it('demo continues a checkpoint on figures and writes a labelled grid, ending with where it is', () => {
+  it('demo runs a small curriculum from the shipped model and writes the before/after grid and the table, ending with how to use the adapters', () => {
     const demoOut = path.join(scratch, 'demo');
-    const log = cli(['demo', '--ckpt', path.join(out, 'model'), '--steps', '1', '--figures', '4', '--sample-steps', '2', '--n', '1', '--out', demoOut, '--quiet']);
-    const lastLine = log.trim().split('\n').at(-1)!;
-    expect(lastLine).toBe(`demo: sample grid written to ${path.join(demoOut, 'samples.png')}`);
-    expect(readFileSync(path.join(demoOut, 'samples.png')).subarray(1, 4).toString()).toBe('PNG');
+    const log = cli(['demo', '--real-figures', '2', '--pool-size', '2', '--sampling-steps', '2', '--stage-steps', '1', '--eval-prompts', '2', '--n', '1', '--out', demoOut, '--quiet']);
+    expect(log).toMatch(/demo: before \(top row\) and after the curriculum \(bottom row\) in .*before-after\.png/);
+    expect(readFileSync(path.join(demoOut, 'before-after.png')).subarray(1, 4).toString()).toBe('PNG');
+    expect(readFileSync(path.join(demoOut, 'table.md'), 'utf8')).toMatch(/\| full \+ text-encoder LoRA \| \d/);
+    expect(log.trim().split('\n').at(-1)).toMatch(/^demo: the adapters: realtune sample --ckpt .* --lora .*easy\+normal\+hard\/lora\.safetensors --lora-scale 0\.5/);
   });
 
   it('train-base reads a folder of captioned images and a JSONL manifest', async () => {
@@ -95,8 +96,8 @@ describe('cli train-base / sample', () => {
     expect(readFileSync(path.join(dpoOut, 'samples.png')).subarray(1, 4).toString()).toBe('PNG');
     const header = JSON.parse(readFileSync(lora).subarray(8, 8 + Number(readFileSync(lora).readBigUInt64LE(0))).toString('utf8')) as Record<string, unknown>;
     const names = Object.keys(header).filter((k) => k !== '__metadata__');
-    expect(names.some((k) => /^blocks\.0\.attn\.q\.lora\.(down|up)$/.test(k))).toBe(true);
-    expect(names.some((k) => /^text\.blocks\.0\.attn\.q\.lora\.(down|up)$/.test(k))).toBe(true);
+    expect(names.some((k) => /^dpo\/blocks\.0\.attn\.q\.lora\.(down|up)$/.test(k))).toBe(true);
+    expect(names.some((k) => /^text\/text\.blocks\.0\.attn\.q\.lora\.(down|up)$/.test(k))).toBe(true);
     const grid = path.join(dpoOut, 'with-lora.png');
     expect(cli(['sample', '--ckpt', path.join(out, 'model'), '--prompt', 'a person', '--steps', '2', '--n', '1', '--lora', lora, '--lora-scale', '0.5', '--out', grid, '--quiet'])).toMatch(/1 images? written to/);
   });
