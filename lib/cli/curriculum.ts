@@ -113,5 +113,9 @@ export async function run(argv: string[]): Promise<void> {
   const result = await runCurriculum({ ...options, onProgress: (name, done, total, metrics) => progress.update(name, done, total, metrics) });
   progress.finish();
   const seconds = Object.entries(result.seconds).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ');
+  if (options.dataOnly) {
+    console.log(`curriculum: data ready (${seconds}): ${result.pools}, ${result.recon}; run the command again without --data-only to train`);
+    return;
+  }
   console.log(`curriculum: done (${seconds}); the full model: realtune sample --ckpt ${base} --lora ${result.final} --lora-scale ${options.inference!.loraScale} --prompt "..."`);
 }
