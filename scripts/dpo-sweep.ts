@@ -4,7 +4,7 @@
 // is evaluated on held-out prompts with the curriculum's inference rules. Prints a markdown table
 // and writes <run>/sweep/sweep.json; finished configurations are kept (the sweep resumes).
 //
-//   node --import tsx scripts/dpo-sweep.ts runs/curriculum-table [--eval-prompts 64] [--configs beta=250,lr=1e-4,steps=300;...]
+//   node --import tsx scripts/dpo-sweep.ts runs/curriculum-table [--eval-prompts 256] [--configs beta=250,lr=1e-4,steps=300;...]
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { baseImagesFor, evaluateModel, type EvaluationReport } from '../lib/eval/report.js';
@@ -23,8 +23,8 @@ const flag = (name: string): string | undefined => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const evalPrompts = Number(flag('--eval-prompts') ?? 64);
-const configs = (flag('--configs') ?? 'beta=2500,lr=1e-4,steps=300;beta=250,lr=1e-4,steps=300;beta=25000,lr=1e-4,steps=300;beta=2500,lr=1e-3,steps=300;beta=2500,lr=1e-4,steps=900')
+const evalPrompts = Number(flag('--eval-prompts') ?? 256);
+const configs = (flag('--configs') ?? 'beta=2500,lr=1e-4,steps=300;beta=250,lr=1e-3,steps=300;beta=2500,lr=1e-3,steps=300;beta=25000,lr=1e-3,steps=300;beta=2500,lr=1e-3,steps=900')
   .split(';')
   .map((c) => Object.fromEntries(c.split(',').map((kv) => kv.split('=')).map(([k, v]) => [k!, Number(v)])) as { beta: number; lr: number; steps: number });
 
@@ -41,7 +41,7 @@ console.log(`sweep: ${pairs.length} easy pairs from ${runDir}`);
 
 const rules = curriculumDefaults.inference;
 const results: { config: typeof configs[number]; seconds: number; report: EvaluationReport }[] = [];
-const baseReportFile = path.join(runDir, 'sweep', 'base.json');
+const baseReportFile = path.join(runDir, 'sweep', `base-${evalPrompts}.json`);
 let baseReport: EvaluationReport;
 if (existsSync(baseReportFile)) baseReport = JSON.parse(readFileSync(baseReportFile, 'utf8')) as EvaluationReport;
 else {
@@ -52,8 +52,14 @@ const baseImages = baseImagesFor(model, { prompts: evalPrompts, steps: run.sampl
 for (const config of configs) {
   const name = `beta${config.beta}-lr${config.lr}-steps${config.steps}`;
   const dir = path.join(runDir, 'sweep', name);
-  const reportFile = path.join(dir, 'report.json');
-  if (existsSync(reportFile)) {
+  const reportFile = path.join(dir, `report-${evalPrompts}.json`);
+  if (existsSync(reportFile) || existsSync(path.join(dir, 'lora.safetensors'))) {
+    if (!existsSync(reportFile)) {
+      const lora = path.join(dir, 'lora.safetensors');
+      const report = await evaluateModel(model, { prompts: evalPrompts, steps: run.samplingSteps, cfg: run.cfg, lora, baseImages, ...inferenceSelection(lora, rules) });
+      const seconds = existsSync(path.join(dir, 'seconds.json')) ? (JSON.parse(readFileSync(path.join(dir, 'seconds.json'), 'utf8')) as number) : Number.NaN;
+      writeJsonAtomic(reportFile, { config, seconds, report });
+    }
     results.push(JSON.parse(readFileSync(reportFile, 'utf8')));
     continue;
   }
@@ -68,6 +74,7 @@ for (const config of configs) {
     settings: { ...curriculumDefaults.stages.easy, beta: config.beta, lr: config.lr, steps: config.steps, ckptEvery: 100 },
   });
   const seconds = (performance.now() - started) / 1000;
+  writeJsonAtomic(path.join(dir, 'seconds.json'), seconds);
   const report = await evaluateModel(model, {
     prompts: evalPrompts,
     steps: run.samplingSteps,
