@@ -446,13 +446,19 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
 
 /** The selection of a chain file's groups under the inference rules (groups the file lacks are left out). */
 export function inferenceSelection(lora: string, inference: InferenceRules, withoutText = false): { loraScale: number; loraGroups: Record<string, { enabled?: boolean; timesteps?: [number, number] | 'all'; blocks?: 'all' | 'last-half' }> } {
-  return {
-    loraScale: inference.loraScale,
-    loraGroups: {
-      ...(fileHasGroup(lora, 'text') ? { text: withoutText ? { enabled: false } : { timesteps: inference.textTimesteps } } : {}),
-      ...(fileHasGroup(lora, 'hard') ? { hard: { blocks: inference.hardBlocks } } : {}),
-    },
-  };
+  const file = readAdapterFile(lora);
+  const has = (group: string): boolean => file.group(group) !== undefined;
+  try {
+    return {
+      loraScale: inference.loraScale,
+      loraGroups: {
+        ...(has('text') ? { text: withoutText ? { enabled: false } : { timesteps: inference.textTimesteps } } : {}),
+        ...(has('hard') ? { hard: { blocks: inference.hardBlocks } } : {}),
+      },
+    };
+  } finally {
+    file.dispose();
+  }
 }
 
 /** A stage's grid: six held-out prompts from the base (top row) and with the chain's adapters under the inference rules (bottom row). */
@@ -468,15 +474,6 @@ async function writeStageGrid(base: string, lora: string, file: string, options:
     for (const t of [before, after, images]) t.dispose();
   } finally {
     model.dispose();
-  }
-}
-
-function fileHasGroup(file: string, group: string): boolean {
-  const read = readAdapterFile(file);
-  try {
-    return read.group(group) !== undefined;
-  } finally {
-    read.dispose();
   }
 }
 

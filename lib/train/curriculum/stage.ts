@@ -47,7 +47,18 @@ export const textLoraTimesteps: [number, number] = [900, 999];
  */
 export function loadStartModel(base: string, previous: string | undefined): TextToImage {
   const model = TextToImage.load(base);
-  if (previous === undefined) return model;
+  try {
+    mergeChain(model, previous);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model;
+}
+
+/** Merges the denoiser groups of `previous` (a chain's lora.safetensors) into `model`'s weights at scale 1. */
+function mergeChain(model: TextToImage, previous: string | undefined): void {
+  if (previous === undefined) return;
   const file = readAdapterFile(previous);
   try {
     const text = file.groups.filter((g) => g.name === 'text').map((g) => g.name);
@@ -59,13 +70,9 @@ export function loadStartModel(base: string, previous: string | undefined): Text
         delta.dispose();
       }
     });
-  } catch (err) {
-    model.dispose();
-    throw err;
   } finally {
     file.dispose();
   }
-  return model;
 }
 
 export interface StageRun {
@@ -88,11 +95,11 @@ export async function runStage(stage: StageRun): Promise<string> {
   const chainFile = path.join(stage.dir, 'lora.safetensors');
   if (existsSync(chainFile)) return chainFile;
   mkdirSync(stage.dir, { recursive: true });
-  const baseModel = TextToImage.load(stage.base);
-  const baseHash = weightsHash(baseModel.dit);
-  baseModel.dispose();
-  const model = loadStartModel(stage.base, stage.previous);
+  // One load: the base's hash (what the chain file applies to), then the earlier stages merged in.
+  const model = TextToImage.load(stage.base);
   try {
+    const baseHash = weightsHash(model.dit);
+    mergeChain(model, stage.previous);
     const startHash = weightsHash(model.dit);
     const checkpoint = path.join(stage.dir, 'checkpoint');
     const s = stage.settings;
