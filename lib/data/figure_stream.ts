@@ -7,7 +7,8 @@
 //   count: N         a fixed set of N figures, drawn in a new seeded order each epoch (a set too
 //                    large to keep rendered, e.g. 60000 figures: 740 MB as float32)
 // The bytes are the same with or without workers: a run is a pure function of its seed.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startDataWorker } from './worker_thread.js';
 import { EpochSampler } from './epoch_sampler.js';
 import { captionFor, dequantizeImage, figureAttributesAt, mixSeed, quantizeImage, renderFigure } from './figures.js';
 import type { Example } from './dataset.js';
@@ -39,18 +40,6 @@ interface RenderRequest {
   indices: number[];
 }
 
-/**
- * Starts a render thread: the script compiled next to the bundle (dist/figure-worker.js), or,
- * running from the TypeScript sources (tests, tsx), the source loaded through tsx's API (a
- * worker does not inherit the parent's module hooks).
- */
-function startWorker(workerData: RenderSpec): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./figure-worker.js', import.meta.url), { workerData });
-  const source = new URL('./figure_worker.ts', import.meta.url).href;
-  const loader = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(source)}, ${JSON.stringify(import.meta.url)}))`;
-  return new Worker(loader, { eval: true, workerData });
-}
-
 export class FigureStream {
   /** Tells the trainers a stream from a list of examples. */
   readonly kind = 'stream';
@@ -77,7 +66,7 @@ export class FigureStream {
     this.identities = identities;
     this.#order = count === undefined ? null : new EpochSampler(count, mixSeed(seed, 0xe0));
     for (let w = 0; w < workers; w++) {
-      const worker = startWorker({ size, seed, identities });
+      const worker = startDataWorker('figure', { size, seed, identities });
       worker.on('message', (message: { id: number; bytes?: Uint8Array; error?: string }) => {
         const waiting = this.#pending.get(message.id);
         if (waiting === undefined) return;

@@ -9,7 +9,8 @@
 // message naming it, and the draws that land on it go to the next readable file in listing
 // order, so the bytes do not depend on the worker count, on timing or on which ranges were asked
 // for first (a resumed run sees what the uninterrupted one saw).
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startDataWorker } from './worker_thread.js';
 import { checkSize, decodeImageFiles, type DecodedFiles } from '../io/image_decode.js';
 import { listFolder, readManifest, type Example, type FileEntry } from './dataset.js';
 import { EpochSampler } from './epoch_sampler.js';
@@ -39,18 +40,6 @@ interface DecodeRequest {
 }
 
 type DecodeReply = { id: number } & ({ decoded: DecodedFiles } | { error: string });
-
-/**
- * Starts a decode thread: the script compiled next to the bundle (dist/folder-worker.js), or,
- * running from the TypeScript sources (tests, tsx), the source loaded through tsx's API (a
- * worker does not inherit the parent's module hooks).
- */
-function startWorker(workerData: { size: number }): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./folder-worker.js', import.meta.url), { workerData });
-  const source = new URL('./folder_worker.ts', import.meta.url).href;
-  const loader = `import('tsx/esm/api').then(({ tsImport }) => tsImport(${JSON.stringify(source)}, ${JSON.stringify(import.meta.url)}))`;
-  return new Worker(loader, { eval: true, workerData });
-}
 
 /** The decoded bytes of a range and the file each of its examples came from. */
 interface LoadedRange {
@@ -108,7 +97,7 @@ export class FolderStream {
     this.#ahead = ahead;
     this.#log = options.log ?? ((message) => console.warn(message));
     for (let w = 0; w < workers; w++) {
-      const worker = startWorker({ size });
+      const worker = startDataWorker('folder', { size });
       worker.on('message', (reply: DecodeReply) => {
         const waiting = this.#pending.get(reply.id);
         if (waiting === undefined) return;
