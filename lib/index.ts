@@ -34,5 +34,7 @@ export { dpoObjective, statMatchObjective, trainDpo, checkDpoOptions, dpoDefault
 export { loadPreferences, figurePreferences, manifestPreferences, type PreferenceExample, type PreferenceSpec } from './train/preferences.js';
 /** HG-DPO's easy/normal/hard curriculum: runCurriculum and its pieces (pools, SDRecon, pairs, scorers, stages). */
 export * as curriculum from './train/curriculum/index.js';
+/** HyperDreamBooth: LiDB, pre-optimisation, the hypernetwork, the rank-relaxed fast finetune, measures. */
+export * as personalize from './train/personalize/index.js';
 /** The one training engine under every trainer (run loop, random streams, resumable state). */
 export * as engine from './train/loop/index.js';

@@ -49,7 +49,7 @@ export {
   type TrouserColor,
 } from './figures/attributes.js';
 export { figureAttributesAt, identityOf, mixSeed, sampleFigureAttributes, sampleIdentity, type SampleFigureOptions } from './figures/sampling.js';
-export { backgroundPhrase, captionFor, identityCaption } from './figures/captions.js';
+export { backgroundPhrase, captionFor, identityCaption, scenePhrase } from './figures/captions.js';
 export { buildSkeleton, type Skeleton } from './figures/skeleton.js';
 export { figureLayout, type FigureLayout } from './figures/layout.js';
 export { renderFigure, type RenderOptions } from './figures/render.js';

@@ -23,10 +23,11 @@ import { JsonFields, type JsonObject } from '../io/json_fields.js';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { firstNonFinite } from '../numeric.js';
 import { axpy } from '../ops/elementwise.js';
+import { lidbAux } from '../ops/lidb.js';
 import { matmul } from '../ops/matmul.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { Linear, LinearAdapter } from './layers.js';
-import { LoraAdapter } from './lora.js';
+import { findLinears, LoraAdapter } from './lora.js';
 import type { Module } from './module.js';
 
 export const adapterFileFormat = 'realtune-adapters';
@@ -321,8 +322,43 @@ export class AdapterFile {
     return this.groups.find((g) => g.name === name);
   }
 
+  /**
+   * The LoRA factors of a LiDB layer: down = A_aux A_train [in, 1], up = B_train B_aux [1, out],
+   * with the frozen bases regenerated from the group's seed for the layer's index among the
+   * model's layers matching the group's pattern (the order attachLidb numbers them in). Computed
+   * once per layer and freed with the file.
+   */
+  lidbFactors(group: AdapterGroup, layer: string, index: number, linear: Linear): { down: Tensor<'f32'>; up: Tensor<'f32'> } {
+    const key = `${group.name}/${layer}`;
+    let found = this.#lidb.get(key);
+    if (found === undefined) {
+      const parts = this.factors.get(group.name)!.get(layer)!;
+      const [aTrain, bTrain] = [parts.aTrain!, parts.bTrain!];
+      const seed = group.lidbSeed! + 3 * index;
+      found = noGrad(() => {
+        const aAux = lidbAux(seed, linear.inFeatures, aTrain.shape[0]!);
+        const bAux = lidbAux(seed + 1, bTrain.shape[1]!, linear.outFeatures);
+        try {
+          return { down: matmul(aAux, aTrain), up: matmul(bTrain, bAux) };
+        } finally {
+          aAux.dispose();
+          bAux.dispose();
+        }
+      });
+      this.#lidb.set(key, found);
+    }
+    return found;
+  }
+
+  readonly #lidb = new Map<string, { down: Tensor<'f32'>; up: Tensor<'f32'> }>();
+
   dispose(): void {
     for (const t of Object.values(this.tensors)) t.dispose();
+    for (const f of this.#lidb.values()) {
+      f.down.dispose();
+      f.up.dispose();
+    }
+    this.#lidb.clear();
   }
 }
 
@@ -482,9 +518,8 @@ export function resolveLoraUpdates(model: Module, files: readonly AdapterFile[],
     for (const group of file.groups) {
       const override = selection.loraGroups?.[group.name] ?? {};
       if (override.enabled === false) continue;
-      if (group.kind !== 'lora') {
-        throw new Error(`${where}: adapter file ${file.file}: group ${group.name} is a ${group.kind} group, which the LoRA loader does not apply (LiDB weights are attached with attachLidb and its seed; leave the group out with loraGroups { ${group.name}: { enabled: false } })`);
-      }
+      // LiDB layers are numbered in module order among the model's layers matching the pattern.
+      const lidbIndex = group.kind === 'lidb' ? new Map(findLinears(model, group.pattern).map(([name], i) => [name, i])) : undefined;
       const blocks = override.blocks ?? group.blocks ?? 'all';
       if (blocks === 'last-half' && selection.depth === undefined) throw new Error(`${where}: group ${group.name} applies to the last half of the blocks, but the model has no block depth`);
       const timesteps = override.timesteps === 'all' ? undefined : (override.timesteps ?? group.timesteps);
@@ -492,8 +527,7 @@ export function resolveLoraUpdates(model: Module, files: readonly AdapterFile[],
       for (const [layer, parts] of file.factors.get(group.name)!) {
         const linear = linears.get(layer);
         if (linear === undefined) throw new Error(`${where}: adapter file ${file.file}: group ${group.name} names layer ${layer}, which this model does not have`);
-        const down = parts.down!;
-        const up = parts.up!;
+        const { down, up } = lidbIndex === undefined ? { down: parts.down!, up: parts.up! } : file.lidbFactors(group, layer, lidbIndex.get(layer)!, linear);
         if (down.shape[0] !== linear.inFeatures || up.shape[1] !== linear.outFeatures) {
           throw new Error(
             `${where}: adapter file ${file.file}: ${group.name}/${layer} has down ${shapeString(down.shape)} and up ${shapeString(up.shape)}, which do not fit the layer (${linear.inFeatures} -> ${linear.outFeatures}: expected [${linear.inFeatures}, r] and [r, ${linear.outFeatures}])`,

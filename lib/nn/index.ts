@@ -32,6 +32,7 @@ export {
   type AttachLoraOptions,
 } from './lora.js';
 export { LidbAdapter, attachLidb, type AttachLidbOptions } from './lidb.js';
+export { HyperNetwork, defaultHyperNetworkConfig, checkHyperNetworkConfig, type HyperNetworkConfig } from './hypernet.js';
 export {
   AdapterFile,
   LoraWeightPatch,

@@ -43,6 +43,11 @@ export function identityCaption(identity: IdentityAttributes): string {
   return `${subject} with ${identity.skinTone} skin${hair} wearing ${article(identity.shirtColor)} ${identity.shirtColor} shirt and ${lower}`;
 }
 
+/** The scene part of a caption: "running, in front of a green park, lit from the left". */
+export function scenePhrase(scene: Pick<FigureAttributes, 'pose' | 'background' | 'backgroundColor' | 'lightDir'>): string {
+  return `${POSE_PHRASES[scene.pose]}, ${backgroundPhrase(scene.background, scene.backgroundColor)}, ${LIGHT_PHRASES[scene.lightDir]}`;
+}
+
 export function captionFor(attrs: FigureAttributes): string {
-  return `${identityCaption(attrs)}, ${POSE_PHRASES[attrs.pose]}, ${backgroundPhrase(attrs.background, attrs.backgroundColor)}, ${LIGHT_PHRASES[attrs.lightDir]}`;
+  return `${identityCaption(attrs)}, ${scenePhrase(attrs)}`;
 }

@@ -25,17 +25,21 @@ export interface DiffusionLossOptions {
   lossScale?: number;
 }
 
+/** The diffusion loss of `batch` (noise from `noise`) as a Variable, for objectives that add terms to it. */
+export function diffusionLoss(model: TextToImage, batch: DiffusionBatch, noise: Generator): Variable {
+  const count = batch.captions.length;
+  const x0 = fromArray(batch.pixels, [count, model.channels, batch.resolution, batch.resolution]);
+  const eps = randn(x0.shape, { generator: noise });
+  const xt = qSample(x0, [...batch.timesteps], eps, model.schedule);
+  return F.mse(model.predict(xt, [...batch.timesteps], model.encodePrompts(batch.captions)), model.target(x0, eps, [...batch.timesteps]));
+}
+
 /**
  * Forward and backward of the diffusion loss of `batch` (noise from `noise`); gradients accumulate in the parameters. Returns the loss value (after lossScale).
  */
 export function diffusionLossStep(model: TextToImage, batch: DiffusionBatch, options: DiffusionLossOptions): number {
-  const count = batch.captions.length;
-  const timesteps = [...batch.timesteps];
   return tidy(() => {
-    const x0 = fromArray(batch.pixels, [count, model.channels, batch.resolution, batch.resolution]);
-    const noise = randn(x0.shape, { generator: options.noise });
-    const xt = qSample(x0, timesteps, noise, model.schedule);
-    let loss: Variable = F.mse(model.predict(xt, timesteps, model.encodePrompts(batch.captions)), model.target(x0, noise, timesteps));
+    let loss: Variable = diffusionLoss(model, batch, options.noise);
     if ((options.lossScale ?? 1) !== 1) loss = F.scale(loss, options.lossScale!);
     const value = loss.value.item();
     backward(loss);

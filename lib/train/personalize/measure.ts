@@ -1,0 +1,103 @@
+// Measuring a personalisation (SPEC section 6; HyperDreamBooth's Face Rec / CLIP-T / diversity on
+// our data): the person in new contexts is generated, then
+//   identity     mean cosine similarity (identity embedder) of each image to the reference
+//   adherence    share of images whose classified pose, background and light match the prompt
+//   diversity    mean pairwise cosine distance of the classifier's features among the images
+//                of one prompt (different seeds): 0 when every sample is the same image
+import { ATTRIBUTE_HEADS, attributesFromPrompt } from '../../eval/attributes.js';
+import type { AttributeClassifier, IdentityEmbedder } from '../../eval/networks.js';
+import type { LoraSource } from '../../nn/adapter_file.js';
+import type { TextToImage } from '../../models/text_to_image.js';
+import { fromArray, type Tensor } from '../../tensor.js';
+
+export interface MeasureOptions {
+  /** CHW in [-1, 1]: the one image the personalisation saw. */
+  reference: Float32Array;
+  /** Recontextualisation prompts. */
+  prompts: readonly string[];
+  /** Samples per prompt (diversity needs 2 or more). */
+  n: number;
+  lora?: LoraSource | readonly LoraSource[];
+  steps?: number;
+  cfg?: number;
+  seed?: number;
+}
+
+export interface IdentityMeasure {
+  identity: number;
+  /** Per attribute the prompts name (pose, background, backgroundColor, light), and their mean. */
+  adherence: Record<string, number>;
+  adherenceMean: number;
+  diversity: number;
+  /** The generated images [prompts * n, C, H, W], prompt-major (the caller disposes them). */
+  images: Tensor<'f32'>;
+}
+
+export interface Evaluators {
+  identity: IdentityEmbedder;
+  attributes: AttributeClassifier;
+}
+
+const dot = (a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number => {
+  let s = 0;
+  for (let k = 0; k < dim; k++) s += a[i * dim + k]! * b[j * dim + k]!;
+  return s;
+};
+
+export function measureIdentity(model: TextToImage, evaluators: Evaluators, options: MeasureOptions): IdentityMeasure {
+  const { prompts, n } = options;
+  const size = model.imageSize;
+  const images = model.generate({
+    prompts,
+    n,
+    steps: options.steps ?? 25,
+    cfg: options.cfg ?? 5,
+    seed: options.seed ?? 0,
+    ...(options.lora !== undefined ? { lora: options.lora } : {}),
+  });
+  try {
+    const reference = fromArray(options.reference, [1, model.channels, size, size]);
+    const ref = evaluators.identity.embed(reference);
+    reference.dispose();
+    const emb = evaluators.identity.embed(images);
+    let identity = 0;
+    for (let i = 0; i < emb.count; i++) identity += dot(emb.data, i, ref.data, 0, emb.dim);
+    identity /= emb.count;
+
+    const predictions = evaluators.attributes.predict(images);
+    const adherence: Record<string, number> = {};
+    ATTRIBUTE_HEADS.forEach((h, k) => {
+      let hits = 0;
+      let total = 0;
+      prompts.forEach((p, pi) => {
+        const want = attributesFromPrompt(p)[h.name];
+        if (want === undefined) return;
+        for (let s = 0; s < n; s++) {
+          total++;
+          if (predictions[k]![pi * n + s] === want) hits++;
+        }
+      });
+      if (total > 0) adherence[h.name] = hits / total;
+    });
+    const values = Object.values(adherence);
+
+    const features = evaluators.attributes.features(images);
+    const norms = Array.from({ length: features.count }, (_, i) => Math.sqrt(dot(features.data, i, features.data, i, features.dim)) || 1);
+    let distance = 0;
+    let pairs = 0;
+    for (let p = 0; p < prompts.length; p++) {
+      for (let s = 0; s < n; s++) {
+        for (let u = s + 1; u < n; u++) {
+          const i = p * n + s;
+          const j = p * n + u;
+          distance += 1 - dot(features.data, i, features.data, j, features.dim) / (norms[i]! * norms[j]!);
+          pairs++;
+        }
+      }
+    }
+    return { identity, adherence, adherenceMean: values.reduce((s, v) => s + v, 0) / Math.max(1, values.length), diversity: pairs > 0 ? distance / pairs : 0, images };
+  } catch (err) {
+    images.dispose();
+    throw err;
+  }
+}
