@@ -35,6 +35,10 @@ const commands: Record<string, Command> = {
     summary: "HG-DPO's easy/normal/hard curriculum: pools, SDRecon, three DPO stages, reports (--table: the ablations; --help)",
     run: async (args) => (await import('./curriculum.js')).run(args),
   },
+  personalize: {
+    summary: 'HyperDreamBooth: an identity from one image (--ref IMAGE --out id.safetensors); preopt; train-hypernet (--help)',
+    run: async (args) => (await import('./personalize.js')).run(args),
+  },
   sample: {
     summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png (--help)',
     run: async (args) => (await import('./sample.js')).run(args),

@@ -38,7 +38,7 @@ export interface HypernetTrainSettings {
   seed: number;
 }
 
-export const hypernetTrainDefaults: HypernetTrainSettings = { steps: 800, identitiesPerStep: 4, batch: 2, lr: 5e-4, alpha: 1, beta: 1, refinements: 4, seed: 0 };
+export const hypernetTrainDefaults: HypernetTrainSettings = { steps: 400, identitiesPerStep: 4, batch: 2, lr: 5e-4, alpha: 1, beta: 1, refinements: 4, seed: 0 };
 
 export interface HypernetTrainOptions extends Partial<HypernetTrainSettings> {
   base: string;
