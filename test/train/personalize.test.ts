@@ -3,6 +3,7 @@
 // and the hypernetwork's training resume to the numbers of an uninterrupted run; personalize
 // writes an identity file that `generate` applies, leaves a model passed in unchanged, and gives
 // one clear error (or a listed conversion) for each bad input of the issue.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -235,4 +236,28 @@ describe('personalize', () => {
     await expect(personalize({ base: baseDir, reference: refFile, hypernet: path.join(scratch, 'absent.safetensors') })).rejects.toThrow(/hypernetwork .*absent\.safetensors does not exist/);
     expect(readFileSync(refFile).length).toBeGreaterThan(0);
   }, 120_000);
+});
+
+describe('realtune personalize (command line)', () => {
+  const root = path.join(__dirname, '..', '..');
+  const cli = (args: string[]): string => execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), ...args], { cwd: root, encoding: 'utf8', env: process.env });
+
+  it('runs preopt, train-hypernet, personalize and sample --lora on the identity', async () => {
+    const preopt = path.join(scratch, 'cli-preopt');
+    const hyper = path.join(scratch, 'cli-hyper');
+    expect(cli(['personalize', 'preopt', '--ckpt', baseDir, '--identities', '2', '--views', '2', '--steps', '2', '--batch', '2', '--out', preopt, '--quiet'])).toMatch(/preopt: 2 identities in/);
+    expect(cli(['personalize', 'train-hypernet', '--ckpt', baseDir, '--preopt', preopt, '--steps', '2', '--identities-per-step', '1', '--batch', '1', '--out', hyper, '--quiet'])).toMatch(/train-hypernet: .*hypernet\.safetensors after 2 steps/);
+    const ref = path.join(scratch, 'cli-ref.png');
+    await imageToPng(identityViews('heldOut', 2, 1, 32)[0]!.pixels, ref);
+    const id = path.join(scratch, 'cli-id.safetensors');
+    const log = cli(['personalize', '--ckpt', baseDir, '--ref', ref, '--hypernet', path.join(hyper, 'hypernet.safetensors'), '--steps', '2', '--out', id, '--quiet']);
+    expect(log).toMatch(/personalize: .*cli-id\.safetensors in [0-9.]+ s \(identity 3000, relax \d+ numbers/);
+    expect(log).toMatch(/prompt "a photo of \[V\] person, /);
+    const grid = path.join(scratch, 'cli-grid.png');
+    cli(['sample', '--ckpt', baseDir, '--lora', id, '--prompt', 'a photo of [V] person, running, on a plain white background, lit from the left', '--steps', '2', '--n', '1', '--out', grid]);
+    expect(readFileSync(grid).subarray(1, 4).toString()).toBe('PNG');
+    const missing = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), 'personalize', '--ckpt', baseDir, '--out', id], { cwd: root, encoding: 'utf8' });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/--ref IMAGE is required/);
+  }, 180_000);
 });

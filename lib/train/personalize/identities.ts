@@ -43,6 +43,13 @@ export function identityView(identity: IdentityAttributes, identitySeed: number,
   return { pixels: renderFigure(attributes, size), prompt: identityPrompt(attributes), attributes };
 }
 
+/** The person in a given scene (pose, background, light); `seed` draws the rest (joints, offset, details). */
+export function identityInScene(identity: IdentityAttributes, scene: Scene, seed: number, size: number): IdentityView {
+  const sampled = sampleFigureAttributes(seed, { fixed: identity, pose: scene.pose });
+  const attributes = { ...sampled, background: scene.background, backgroundColor: scene.backgroundColor, lightDir: scene.lightDir };
+  return { pixels: renderFigure(attributes, size), prompt: identityPrompt(attributes), attributes };
+}
+
 /** The reference image of a training or held-out identity (view 0) and its further views. */
 export function identityViews(domain: keyof typeof identitySeeds, index: number, count: number, size: number): IdentityView[] {
   const identity = personalIdentity(domain, index);

@@ -1,6 +1,6 @@
 // HyperDreamBooth (SPEC section 3): LiDB layers, pre-optimisation, the hypernetwork's training,
 // the rank-relaxed fast finetune and the measures of a personalisation.
-export { identityToken, identitySubject, identityPrompt, identityViews, identityView, personalIdentity, recontextScenes, loadReferenceImage, referenceLimits, identitySeeds, type Scene, type IdentityView, type ReferenceImage } from './identities.js';
+export { identityToken, identitySubject, identityPrompt, identityViews, identityView, identityInScene, personalIdentity, recontextScenes, loadReferenceImage, referenceLimits, identitySeeds, type Scene, type IdentityView, type ReferenceImage } from './identities.js';
 export { personalizedLayers, personalizedLayerNames, attachIdentityLidb, defaultLidbShape, lidbSize, saveHypernet, loadHypernet, checkHypernetFits, hypernetFormat, type LidbShape, type HypernetMeta, type HypernetFile } from './lidb.js';
 export { fitIdentity, type IdentityExamples, type FitOptions } from './fit.js';
 export { preoptimize, preoptDefaults, readPreoptRecord, readPreoptWeights, identityFile, type PreoptOptions, type PreoptSettings, type PreoptRecord } from './preopt.js';
