@@ -61,8 +61,9 @@ describe('F.dpoLoss', () => {
   });
 
   it('is log 2 when the policy is the reference, and refuses a reference or noise that takes a gradient', () => {
-    const x = fromArray(randomArray(8, rng()), [2, 4]);
-    const noise = fromArray(randomArray(8, rng()), [2, 4]);
+    const random = rng();
+    const x = fromArray(randomArray(8, random), [2, 4]);
+    const noise = fromArray(randomArray(8, random), [2, 4]);
     tidy(() => {
       const policy = new Variable(x, { requiresGrad: true });
       const { loss, accuracy } = F.dpoLoss(policy, policy, x, x, noise, noise);
@@ -80,7 +81,8 @@ describe('F.dpoLoss', () => {
 
   it('keeps what its backward needs past the scope that recorded it, and leaves nothing behind', () => {
     const shape = [1, 2, 3];
-    const data = (): Float32Array => randomArray(6, rng());
+    const random = rng();
+    const data = (): Float32Array => randomArray(6, random);
     const before = native.info().liveStorages;
     const [rw, rl, nw, nl] = [data(), data(), data(), data()].map((d) => fromArray(d, shape)) as [Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>];
     const [pw, pl] = [new Variable(fromArray(data(), shape), { requiresGrad: true }), new Variable(fromArray(data(), shape), { requiresGrad: true })];

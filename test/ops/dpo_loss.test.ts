@@ -151,8 +151,9 @@ describe('op dpo_loss_backward', () => {
   it('matches central finite differences of the float64 forward', () => {
     const beta = 20;
     const dloss = 0.7;
+    const random = rng();
     for (const shape of [[1, 17], [3, 11]]) {
-      const x = inputs(rng(), shape);
+      const x = inputs(random, shape);
       const f64 = x.arrays.map(toF64);
       const loss = () => {
         const [pw, pl, rw, rl, nw, nl] = f64;
