@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { decodeSafetensors, encodeSafetensors, loadSafetensors, saveSafetensors } from '../../lib/io/safetensors.js';
 import { fromArray } from '../../lib/tensor.js';
 import { checkMemoryGuards, expectIdentical } from '../helpers.js';
@@ -10,6 +10,8 @@ import { checkMemoryGuards, expectIdentical } from '../helpers.js';
 checkMemoryGuards();
 
 const root = path.join(__dirname, '..', '..');
+const scratch = mkdtempSync(path.join(tmpdir(), 'realtune-st-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const fixture = path.join(root, 'test', 'fixtures', 'torch.safetensors');
 const script = path.join(root, 'scripts', 'fixtures', 'safetensors_torch.py');
 const torchValues = JSON.parse(readFileSync(`${fixture}.json`, 'utf8')) as Record<string, { dtype: string; shape: number[]; values: number[] } | Record<string, string>>;
@@ -67,8 +69,7 @@ describe('safetensors', () => {
       console.log(`safetensors: PyTorch round trip skipped: ${torchMissing}`);
       context.skip(torchMissing);
     }
-    const dir = mkdtempSync(path.join(tmpdir(), 'realtune-st-'));
-    const file = path.join(dir, 'ours.safetensors');
+    const file = path.join(scratch, 'ours.safetensors');
     saveSafetensors(file, {
       a: fromArray([1.5, -2, 3.25, 1e-3], [2, 2]),
       b: fromArray([0.1, 7], [2], { dtype: 'bf16' }),
@@ -84,9 +85,8 @@ describe('safetensors', () => {
 
   it('rejects corrupt and truncated files with errors naming the file and the problem', () => {
     const good = readFileSync(fixture);
-    const dir = mkdtempSync(path.join(tmpdir(), 'realtune-st-'));
     const bad = (name: string, bytes: Uint8Array): string => {
-      const file = path.join(dir, name);
+      const file = path.join(scratch, name);
       writeFileSync(file, bytes);
       return file;
     };
@@ -119,6 +119,6 @@ describe('safetensors', () => {
     expect(() => decodeSafetensors(double)).toThrow(/element 1 \(-1e\+300\) does not fit in f32/);
     double.writeDoubleLE(-Infinity, double.length - 8);
     expectIdentical(decodeSafetensors(double).tensors.x!.toArray(), new Float32Array([0, -Infinity]), 'F64 infinities stay infinite');
-    expect(() => loadSafetensors(path.join(dir, 'missing'))).toThrow(/cannot read .*missing/);
+    expect(() => loadSafetensors(path.join(scratch, 'missing'))).toThrow(/cannot read .*missing/);
   });
 });
