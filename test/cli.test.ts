@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -25,7 +25,15 @@ describe('cli', () => {
     expect(['avx2', 'scalar']).toContain(run('avx2').isa);
   });
 
-  it('an unknown command exits 2 with usage', () => {
-    expect(() => cli(['frobnicate'])).toThrow(/unknown command "frobnicate"/);
+  it('an unknown command exits 2 with usage on stderr; --help prints the same usage on stdout and exits 0', () => {
+    const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'lib/cli/run.ts'), ...args], { cwd: root, encoding: 'utf8', env: process.env });
+    const help = run(['--help']);
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^usage: realtune <command> \[options\]\n\ncommands:\n/);
+    for (const command of ['info', 'train-base', 'train-dpo', 'sample', 'demo']) expect(help.stdout).toMatch(new RegExp(`^  ${command} +\\S`, 'm'));
+    const unknown = run(['frobnicate', '--steps', '2']);
+    expect(unknown.status, unknown.stderr).toBe(2);
+    expect(unknown.stdout).toBe('');
+    expect(unknown.stderr).toBe(`realtune: unknown command "frobnicate"\n\n${help.stdout}`);
   });
 });

@@ -44,7 +44,9 @@ export interface Tolerance {
 
 /**
  * Element-wise |a - e| <= atol + rtol |e|, NaN anywhere failing (outputs start poisoned with
- * NaN, so an element a kernel never wrote fails here). Reports the worst element.
+ * NaN, so an element a kernel never wrote fails here) unless NaN is expected there. An infinite
+ * expected value must be matched exactly, the same infinity with the same sign (the bound
+ * atol + rtol |e| is infinite there and would accept anything). Reports the worst element.
  */
 export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance = {}, label = ''): void {
   const rtol = tol.rtol ?? 1e-5;
@@ -55,10 +57,9 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   for (let i = 0; i < expected.length; i++) {
     const a = actual[i]!;
     const e = expected[i]!;
-    const bound = atol + rtol * Math.abs(e);
-    const err = Math.abs(a - e);
-    if (Number.isNaN(a) !== Number.isNaN(e) || (!Number.isNaN(e) && !(err <= bound))) {
-      const excess = Number.isNaN(err) ? Infinity : err / bound;
+    if (outOfTolerance(a, e, rtol, atol)) {
+      const err = Math.abs(a - e);
+      const excess = Number.isFinite(err) ? err / (atol + rtol * Math.abs(e)) : Infinity;
       if (worst < 0 || excess > worstExcess) {
         worst = i;
         worstExcess = excess;
@@ -73,12 +74,15 @@ export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+function outOfTolerance(a: number, e: number, rtol: number, atol: number): boolean {
+  if (Number.isNaN(e)) return !Number.isNaN(a);
+  if (!Number.isFinite(e)) return a !== e;
+  return !(Math.abs(a - e) <= atol + rtol * Math.abs(e));
+}
+
 function countBad(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): number {
   let bad = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const err = Math.abs(actual[i]! - expected[i]!);
-    if (!(err <= atol + rtol * Math.abs(expected[i]!))) bad++;
-  }
+  for (let i = 0; i < expected.length; i++) if (outOfTolerance(actual[i]!, expected[i]!, rtol, atol)) bad++;
   return bad;
 }
 

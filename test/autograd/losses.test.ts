@@ -1,16 +1,15 @@
 // The Diffusion-DPO and channel-statistics losses on the tape: gradients against finite
 // differences (the f32 forward at a small beta, the float64 reference at the default 2500), the
-// metrics against the raw ops, constants refused when they would take a gradient, and no tensor
+// loss values and metrics against the float64 references, constants refused when they would take a gradient, and no tensor
 // left behind once the backward has run.
 import { describe, expect, it } from 'vitest';
 import * as F from '../../lib/autograd/index.js';
 import { backward, release } from '../../lib/autograd/backward.js';
 import { noGrad, Variable } from '../../lib/autograd/variable.js';
 import { native } from '../../lib/native.js';
-import { channelStatLoss as channelStatLossOp } from '../../lib/ops/channel_stat_loss.js';
-import { dpoLoss as dpoLossOp } from '../../lib/ops/dpo_loss.js';
 import { tidy } from '../../lib/scope.js';
 import { fromArray, type Tensor } from '../../lib/tensor.js';
+import * as statRef from '../reference/channel_stat_loss.js';
 import * as ref from '../reference/dpo_loss.js';
 import { checkMemoryGuards, expectClose, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
 import { gradcheck } from './gradcheck.js';
@@ -36,7 +35,7 @@ describe('F.dpoLoss', () => {
     }
   });
 
-  it('matches the float64 reference and its finite differences at beta 2500, and the op metrics', () => {
+  it('matches the float64 reference (loss, accuracy, mse terms) and its finite differences at beta 2500', () => {
     const random = rng();
     const pairs = 2;
     const n = pairs * 6;
@@ -51,21 +50,20 @@ describe('F.dpoLoss', () => {
     const terms = F.dpoLoss(leaves[0]!, leaves[1]!, tensors[0]!, tensors[1]!, tensors[2]!, tensors[3]!);
     const want = ref.dpoLoss(predW, predL, refW, refL, noiseW, noiseL, pairs, 2500);
     expectClose(terms.loss.value.toArray(), [want.loss], { rtol: 1e-4, atol: 1e-5 }, 'loss');
-    const op = dpoLossOp(leaves[0]!.value, leaves[1]!.value, tensors[0]!, tensors[1]!, tensors[2]!, tensors[3]!);
-    for (const key of ['accuracy', 'mseW', 'mseL', 'refMseW', 'refMseL'] as const) {
-      expect(Array.from(terms[key].toArray()), key).toEqual(Array.from(op[key].toArray()));
-    }
+    expectClose(terms.accuracy.toArray(), [want.accuracy], { rtol: 0, atol: 1e-7 }, 'accuracy');
+    for (const key of ['mseW', 'mseL', 'refMseW', 'refMseL'] as const) expectClose(terms[key].toArray(), want[key], { rtol: 1e-5, atol: 1e-9 }, key);
     backward(terms.loss);
     const [w, l, rw, rl, nw, nl] = [predW, predL, refW, refL, noiseW, noiseL].map(toF64) as Float64Array[];
     const loss = (): Float64Array => Float64Array.of(ref.dpoLoss(w!, l!, rw!, rl!, nw!, nl!, pairs, 2500).loss);
     expectClose(leaves[0]!.grad!.toArray(), numericGradient(loss, w!, [1]), { rtol: 2e-3, atol: 1e-4 }, 'dpredW');
     expectClose(leaves[1]!.grad!.toArray(), numericGradient(loss, l!, [1]), { rtol: 2e-3, atol: 1e-4 }, 'dpredL');
-    for (const t of [...leaves, ...tensors, ...Object.values(op), terms.loss, terms.accuracy, terms.mseW, terms.mseL, terms.refMseW, terms.refMseL]) t.dispose();
+    for (const t of [...leaves, ...tensors, terms.loss, terms.accuracy, terms.mseW, terms.mseL, terms.refMseW, terms.refMseL]) t.dispose();
   });
 
   it('is log 2 when the policy is the reference, and refuses a reference or noise that takes a gradient', () => {
-    const x = fromArray(randomArray(8, rng()), [2, 4]);
-    const noise = fromArray(randomArray(8, rng()), [2, 4]);
+    const random = rng();
+    const x = fromArray(randomArray(8, random), [2, 4]);
+    const noise = fromArray(randomArray(8, random), [2, 4]);
     tidy(() => {
       const policy = new Variable(x, { requiresGrad: true });
       const { loss, accuracy } = F.dpoLoss(policy, policy, x, x, noise, noise);
@@ -83,7 +81,8 @@ describe('F.dpoLoss', () => {
 
   it('keeps what its backward needs past the scope that recorded it, and leaves nothing behind', () => {
     const shape = [1, 2, 3];
-    const data = (): Float32Array => randomArray(6, rng());
+    const random = rng();
+    const data = (): Float32Array => randomArray(6, random);
     const before = native.info().liveStorages;
     const [rw, rl, nw, nl] = [data(), data(), data(), data()].map((d) => fromArray(d, shape)) as [Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>, Tensor<'f32'>];
     const [pw, pl] = [new Variable(fromArray(data(), shape), { requiresGrad: true }), new Variable(fromArray(data(), shape), { requiresGrad: true })];
@@ -111,12 +110,16 @@ describe('F.channelStatLoss', () => {
     }
   });
 
-  it('equals the raw op and refuses a base sample that takes a gradient', () => {
+  it('matches the float64 reference, with and without matchStd, and refuses a base sample that takes a gradient', () => {
     const random = rng();
-    const a = fromArray(randomArray(24, random), [2, 3, 4]);
-    const b = fromArray(randomArray(24, random), [2, 3, 4]);
+    const [dataA, dataB] = [randomArray(24, random), randomArray(24, random)];
+    const a = fromArray(dataA, [2, 3, 4]);
+    const b = fromArray(dataB, [2, 3, 4]);
     tidy(() => {
-      expect(Array.from(F.channelStatLoss(a, b, { matchStd: true }).value.toArray())).toEqual(Array.from(channelStatLossOp(a, b, { matchStd: true }).loss.toArray()));
+      for (const matchStd of [false, true]) {
+        const want = statRef.channelStatLoss(dataA, dataB, 2 * 3, matchStd);
+        expectClose(F.channelStatLoss(a, b, { matchStd }).value.toArray(), [want.loss], { rtol: 1e-5, atol: 1e-7 }, `matchStd ${matchStd}`);
+      }
       expect(() => F.channelStatLoss(a, new Variable(b, { requiresGrad: true }))).toThrow(
         /channelStatLoss: b requires grad, but it comes from the frozen base model/,
       );

@@ -231,7 +231,12 @@ const cases: Case[] = [
     owns: ['run'],
     check: (at) => {
       expect(readdirSync(at('run')).sort()).toEqual(['checkpoint', 'model']);
-      expect((JSON.parse(readFileSync(at('run/checkpoint/state.json'), 'utf8')) as { trainer: { step: number } }).trainer.step).toBe(3);
+      // The recovered run goes on as if never interrupted: the straight 3-step run's losses and weights.
+      const trainer = (dir: string) => (JSON.parse(readFileSync(path.join(dir, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } }).trainer;
+      expect(trainer(at('run')).step).toBe(3);
+      expect(trainer(at('run')).losses, 'losses vs a straight run').toEqual(trainer(path.join(fixtures, 'straight')).losses);
+      const weights = (dir: string) => readFileSync(path.join(dir, 'checkpoint', 'model.safetensors'));
+      expect(weights(at('run')).equals(weights(path.join(fixtures, 'straight'))), 'weights vs a straight run').toBe(true);
     },
   },
   {
@@ -852,6 +857,9 @@ beforeAll(async () => {
   nano.dispose();
   const run = cli(['train-base', '--init', path.join(fixtures, 'model'), ...quick, '--steps', '2', '--ckpt-every', '1', '--out', path.join(fixtures, 'run')], scratch);
   expect(run.status, run.stderr).toBe(0);
+  // The same run through to step 3 uninterrupted: what a resume of `run` must reproduce.
+  const straight = cli(['train-base', '--init', path.join(fixtures, 'model'), ...quick, '--steps', '3', '--ckpt-every', '1', '--out', path.join(fixtures, 'straight')], scratch);
+  expect(straight.status, straight.stderr).toBe(0);
 });
 
 describe('cli robustness: flag or file -> exit code and message, nothing outside the run changed', () => {

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { atomicWriteFile, onDirectorySwapStep, writeDirectoryAtomic, type SwapStep } from '../../lib/io/atomic.js';
 import { checkCheckpointTarget, isCheckpoint, loadCheckpoint, readCheckpointState, saveCheckpoint } from '../../lib/io/checkpoint.js';
 import { fromArray } from '../../lib/tensor.js';
@@ -10,7 +10,10 @@ import { checkMemoryGuards, expectIdentical } from '../helpers.js';
 
 checkMemoryGuards();
 
-const scratch = () => mkdtempSync(path.join(tmpdir(), 'realtune-ckpt-'));
+const scratchRoot = mkdtempSync(path.join(tmpdir(), 'realtune-ckpt-'));
+afterAll(() => rmSync(scratchRoot, { recursive: true, force: true }));
+/** A fresh directory of its own for each use, all under one removed when the file is done. */
+const scratch = () => mkdtempSync(path.join(scratchRoot, 'case-'));
 
 describe('checkpoints', () => {
   it('round-trip model, optimiser, state and extra files', () => {

@@ -151,8 +151,9 @@ describe('op dpo_loss_backward', () => {
   it('matches central finite differences of the float64 forward', () => {
     const beta = 20;
     const dloss = 0.7;
+    const random = rng();
     for (const shape of [[1, 17], [3, 11]]) {
-      const x = inputs(rng(), shape);
+      const x = inputs(random, shape);
       const f64 = x.arrays.map(toF64);
       const loss = () => {
         const [pw, pl, rw, rl, nw, nl] = f64;
@@ -168,11 +169,48 @@ describe('op dpo_loss_backward', () => {
     }
   });
 
-  it('stays finite at large beta (saturated sigmoid)', () => {
-    const x = inputs(rng(), [3, 127]);
-    for (const device of backends()) {
-      const got = grads(device, x, 1e6, 1);
-      expect(got.dw.every(Number.isFinite) && got.dl.every(Number.isFinite), device).toBe(true);
+  it('stays finite at large beta (saturated sigmoid) and matches finite differences of the float64 forward and the analytic limit', () => {
+    // Pair 0: the policy better than the reference on the winner (inside >> 0, sigmoid(-inside)
+    // -> 0, no gradient); pairs 1 and 2: worse (inside << 0, sigmoid(-inside) -> 1, so
+    // dPredW = dloss 2 beta (predW - noiseW) / (pairs perPair) and dPredL its opposite for the loser).
+    const perPair = 127;
+    const pairs = 3;
+    const random = rng();
+    const noiseW = randomArray(pairs * perPair, random);
+    const noiseL = randomArray(pairs * perPair, random);
+    const shifted = (noise: Float32Array, by: number[]) => noise.map((v, i) => v + by[Math.floor(i / perPair)]! + 0.02 * (random() * 2 - 1));
+    const x: Inputs = {
+      shape: [pairs, perPair],
+      arrays: [shifted(noiseW, [0.1, 0.5, 0.3]), shifted(noiseL, [0.3, 0.1, 0.2]), shifted(noiseW, [0.2, 0.2, 0.2]), shifted(noiseL, [0.2, 0.2, 0.3]), noiseW, noiseL],
+    };
+    const dloss = 0.7;
+    const f64 = x.arrays.map(toF64);
+    const [pw, pl, rw, rl, nw, nl] = f64;
+    for (const beta of [1e6, 1e8]) {
+      const want = ref.dpoLoss(pw!, pl!, rw!, rl!, nw!, nl!, pairs, beta);
+      expect(want.inside[0]!, `beta ${beta}: pair 0 saturated at +`).toBeGreaterThan(1e4);
+      expect(Math.max(want.inside[1]!, want.inside[2]!), `beta ${beta}: pairs 1, 2 saturated at -`).toBeLessThan(-1e4);
+      const limit = (pred: Float64Array, noise: Float64Array, sign: number): Float64Array =>
+        pred.map((v, i) => (want.inside[Math.floor(i / perPair)]! < 0 ? (sign * dloss * 2 * beta * (v - noise[i]!)) / (pairs * perPair) : 0));
+      const limitW = limit(pw!, nw!, 1);
+      const limitL = limit(pl!, nl!, -1);
+      const loss = () => [ref.dpoLoss(pw!, pl!, rw!, rl!, nw!, nl!, pairs, beta).loss];
+      const numericW = numericGradient(loss, pw!, [dloss]);
+      const numericL = numericGradient(loss, pl!, [dloss]);
+      // Gradients are O(beta / (pairs perPair)); finite differences of a loss of size O(beta)
+      // carry ~1e-16 beta / h of rounding.
+      const atol = beta * 1e-9;
+      expectClose(numericW, limitW, { rtol: 1e-6, atol }, `beta ${beta}: the limit vs finite differences, W`);
+      expectClose(numericL, limitL, { rtol: 1e-6, atol }, `beta ${beta}: the limit vs finite differences, L`);
+      for (const device of backends()) {
+        const got = grads(device, x, beta, dloss);
+        const label = `${device} beta ${beta}`;
+        expect(got.dw.every(Number.isFinite) && got.dl.every(Number.isFinite), `${label} finite`).toBe(true);
+        expectClose(got.dw, numericW, { rtol: 1e-4, atol }, `${label} dPredW vs finite differences`);
+        expectClose(got.dl, numericL, { rtol: 1e-4, atol }, `${label} dPredL vs finite differences`);
+        expectClose(got.dw, limitW, { rtol: 1e-5, atol: 1e-6 }, `${label} dPredW vs the saturated limit`);
+        expectClose(got.dl, limitL, { rtol: 1e-5, atol: 1e-6 }, `${label} dPredL vs the saturated limit`);
+      }
     }
   });
 

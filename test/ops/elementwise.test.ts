@@ -1,13 +1,40 @@
 import { describe, expect, it } from 'vitest';
-import { fromArray } from '../../lib/tensor.js';
+import * as F from '../../lib/autograd/functions.js';
+import { backward } from '../../lib/autograd/backward.js';
+import { Variable } from '../../lib/autograd/variable.js';
+import type { DeviceType } from '../../lib/device.js';
+import { tidy } from '../../lib/scope.js';
+import { fromArray, type Tensor } from '../../lib/tensor.js';
 import { add, axpy, biasAdd, mul, scale, sub } from '../../lib/ops/elementwise.js';
-import { sum } from '../../lib/ops/reduce.js';
 import * as ref from '../reference/elementwise.js';
-import { acceleratorBackends, backends, checkMemoryGuards, expectClose, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
+import { acceleratorBackends, backends, checkMemoryGuards, expectClose, expectIdentical, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
 
 checkMemoryGuards();
 const sizes = [1, 17, 127, 4099, 70_001];
 const ops = { add, sub, mul } as const;
+
+/**
+ * The gradients the tape gives each input of `f` (an autograd function, which runs the op and
+ * records its backward) for the loss sum(f(inputs) * dy): what the op's backward computes.
+ */
+function tapeGradients(
+  device: DeviceType,
+  f: (inputs: Variable[]) => Variable,
+  inputs: readonly { data: ArrayLike<number>; shape: number[] }[],
+  dy: ArrayLike<number>,
+): Float32Array[] {
+  return tidy(() => {
+    const leaves = inputs.map(({ data, shape }) => new Variable(fromArray(data, shape, { device }), { requiresGrad: true }));
+    const y = f(leaves);
+    backward(y, { grad: fromArray(dy, y.shape, { device }) });
+    const grads = leaves.map((l, i) => {
+      expect(l.grad, `input ${i} has a gradient`).not.toBeNull();
+      return l.grad!.toArray();
+    });
+    for (const l of leaves) l.dispose();
+    return grads;
+  });
+}
 
 describe('op binary', () => {
   for (const device of backends()) {
@@ -27,28 +54,54 @@ describe('op binary', () => {
   for (const device of acceleratorBackends()) {
     it(`${device} agrees with cpu exactly, in place and at unaligned offsets`, () => {
       const random = rng();
-      const a = randomArray(1031, random);
-      const b = randomArray(1031, random);
+      const n = 1031;
+      const a = randomArray(n, random);
+      const b = randomArray(n, random);
+      // An operand `offset` elements into a longer buffer (4, 8 or 12 bytes past a 16-byte
+      // boundary when offset is 1, 2 or 3), with a sentinel on either side of it.
+      const sentinel = 1234.5;
+      const placed = (on: DeviceType, data: Float32Array, offset: number) => {
+        const buffer = fromArray([...Array<number>(offset).fill(sentinel), ...data, sentinel], [offset + n + 1], { device: on });
+        return { buffer, view: buffer.slice(offset, offset + n) };
+      };
+      const untouched = (buffer: Tensor<'f32'>, offset: number, label: string): void => {
+        const all = buffer.toArray();
+        expectIdentical([...all.subarray(0, offset), all[offset + n]!], Array<number>(offset + 1).fill(sentinel), `${label}: outside the view`);
+      };
       for (const name of ['add', 'sub', 'mul'] as const) {
-        const onCpu = ops[name](fromArray(a, [1031]), fromArray(b, [1031])).toArray();
-        const ta = fromArray(a, [1031], { device });
-        expect(ops[name](ta, fromArray(b, [1031], { device }), { out: ta })).toBe(ta);
-        expectClose(ta.toArray(), onCpu, { rtol: 0, atol: 0 }, `${name} ${device} vs cpu`);
+        const onCpu = ops[name](fromArray(a, [n]), fromArray(b, [n])).toArray();
+        for (const on of ['cpu', device] as const) {
+          for (const [offsetA, offsetB] of [[0, 0], [1, 3], [3, 1], [2, 0], [0, 1]] as const) {
+            const label = `${name} on ${on}, a at offset ${offsetA}, b at offset ${offsetB}`;
+            const pa = placed(on, a, offsetA);
+            const pb = placed(on, b, offsetB);
+            expectClose(ops[name](pa.view, pb.view).toArray(), onCpu, { rtol: 0, atol: 0 }, `${label}: new output`);
+            expect(ops[name](pa.view, pb.view, { out: pa.view })).toBe(pa.view);
+            expectClose(pa.view.toArray(), onCpu, { rtol: 0, atol: 0 }, `${label}: in place`);
+            untouched(pa.buffer, offsetA, label);
+            untouched(pb.buffer, offsetB, label);
+          }
+        }
       }
     });
   }
 
-  it('mul backward (dy * b, dy * a) matches finite differences', () => {
-    const random = rng();
-    const n = 17;
-    const a = toF64(randomArray(n, random));
-    const b = toF64(randomArray(n, random));
-    const dy = randomArray(n, random);
-    const da = mul(fromArray(dy), fromArray(b)).toArray();
-    const db = mul(fromArray(dy), fromArray(a)).toArray();
-    expectClose(da, numericGradient(() => ref.binary('mul', a, b), a, dy), { rtol: 1e-5, atol: 1e-6 }, 'da');
-    expectClose(db, numericGradient(() => ref.binary('mul', a, b), b, dy), { rtol: 1e-5, atol: 1e-6 }, 'db');
-  });
+  for (const device of backends()) {
+    it(`the backward of add, sub and mul matches finite differences of the float64 reference on ${device}`, () => {
+      const random = rng();
+      const n = 17;
+      const a = toF64(randomArray(n, random));
+      const b = toF64(randomArray(n, random));
+      const dy = randomArray(n, random);
+      const tape = { add: F.add, sub: F.sub, mul: F.mul } as const;
+      for (const name of ['add', 'sub', 'mul'] as const) {
+        const [da, db] = tapeGradients(device, ([x, y]) => tape[name](x!, y!), [{ data: a, shape: [n] }, { data: b, shape: [n] }], dy);
+        const f = () => ref.binary(name, a, b);
+        expectClose(da!, numericGradient(f, a, dy), { rtol: 1e-5, atol: 1e-6 }, `${name} da`);
+        expectClose(db!, numericGradient(f, b, dy), { rtol: 1e-5, atol: 1e-6 }, `${name} db`);
+      }
+    });
+  }
 
   it('names the argument in errors', () => {
     expect(() => add(fromArray([1, 2]), fromArray([1, 2, 3]))).toThrow(/add: b has shape \[3\], expected \[2\]/);
@@ -171,17 +224,27 @@ describe('op bias_add', () => {
     });
   }
 
-  it('backward (dx = dy, dbias = dy summed over the other axes) matches finite differences', () => {
-    const random = rng();
-    const shape = [3, 4, 5];
-    const x = toF64(randomArray(60, random));
-    const bias = toF64(randomArray(4, random));
-    const dy = randomArray(60, random);
-    const f = () => ref.biasAdd(x, shape, bias, 1);
-    const dbias = sum(fromArray(dy, shape), [0, 2]).toArray();
-    expectClose(dbias, numericGradient(f, bias, dy), { rtol: 1e-5, atol: 1e-6 }, 'dbias');
-    expectClose(dy, numericGradient(f, x, dy), { rtol: 1e-5, atol: 1e-6 }, 'dx');
-  });
+  for (const device of backends()) {
+    it(`backward (dx = dy, dbias = dy summed over the other axes) matches finite differences of the float64 reference on ${device}`, () => {
+      const random = rng();
+      for (const { shape, axis } of [
+        { shape: [3, 4, 5], axis: 1 },
+        { shape: [6, 7], axis: -1 },
+        { shape: [5, 3], axis: 0 },
+      ]) {
+        const n = shape.reduce((p, d) => p * d, 1);
+        const resolved = axis < 0 ? axis + shape.length : axis;
+        const x = toF64(randomArray(n, random));
+        const bias = toF64(randomArray(shape[resolved]!, random));
+        const dy = randomArray(n, random);
+        const [dx, dbias] = tapeGradients(device, ([v, b]) => F.biasAdd(v!, b!, { axis }), [{ data: x, shape }, { data: bias, shape: [bias.length] }], dy);
+        const f = () => ref.biasAdd(x, shape, bias, resolved);
+        const label = `[${shape}] axis ${axis}`;
+        expectClose(dx!, numericGradient(f, x, dy), { rtol: 1e-5, atol: 1e-6 }, `${label} dx`);
+        expectClose(dbias!, numericGradient(f, bias, dy), { rtol: 1e-5, atol: 1e-6 }, `${label} dbias`);
+      }
+    });
+  }
 
   it('names the argument in errors', () => {
     expect(() => biasAdd(fromArray([1, 2, 3, 4], [2, 2]), fromArray([1, 2, 3]))).toThrow(/biasAdd: bias has shape \[3\], expected \[2\]/);

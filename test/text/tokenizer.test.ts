@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -66,12 +66,16 @@ describe('byte-level BPE tokenizer', () => {
   it('saves to a file beside the model and loads it back', () => {
     const tok = Tokenizer.train(captions, { vocabSize: 330 });
     const dir = mkdtempSync(path.join(tmpdir(), 'realtune-tok-'));
-    const file = path.join(dir, 'tokenizer.json');
-    tok.save(file);
-    expect(readdirSync(dir)).toEqual(['tokenizer.json']);
-    expect(Tokenizer.load(file).merges).toEqual(tok.merges);
-    writeFileSync(file, '{"kind": "byte-bpe", ');
-    expect(() => Tokenizer.load(file)).toThrow(/tokenizer.json is not valid JSON/);
-    expect(() => Tokenizer.load(path.join(dir, 'absent.json'))).toThrow(/cannot read .*absent.json/);
+    try {
+      const file = path.join(dir, 'tokenizer.json');
+      tok.save(file);
+      expect(readdirSync(dir)).toEqual(['tokenizer.json']);
+      expect(Tokenizer.load(file).merges).toEqual(tok.merges);
+      writeFileSync(file, '{"kind": "byte-bpe", ');
+      expect(() => Tokenizer.load(file)).toThrow(/tokenizer.json is not valid JSON/);
+      expect(() => Tokenizer.load(path.join(dir, 'absent.json'))).toThrow(/cannot read .*absent.json/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

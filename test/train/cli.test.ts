@@ -8,7 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseFlags } from '../../lib/cli/flags.js';
 import { trainBaseFlags, trainOptionsFromFlags } from '../../lib/cli/train-base.js';
 import { imageToPng } from '../../lib/io/images.js';
-import { checkMemoryGuards } from '../helpers.js';
+import { loadSafetensors } from '../../lib/io/safetensors.js';
+import { checkMemoryGuards, expectIdentical } from '../helpers.js';
 
 checkMemoryGuards();
 
@@ -33,19 +34,39 @@ describe('cli train-base / sample', () => {
     const log = cli(['train-base', '--figures', '12', '--preset', 'tiny', '--steps', '2', '--batch', '2', '--lr', '1e-3', '--out', out, '--sample-every', '2', '--sample-steps', '2', '--sample-prompts', 'a person', '--quiet']);
     expect(log).toMatch(/train-base: model written to/);
     for (const f of ['state.json', 'tokenizer.json', 'model.safetensors', 'optimizer.safetensors']) expect(existsSync(path.join(out, 'checkpoint', f)), f).toBe(true);
-    expect(existsSync(path.join(out, 'model', 'model.safetensors'))).toBe(true);
-    expect(existsSync(path.join(out, 'samples', 'step-000002.png'))).toBe(true);
+    expect(readFileSync(path.join(out, 'samples', 'step-000002.png')).subarray(1, 4).toString()).toBe('PNG');
     const { trainer } = JSON.parse(readFileSync(path.join(out, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } };
     expect(trainer.step).toBe(2);
     expect(trainer.losses).toHaveLength(2);
+    expect(trainer.losses.every((l) => Number.isFinite(l) && l > 0), `losses ${trainer.losses}`).toBe(true);
+    // What it prints is what it trained: the mean of the losses state.json holds.
+    expect(log).toContain(`step 2/2, mean loss of the last 2 steps ${((trainer.losses[0]! + trainer.losses[1]!) / 2).toFixed(4)}`);
+    // The model it writes holds the checkpoint's weights.
+    const model = loadSafetensors(path.join(out, 'model', 'model.safetensors')).tensors;
+    const checkpoint = loadSafetensors(path.join(out, 'checkpoint', 'model.safetensors')).tensors;
+    expect(Object.keys(model).sort()).toEqual(Object.keys(checkpoint).sort());
+    for (const [name, t] of Object.entries(checkpoint)) expectIdentical(model[name]!.toArray(), t.toArray(), name);
   });
 
-  it('--resume continues from the checkpoint to the new step count', () => {
-    const log = cli(['train-base', '--figures', '12', '--steps', '3', '--batch', '2', '--lr', '1e-3', '--out', out, '--resume', '--sample-steps', '2', '--sample-prompts', 'a person', '--quiet']);
-    expect(log).toMatch(/resuming from/);
-    const { trainer } = JSON.parse(readFileSync(path.join(out, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } };
-    expect(trainer.step).toBe(3);
-    expect(trainer.losses).toHaveLength(3);
+  it('--resume continues from the checkpoint to the new step count, loss for loss and weight for weight a straight run', () => {
+    const losses = (dir: string): number[] => {
+      const { trainer } = JSON.parse(readFileSync(path.join(dir, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } };
+      expect(trainer.losses, dir).toHaveLength(trainer.step);
+      return trainer.losses;
+    };
+    const first = losses(out);
+    // Two steps past the resume: the second one's loss depends on the restored optimizer moments.
+    const log = cli(['train-base', '--figures', '12', '--steps', '4', '--batch', '2', '--lr', '1e-3', '--out', out, '--resume', '--sample-steps', '2', '--sample-prompts', 'a person', '--quiet']);
+    expect(log).toMatch(/resuming from .*checkpoint/);
+    const resumed = losses(out);
+    expect(resumed).toHaveLength(4);
+    expect(resumed.slice(0, 2), 'the steps before the resume are kept').toEqual(first);
+    // The same run without the interruption: every step's loss and the final weights identical.
+    const straightOut = path.join(scratch, 'straight');
+    cli(['train-base', '--figures', '12', '--preset', 'tiny', '--steps', '4', '--batch', '2', '--lr', '1e-3', '--out', straightOut, '--sample-every', '2', '--sample-steps', '2', '--sample-prompts', 'a person', '--quiet']);
+    expect(resumed, 'losses of the resumed run vs a straight run').toEqual(losses(straightOut));
+    const weights = (dir: string) => readFileSync(path.join(dir, 'checkpoint', 'model.safetensors'));
+    expect(weights(out).equals(weights(straightOut)), 'final weights of the resumed run vs a straight run').toBe(true);
   });
 
   it('sample writes a grid from the trained model', () => {
@@ -75,10 +96,18 @@ describe('cli train-base / sample', () => {
       lines.push(JSON.stringify({ image: `images/img${i}.png`, caption: `picture number ${i}` }));
     }
     writeFileSync(path.join(scratch, 'manifest.jsonl'), `${lines.join('\n')}\n`);
-    const fromFolder = cli(['train-base', '--data', dir, '--steps', '1', '--batch', '2', '--out', path.join(scratch, 'folder-run'), '--quiet']);
-    expect(fromFolder).toMatch(/step 1\/1/);
-    const fromManifest = cli(['train-base', '--manifest', path.join(scratch, 'manifest.jsonl'), '--steps', '1', '--batch', '2', '--out', path.join(scratch, 'manifest-run'), '--quiet']);
-    expect(fromManifest).toMatch(/step 1\/1/);
+    // Each run trained one step on that data: state.json names it and holds the printed loss.
+    const trained = (log: string, runOut: string, source: string): void => {
+      const { trainer } = JSON.parse(readFileSync(path.join(runOut, 'checkpoint', 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[]; run?: unknown } };
+      expect(trainer.step).toBe(1);
+      expect(Number.isFinite(trainer.losses[0]), `loss ${trainer.losses[0]}`).toBe(true);
+      expect(log).toContain(`step 1/1, mean loss of the last 1 steps ${trainer.losses[0]!.toFixed(4)}`);
+      expect(JSON.stringify(trainer.run), 'the run records its data').toContain(source);
+    };
+    const folderOut = path.join(scratch, 'folder-run');
+    trained(cli(['train-base', '--data', dir, '--steps', '1', '--batch', '2', '--out', folderOut, '--quiet']), folderOut, dir);
+    const manifestOut = path.join(scratch, 'manifest-run');
+    trained(cli(['train-base', '--manifest', path.join(scratch, 'manifest.jsonl'), '--steps', '1', '--batch', '2', '--out', manifestOut, '--quiet']), manifestOut, path.join(scratch, 'manifest.jsonl'));
   });
 
   it('--dropout sets the DiT dropout of the run; without it the model keeps its own', () => {

@@ -1,10 +1,11 @@
 // Resuming a training run from what an interrupted or a failed run left: a save killed after
-// each of its steps resumes from the last complete checkpoint; a run whose loss turns non-finite
-// stops at that step with an error naming it, keeping its last checkpoint (finite weights).
+// each of its steps resumes from the last complete checkpoint and repeats the uninterrupted
+// run's losses; a run whose loss turns non-finite stops at that step with an error naming it,
+// keeping its last checkpoint (finite weights).
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onDirectorySwapStep, type SwapStep } from '../../lib/io/atomic.js';
 import { firstNonFinite } from '../../lib/numeric.js';
 import { trainBase, type BaseTrainOptions, type DataSource } from '../../lib/train/base.js';
@@ -38,6 +39,15 @@ describe('resume after a save interrupted at each of its steps', () => {
     ['moved-in', 2],
     ['removed-previous', 2],
   ];
+  // The run uninterrupted: every resumed run must give these losses, step for step.
+  let straight: number[] = [];
+  beforeAll(async () => {
+    const model = await nanoModel();
+    straight = (await trainBase(model, figures, options(path.join(scratch, 'straight')))).losses;
+    model.dispose();
+    expect(straight).toHaveLength(3);
+  });
+
   for (const [swapStep, resumedFrom] of steps) {
     it(`killed after ${swapStep} in the save of step 2: load and resume find step ${resumedFrom}`, async () => {
       const out = path.join(scratch, `killed-${swapStep}`);
@@ -59,10 +69,10 @@ describe('resume after a save interrupted at each of its steps', () => {
       const result = await trainBase(resumed, figures, { ...options(out), resume: checkpoint, onStart: (s) => (start = s) });
       expect(start).toBe(resumedFrom);
       expect(result.step).toBe(3);
-      expect(result.losses).toHaveLength(3 - resumedFrom);
+      expect(result.losses, 'the steps after the resume').toEqual(straight.slice(resumedFrom));
       const { trainer } = JSON.parse(readFileSync(path.join(checkpoint, 'state.json'), 'utf8')) as { trainer: { step: number; losses: number[] } };
       expect(trainer.step).toBe(3);
-      expect(trainer.losses).toHaveLength(3);
+      expect(trainer.losses, 'every step, before and after the resume').toEqual(straight);
       expect(readdirSync(out), 'the interrupted save left nothing behind after the next one').toEqual(['checkpoint']);
       resumed.dispose();
     });
