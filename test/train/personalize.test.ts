@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { crc32, deflateSync } from 'node:zlib';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -231,6 +232,22 @@ describe('personalize', () => {
     const tiny = path.join(scratch, 'tiny.png');
     await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toFile(tiny);
     await expect(personalize({ base: baseDir, reference: tiny, hypernet: hypernet() })).rejects.toThrow(/is 8x8; expected at least 16 pixels on each side/);
+    // A PNG header that claims 10000x10000 (the pixels are never decoded).
+    const chunk = (type: string, data: Buffer): Buffer => {
+      const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+      const out = Buffer.alloc(8 + data.length + 4);
+      out.writeUInt32BE(data.length, 0);
+      body.copy(out, 4);
+      out.writeUInt32BE(crc32(body), 8 + data.length);
+      return out;
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(10_000, 0);
+    ihdr.writeUInt32BE(10_000, 4);
+    ihdr.set([8, 2, 0, 0, 0], 8);
+    const huge = path.join(scratch, 'huge.png');
+    writeFileSync(huge, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(64))), chunk('IEND', Buffer.alloc(0))]));
+    await expect(personalize({ base: baseDir, reference: huge, hypernet: hypernet() })).rejects.toThrow(/is 10000x10000 \(100 megapixels\); expected at most 50 megapixels/);
     await expect(personalize({ base: otherBaseDir, reference: refFile, hypernet: hypernet() })).rejects.toThrow(/hypernetwork .* was trained for base .* this model is/);
     await expect(personalize({ base: baseDir, reference: new Float32Array(5), hypernet: hypernet() })).rejects.toThrow(/reference pixels hold 5 values, expected 3072/);
     await expect(personalize({ base: baseDir, reference: refFile, hypernet: path.join(scratch, 'absent.safetensors') })).rejects.toThrow(/hypernetwork .*absent\.safetensors does not exist/);
