@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { isCheckpoint } from '../io/checkpoint.js';
 import { hypernetTrainDefaults, trainHypernet } from '../train/personalize/hypernet_train.js';
-import { personalize, personalizeDefaults, shippedHypernet } from '../train/personalize/personalize.js';
+import { lidbFromZeroLr, personalize, personalizeDefaults, shippedHypernet } from '../train/personalize/personalize.js';
 import { preoptDefaults, preoptimize } from '../train/personalize/preopt.js';
 import { shippedCheckpoint } from './demo.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
@@ -24,7 +24,7 @@ export const personalizeFlags: FlagSpecs = {
   method: { kind: 'string', choices: ['hyperdreambooth', 'lidb'], default: 'hyperdreambooth', help: 'hyperdreambooth: predict, then the rank-relaxed finetune; lidb: LiDB trained from zero' },
   steps: { kind: 'int', min: 0, default: personalizeDefaults.steps, help: 'finetune steps (0: the prediction alone)' },
   rank: { kind: 'int', min: 1, default: personalizeDefaults.rank, help: 'rank of the relaxation LoRA' },
-  lr: { kind: 'number', min: 1e-12, default: personalizeDefaults.lr, help: 'finetune learning rate' },
+  lr: { kind: 'number', min: 1e-12, help: `finetune learning rate (default ${personalizeDefaults.lr}; ${lidbFromZeroLr} for --method lidb)` },
   prompt: { kind: 'string', default: 'auto', help: "the reference's prompt: auto (its scene read by the attribute classifier), plain (\"a photo of [V] person\") or the text" },
   seed: { kind: 'int', min: 0, default: personalizeDefaults.seed, help: 'seed of the finetune' },
   ...common,
@@ -87,7 +87,7 @@ export async function run(argv: string[]): Promise<void> {
     hypernet: flags.hypernet === undefined ? shippedHypernet : path.resolve(String(flags.hypernet)),
     steps: Number(flags.steps),
     rank: Number(flags.rank),
-    lr: Number(flags.lr),
+    ...(flags.lr !== undefined ? { lr: Number(flags.lr) } : {}),
     seed: Number(flags.seed),
     prompt: String(flags.prompt),
     log: (line) => console.log(line),

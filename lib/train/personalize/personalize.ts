@@ -40,6 +40,8 @@ export interface PersonalizeSettings {
 }
 
 export const personalizeDefaults: PersonalizeSettings = { steps: 40, rank: 4, lr: 2e-3, batch: 4, seed: 0 };
+/** The learning rate of LiDB from zero (its few numbers move slowly; tuned on validation identities). */
+export const lidbFromZeroLr = 1e-2;
 
 export type ReferenceSource = string | Buffer | Float32Array;
 
@@ -101,6 +103,7 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   const op = 'personalize';
   const s: PersonalizeSettings = { ...personalizeDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => k in personalizeDefaults && v !== undefined)) };
   const method = options.method ?? 'hyperdreambooth';
+  if (method === 'lidb' && options.lr === undefined) s.lr = lidbFromZeroLr;
   if (method !== 'hyperdreambooth' && method !== 'lidb') throw new RangeError(`${op}: method must be 'hyperdreambooth' or 'lidb', got ${JSON.stringify(method)}`);
   if (!Number.isInteger(s.steps) || s.steps < 0) throw new RangeError(`${op}: steps must be an integer >= 0, got ${s.steps}`);
   if (method === 'lidb' && s.steps < 1) throw new RangeError(`${op}: LiDB from zero needs steps >= 1, got ${s.steps}`);
