@@ -42,7 +42,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t g = blockIdx.y; g < touched; g += gridDim.y) {
     const int64_t at = int64_t(rows[g]) * dim + col;
     float acc = dtable[at];
-    for (int32_t k = starts[g]; k < starts[g + 1]; ++k) acc += dy[int64_t(order[k]) * dim + col];
+    const int32_t begin = starts[g], end = starts[g + 1];
+    for (int32_t k = begin; k < end; ++k) acc += dy[int64_t(order[k]) * dim + col];
     dtable[at] = acc;
   }
 }
