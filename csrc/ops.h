@@ -435,6 +435,23 @@ bool register_op(BackendId backend, Fn OpTable::*slot, Fn fn) {
   return true;
 }
 
+// Every op by position in RT_OP_LIST, for per-op bookkeeping.
+enum class OpId : int32_t {
+#define RT_DECLARE_OP_ID(name, P) name,
+  RT_OP_LIST(RT_DECLARE_OP_ID)
+#undef RT_DECLARE_OP_ID
+};
+constexpr int kNumOps = 0
+#define RT_COUNT_OP(name, P) +1
+    RT_OP_LIST(RT_COUNT_OP)
+#undef RT_COUNT_OP
+    ;
+
+// How many times op `op` has been dispatched to `backend` in this process (the binding layer
+// counts every call; tests use it to prove that every (op, backend) pair ran).
+uint64_t op_calls(OpId op, BackendId backend);
+void count_op_call(OpId op, BackendId backend);
+
 // Register `fn` as `backend`'s implementation of op `name`, at namespace scope.
 #define RT_REGISTER_OP(backend, name, fn) \
   static const bool rt_registered_##name = ::rt::register_op(backend, &::rt::OpTable::name, fn)

@@ -1,4 +1,5 @@
-// Two-level row reductions shared by the loss kernels (dpo_loss, channel_stat_loss): a grid of
+// Two-level row reductions shared by the loss kernels (dpo_loss, channel_stat_loss; optim's
+// sum_squares uses block_sum_double to finish its norm): a grid of
 // (chunk, row) blocks each reduces one slice of a row into a partial, then one finishing block
 // combines the partials in double. Chunks are sized so the grid covers a few waves of an H100
 // (132 SMs) without making slices shorter than kMinChunk elements.

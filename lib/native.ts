@@ -32,6 +32,8 @@ export interface NativeModule {
   };
   setNumThreads(threads: number): void;
   opTable(): Record<string, string[]>;
+  /** Calls dispatched in this process per op and compiled backend: { opName: { backendType: calls } }. */
+  opCalls(): Record<string, Record<string, number>>;
   empty(shape: readonly number[], dtype: number, device: number): NativeHandle;
   fromArray(data: Float32Array | Int32Array, shape: readonly number[], dtype: number, device: number): NativeHandle;
   toArray(t: NativeHandle): Float32Array | Int32Array;

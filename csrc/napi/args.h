@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -83,9 +84,23 @@ OpFn<P> op_impl(BackendId device, OpFn<P> OpTable::*slot, const char* op) {
   return fn;
 }
 
+// The OpId of a slot of the op table.
+template <class P>
+OpId op_id(OpFn<P> OpTable::*slot) {
+#define RT_MATCH_SLOT(name, Params)                                          \
+  if constexpr (std::is_same_v<P, Params>)                                   \
+    if (slot == &OpTable::name) return OpId::name;
+  RT_OP_LIST(RT_MATCH_SLOT)
+#undef RT_MATCH_SLOT
+  fail("op_id: a slot that is not in RT_OP_LIST");
+}
+
+// Runs the backend's implementation of an op and counts the call.
 template <class P>
 void run_op(BackendId device, OpFn<P> OpTable::*slot, const char* op, const P& params) {
-  op_impl(device, slot, op)(params);
+  OpFn<P> fn = op_impl(device, slot, op);
+  count_op_call(op_id(slot), device);
+  fn(params);
 }
 
 }  // namespace rt::napi

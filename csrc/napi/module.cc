@@ -82,6 +82,26 @@ RT_BINDING(opTable) {
   return o;
 }
 
+// { opName: { backendType: calls } }: every op call dispatched in this process, for each
+// (op, backend) pair compiled in, calls or not.
+RT_BINDING(opCalls) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#define RT_COUNT_CALLS(name, P)                                                          \
+  {                                                                                      \
+    Napi::Object calls = Napi::Object::New(env);                                         \
+    for (int i = 0; i < kNumBackends; ++i) {                                             \
+      BackendId id = static_cast<BackendId>(i);                                          \
+      if (backend_compiled(id) && op_table(id).name != nullptr)                          \
+        calls.Set(device_type(id), static_cast<double>(op_calls(OpId::name, id)));        \
+    }                                                                                    \
+    o.Set(#name, calls);                                                                 \
+  }
+  RT_OP_LIST(RT_COUNT_CALLS)
+#undef RT_COUNT_CALLS
+  return o;
+}
+
 // empty(shape, dtype, device): uninitialised memory.
 RT_BINDING(empty) {
   auto shape = shape_arg(info, 0, "empty", "shape");

@@ -3,7 +3,7 @@ import type { DeviceType } from '../../lib/device.js';
 import { fromArray, zeros } from '../../lib/tensor.js';
 import { adamwStep, clipGradNorm, globalNorm, sumSquares } from '../../lib/ops/optim.js';
 import * as ref from '../reference/optim.js';
-import { acceleratorBackends, backends, checkMemoryGuards, expectClose, randomArray, rng, toF64 } from '../helpers.js';
+import { acceleratorBackends, backends, checkMemoryGuards, expectClose, expectIdentical, randomArray, rng, toF64 } from '../helpers.js';
 
 checkMemoryGuards();
 
@@ -90,6 +90,21 @@ describe('op sum_squares', () => {
     });
   }
 
+  for (const device of acceleratorBackends()) {
+    // 300_001 elements fill the 1024-block grid, whose partials once met in one float atomic.
+    it(`gives bit-identical squared norms on two runs on ${device}`, () => {
+      const random = rng();
+      const tensors = [300_001, 70_001, 17].map((n) => fromArray(randomArray(n, random), [n], { device }));
+      const run = () => {
+        const out = sumSquares(tensors[0]!);
+        for (const t of tensors.slice(1)) sumSquares(t, { out, accumulate: true });
+        return out.toArray();
+      };
+      expectIdentical(run(), run(), `${device} accumulated sum of squares, second run vs first`);
+      expect(globalNorm(tensors)).toBe(globalNorm(tensors));
+    });
+  }
+
   it('names the argument in errors', () => {
     expect(() => sumSquares(fromArray([1]), { out: zeros([2]) })).toThrow(/sumSquares: out has 2 elements, expected 1/);
     const other = acceleratorBackends()[0];
@@ -126,6 +141,19 @@ describe('op clip_by_norm', () => {
       const onDevice = fromArray(x, [x.length], { device });
       clipGradNorm([onDevice], 0.1);
       expectClose(onDevice.toArray(), onCpu.toArray(), { rtol: 1e-6, atol: 0 }, `${device} vs cpu`);
+    });
+
+    it(`clips to bit-identical values on two runs on ${device}`, () => {
+      const values = randomArray(300_001, rng());
+      const run = () => {
+        const t = fromArray(values, [values.length], { device });
+        const norm = clipGradNorm([t], 0.5);
+        return { norm, clipped: t.toArray() };
+      };
+      const first = run();
+      const second = run();
+      expect(second.norm).toBe(first.norm);
+      expectIdentical(second.clipped, first.clipped, `${device} clipped, second run vs first`);
     });
   }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fromArray } from '../../lib/tensor.js';
 import { expand, mean, sum } from '../../lib/ops/reduce.js';
 import * as ref from '../reference/reduce.js';
-import { acceleratorBackends, backends, checkMemoryGuards, expectClose, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
+import { acceleratorBackends, backends, checkMemoryGuards, expectClose, expectIdentical, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
 
 checkMemoryGuards();
 
@@ -73,6 +73,25 @@ describe('op reduce', () => {
         const onCpu = sum(fromArray(x, c.shape), c.axes).toArray();
         const onDevice = sum(fromArray(x, c.shape, { device }), c.axes).toArray();
         expectClose(onDevice, onCpu, sumTolerance(c), `${device} vs cpu ${c.shape}`);
+      }
+    });
+
+    // Long rows and long columns with few outputs: the reduced axis is split over many blocks
+    // (up to 1056), whose partial sums once met in float atomics in whatever order they finished.
+    it(`gives bit-identical sums and means on two runs on ${device}`, () => {
+      const random = rng();
+      const split: Case[] = [
+        { shape: [3, 70_001], axes: -1 },
+        { shape: [70_001, 3], axes: 0 },
+        { shape: [4, 4099, 2], axes: 1 },
+      ];
+      for (const c of split) {
+        const x = fromArray(randomArray(size(c.shape), random), c.shape, { device });
+        for (const reduceWith of [sum, mean]) {
+          const first = reduceWith(x, c.axes).toArray();
+          const second = reduceWith(x, c.axes).toArray();
+          expectIdentical(second, first, `${reduceWith.name} ${c.shape} over ${c.axes}, second run vs first`);
+        }
       }
     });
   }
