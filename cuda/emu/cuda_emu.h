@@ -5,17 +5,27 @@
 // Execution model
 //   Every CUDA thread is a fiber with its own 256 KB stack (mmap'd, guard page below, reused
 //   across launches; a thread that finishes without blocking hands its stack to the next one).
-//   The threads of a block run on one OS thread, scheduled round-robin (a thread runs until it
-//   blocks in a barrier or warp collective or exits; odd blocks go last thread first, so a
-//   missing __syncthreads shows up as stale shared-memory reads); blocks are spread over a pool
-//   of worker threads (REALTUNE_EMU_THREADS, else std::thread::hardware_concurrency); launches
-//   are synchronous and serialised. Warps are 32 consecutive linear thread ids (x fastest);
-//   lanes past blockDim count as exited. Dynamic shared memory starts as 0xff bytes (NaN).
+//   The threads of a block run on one OS thread in a seeded random order, reshuffled every round
+//   (a round resumes each runnable thread once; it runs until it blocks in a barrier or warp
+//   collective, or exits). The seed comes from REALTUNE_EMU_SEED, read at every launch (the tests
+//   set it from their seed and print it); each launch since the variable last changed draws the
+//   next seed of its sequence, so a seed replays a run. Blocks are spread over a pool of worker
+//   threads (REALTUNE_EMU_THREADS, else std::thread::hardware_concurrency); launches are
+//   synchronous and serialised. Warps are 32 consecutive linear thread ids (x fastest); lanes past
+//   blockDim count as exited.
+//
+// How kernel sources are built: cuda/emu/instrument.mjs first rewrites their `__shared__` and
+// `__launch_bounds__` declarations (RT_EMU_SHARED, RT_EMU_LAUNCH_BOUNDS below), line for line;
+// then g++ compiles them with -fsanitize=thread, whose per-access hooks (__tsan_read4, ...) emu.cc
+// implements as the shared-memory checks (the ThreadSanitizer runtime is never linked), with
+// -fno-tree-sra so vector accesses stay whole, and with -ffp-contract=fast -mfma so a*b+c
+// contracts into an FMA as nvcc contracts it (GCC contracts within a basic block: a checked
+// global load between the multiply and the add keeps them apart).
 //
 // Supported, exactly:
-//   qualifiers   __global__ __device__ __host__ __forceinline__ __launch_bounds__(...)
-//                __restrict__ __align__(n) __constant__ __shared__ (static thread_local: one per
-//                block because a worker runs its blocks one after another)
+//   qualifiers   __global__ __device__ __host__ __forceinline__ __launch_bounds__(max[, min])
+//                __restrict__ __align__(n) __constant__ __shared__ (`T name[dims];`, optionally
+//                __align__(n): the block's checked copy, see below)
 //   built-ins    threadIdx blockIdx blockDim gridDim (uint3 / dim3) warpSize
 //   types        dim3 uint3 char4 uchar4 short2 int2 int3 int4 uint2 uint4 float2 float3 float4
 //                double2 longlong2 and make_<type>(...) for each
@@ -44,16 +54,26 @@
 //                __halves2bfloat162, __low2float, __high2float, __low2bfloat16, __high2bfloat16
 //   wmma         nvcuda::wmma fragment<matrix_a|matrix_b|accumulator, 16,16,16 | 32,8,16 |
 //                8,32,16, __nv_bfloat16|float, row_major|col_major>, fill_fragment,
-//                load_matrix_sync, mma_sync (bf16 x bf16 + f32), store_matrix_sync; each thread's
-//                fragment holds the whole tile (num_elements = rows * cols). Pointers may be raw
-//                (shared memory) or dptr; ldm and 32-byte pointer alignment are checked, and the
-//                *_sync calls are warp-wide (every live lane of the warp must make the same call).
+//                load_matrix_sync, mma_sync (bf16 x bf16 + f32), store_matrix_sync. As on sm_80
+//                each lane holds its share of the tile (num_elements = rows * cols / 32: 8 of a
+//                16x16 accumulator) under a seeded random (lane, element) -> (row, col) mapping
+//                per launch and fragment kind; load/store_matrix_sync read and write only the
+//                calling lane's elements when it runs, without waiting for the warp (so a
+//                missing __syncwarp around a shared-memory round trip is a race); mma_sync waits
+//                for the whole warp and computes once. Pointers may be raw (shared memory) or
+//                dptr (the whole tile must lie in the allocation).
 //   runtime      cudaError_t cudaSuccess cudaGetErrorString cudaGetLastError cudaPeekAtLastError
 //                cudaMalloc cudaFree cudaMemcpy (all kinds) cudaMemset cudaGetDeviceCount (1)
 //                cudaGetDevice cudaSetDevice cudaDeviceProp cudaGetDeviceProperties
 //                cudaDeviceSynchronize cudaStream_t (only the default stream, 0)
-//   dynamic shared memory: ::emu::dynamic_shared() (RT_DYNAMIC_SHARED), 1 KB aligned, up to the
-//                48 KB a launch gets without cudaFuncSetAttribute
+//                cudaFuncSetAttribute (cudaFuncAttributeMaxDynamicSharedMemorySize, up to 227 KB;
+//                PreferredSharedMemoryCarveout accepted and ignored)
+//   shared memory static __shared__ variables and the dynamic region (RT_DYNAMIC_SHARED) live in
+//                a per-worker arena: a variable is allocated when the first thread of the block
+//                reaches its declaration, at exactly its alignment (an odd multiple of it: code
+//                assuming more fails), with unaddressable bytes around it; the dynamic region at
+//                exactly the alignment cuda/launch.h declares. Both start as 0xff bytes (NaN)
+//                in every block.
 //   launch counts ::emu::launch_counts(): launches started per kernel name since the process
 //                began (realtune_dev.node's emuLaunchCounts), so tests can see which kernel an
 //                op chose
@@ -61,26 +81,39 @@
 // Checks (each one fails the launch: ::emu::launch throws emu::KernelError, a
 // std::runtime_error whose message starts "cuda-emu: kernel <name>: " and names the block and
 // thread; the first error wins, and the blocks not yet started are skipped)
-//   - launch configuration: empty grid or block, more than 1024 threads, grid/block limits,
-//     dynamic shared memory over 48 KB;
+//   - launch configuration: empty grid or block, more than 1024 threads, grid limits (x up to
+//     2^31-1, y and z up to 65535), block limits, dynamic shared memory over 48 KB without the
+//     opt-in (or over what the kernel opted in to); a block bigger than the kernel's
+//     __launch_bounds__; static plus dynamic shared memory over 48 KB without the opt-in (over
+//     227 KB with it), static alone over 48 KB;
 //   - every element access through a dptr (checked_ptr) must lie wholly inside one live
 //     cudaMalloc allocation and be aligned to its type; a bad access is redirected to a zeroed
 //     scratch element so the kernel finishes safely;
+//   - every load and store to shared memory (through any pointer): inside a variable or the
+//     launch's dynamic bytes, naturally aligned (a float4 to 16 bytes), and free of races: per
+//     byte the emulator keeps the last writer and the readers since, with the __syncthreads
+//     epoch and their warp's __syncwarp count; an access by another thread with no
+//     __syncthreads between (or, within a warp, a __syncwarp both took part in) is reported:
+//     read after write, write after write, write after read. Shuffles, votes and WMMA calls
+//     order nothing; atomics do not race with atomics. The block stops before the bad access;
 //   - __syncthreads reached by only part of a block (others exited or wait elsewhere), or at
 //     different call sites: the block is stopped;
 //   - warp operations: the caller must be in its mask, all lanes of a mask must use the same
 //     operation and mask, a lane never arriving (deadlock) is reported, and reading a lane that
-//     exited or is outside the mask is reported (its value is undefined on a GPU); the WMMA
-//     calls need every lane of the warp; cudaMemcpy/cudaMemset device ranges must lie inside
-//     one allocation (else cudaErrorInvalidValue).
+//     exited or is outside the mask is reported (its value is undefined on a GPU);
+//   - WMMA: every lane of a whole warp makes the same calls in the same order with the same
+//     pointer, ldm, layout and fragment type (a lane that exits without a call the others made is
+//     reported); tile pointers 32-byte aligned, ldm a multiple of 16 bytes;
+//   - cudaMemcpy/cudaMemset device ranges must lie inside one allocation (else
+//     cudaErrorInvalidValue).
 //
-// Not modelled: data races (fibers of a block interleave only at barriers and warp
-// collectives, so racy code may pass; the reverse order of odd blocks catches the common
-// missing-barrier case), raw pointers into global memory (only dptr is checked; shared memory
-// is not bounds-checked), infinite loops and inter-block spin waits (they hang), fiber stack
-// overflow past 256 KB (crashes on the guard page), __launch_bounds__ and the 48 KB static
-// shared-memory limit (not checked), cudaFuncSetAttribute, streams and events, the lane mapping
-// of WMMA fragments (opaque), tensor-core accumulation order (mma_sync sums k in order, in float).
+// Not modelled: raw pointers into global memory (only dptr is checked), memcpy/memset inside a
+// kernel (not instrumented), races in global memory, infinite loops and inter-block spin waits
+// (they hang), fiber stack overflow past 256 KB (crashes on the guard page), register and
+// occupancy limits behind __launch_bounds__, streams and events, tensor-core accumulation order
+// (mma_sync sums k in order with one rounding per step). The race detector is approximate where
+// several threads read a byte (it keeps one reader, or "many" and their warp) and for partial
+// __syncwarp masks (it asks that both lanes took part in some __syncwarp since the access).
 #pragma once
 
 #include <math.h>
