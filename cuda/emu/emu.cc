@@ -1163,6 +1163,13 @@ void* bad_access(const char* base, size_t size, const void* p, size_t count, siz
 
 void launch_erased(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, size_t smem,
                    KernelInvoke invoke, const void* body) {
+#if defined(__x86_64__)
+  // The kernels are compiled with -mfma (FMA contraction, as nvcc has it).
+  static const bool has_fma = __builtin_cpu_supports("fma");
+  if (!has_fma)
+    throw KernelError(std::string("cuda-emu: kernel ") + kernel_name +
+                      ": the emulated kernels are built with FMA contraction (-mfma), which this CPU lacks");
+#endif
   const size_t opted_in = opted_in_dynamic_shared(kernel);
   const std::string bad = check_config(grid, block, smem, opted_in);
   if (!bad.empty())
