@@ -8,6 +8,7 @@
 //                                  bounds-checked pointer in the emulator)
 //   RT_LAUNCH(kernel, grid, block, smem, args...)   launch, then check for launch errors
 //   RT_DYNAMIC_SHARED(T, name)     declare the block's dynamic shared memory as `T* name`
+//                                  (RT_DYNAMIC_SHARED_ALIGN-byte aligned, no more)
 //   rt_check(cudaError_t, "op")    turn a CUDA error into rt::Error naming the op
 // and standard CUDA: __global__, __device__, __shared__, threadIdx..., __syncthreads,
 // __shfl_*_sync, atomics, bf16 conversions, nvcuda::wmma.
@@ -16,6 +17,10 @@
 #include <string>
 
 #include "../csrc/ops.h"
+
+// The alignment the dynamic shared-memory region is declared with, all a kernel may assume of its
+// start: 32 bytes, what a WMMA tile pointer needs (the emulator places it at exactly this).
+#define RT_DYNAMIC_SHARED_ALIGN 32
 
 #ifdef RT_EMU
 #include "emu/cuda_emu.h"
@@ -29,9 +34,10 @@ inline dptr<To> dptr_cast(dptr<From> p) {
   return p.template reinterpret<To>();
 }
 #define RT_LAUNCH(kernel, grid, block, smem, ...)                                   \
-  ::emu::launch(#kernel, dim3(grid), dim3(block), size_t(smem),                      \
+  ::emu::launch(#kernel, ::emu::kernel_key(kernel), dim3(grid), dim3(block), size_t(smem), \
                 [=] { kernel(__VA_ARGS__); })
-#define RT_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::emu::dynamic_shared())
+#define RT_DYNAMIC_SHARED(T, name) \
+  T* name = static_cast<T*>(::emu::dynamic_shared(RT_DYNAMIC_SHARED_ALIGN))
 #else
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -50,7 +56,7 @@ __host__ __device__ inline To* dptr_cast(From* p) {
     ::rt::rt_check(cudaGetLastError(), #kernel);                                     \
   } while (0)
 #define RT_DYNAMIC_SHARED(T, name) \
-  extern __shared__ __align__(16) unsigned char rt_dynamic_smem_[]; \
+  extern __shared__ __align__(RT_DYNAMIC_SHARED_ALIGN) unsigned char rt_dynamic_smem_[]; \
   T* name = reinterpret_cast<T*>(rt_dynamic_smem_)
 #endif
 

@@ -18,6 +18,7 @@
 // traffic, so this SIMT kernel is bound by FMA issue: expect ~20 TFLOP/s on an H100 (a third of its
 // ~60 TFLOP/s f32 peak): a 4096 x 3072 x 768 rank-8 LoRA linear (19.3 GFLOP) in ~1 ms.
 #include <cstdint>
+#include <string>
 
 #include "launch.h"
 #include "scratch.cuh"
@@ -149,7 +150,13 @@ __global__ void __launch_bounds__(kThreads) lora_gemm_kernel(LoraGemmArgs g) {
 
 void launch_gemm(const LoraGemmArgs& g) {
   if (g.m == 0 || g.n == 0) return;
-  const dim3 grid(unsigned(rt::ceil_div(g.m, kTile)), unsigned(rt::ceil_div(g.n, kTile)));
+  // Row tiles go on x (up to 2^31 - 1), column tiles on y, which no GPU allows past 65535.
+  const int64_t column_tiles = (g.n + kTile - 1) / kTile;
+  if (column_tiles > 65535)
+    rt::fail("lora_linear: a product with " + std::to_string(g.n) + " columns needs " + std::to_string(column_tiles) +
+             " column tiles of 64, more than the 65535 of one launch (gridDim.y): at most " +
+             std::to_string(int64_t(65535) * kTile) + " columns (out features, or in features for dw)");
+  const dim3 grid(unsigned(rt::ceil_div(g.m, kTile)), unsigned(column_tiles));
   RT_LAUNCH(lora_gemm_kernel, grid, kThreads, 0, g);
 }
 

@@ -22,6 +22,8 @@
 // SIMT kernel without cp.async should reach ~50-65% of that (~60 us). bf16 WMMA: 2.7 us at 790
 // TFLOP/s dense peak; plain WMMA from padded shared memory without ldmatrix/cp.async pipelining
 // reaches ~25-35% (~9 us). Both are compute-bound (arithmetic intensity ~100+ FLOP/byte).
+#include <string>
+
 #include "launch.h"
 
 namespace RT_BACKEND_NS {
@@ -259,10 +261,21 @@ Operand<T> operand_b(const rt::MatmulParams& p) {
 
 inline unsigned batch_blocks(int64_t batch) { return unsigned(std::min<int64_t>(batch, 65535)); }
 
+// gridDim.y is at most 65535 on every GPU (x allows 2^31 - 1, and the batch grid-strides over z):
+// more row tiles than that fail here, by name, rather than as a bare launch error.
+inline unsigned row_tiles(int64_t m, int tile) {
+  const int64_t tiles = (m + tile - 1) / tile;
+  if (tiles > 65535)
+    rt::fail("matmul: " + std::to_string(m) + " rows of op(a) need " + std::to_string(tiles) + " row tiles of " +
+             std::to_string(tile) + ", more than the 65535 of one launch (gridDim.y): at most " +
+             std::to_string(int64_t(65535) * tile) + " rows");
+  return unsigned(tiles);
+}
+
 template <class TA, class TB>
 void launch_f32(const rt::MatmulParams& p) {
   using Types = OperandTypes<TA, TB>;
-  const dim3 grid(rt::ceil_div(p.n, kTile), rt::ceil_div(p.m, kTile), batch_blocks(p.batch));
+  const dim3 grid(rt::ceil_div(p.n, kTile), row_tiles(p.m, kTile), batch_blocks(p.batch));
   RT_LAUNCH(matmul_f32_kernel<Types>, grid, kThreads, 0, operand_a<TA>(p), operand_b<TB>(p), p.c,
             p.m, p.n, p.k, p.batch, p.stride_c, p.alpha, p.beta);
 }
@@ -283,7 +296,7 @@ static void matmul(const rt::MatmulParams& p) {
     return;
   }
   if (p.a_dtype == rt::DType::bf16 && p.b_dtype == rt::DType::bf16) {
-    const dim3 grid(rt::ceil_div(p.n, kWTile), rt::ceil_div(p.m, kWTile), batch_blocks(p.batch));
+    const dim3 grid(rt::ceil_div(p.n, kWTile), row_tiles(p.m, kWTile), batch_blocks(p.batch));
     RT_LAUNCH(matmul_bf16_wmma_kernel, grid, kWThreads, 0, operand_a<__nv_bfloat16>(p), operand_b<__nv_bfloat16>(p),
               p.c, p.m, p.n, p.k, p.batch, p.stride_c, p.alpha, p.beta);
     return;

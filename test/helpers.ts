@@ -19,7 +19,12 @@ export function acceleratorBackends(): DeviceType[] {
 
 /** Fresh seed per run unless REALTUNE_TEST_SEED pins it; printed so a failure can be replayed. */
 export const testSeed = Number(process.env.REALTUNE_TEST_SEED ?? (Date.now() % 1_000_000));
-console.log(`[realtune tests] seed ${testSeed} (replay with REALTUNE_TEST_SEED=${testSeed})`);
+// The cuda-emu backend draws its thread orders and WMMA lane mappings from REALTUNE_EMU_SEED (read
+// at each launch): the test seed, unless pinned apart, so one seed replays inputs and schedules.
+process.env.REALTUNE_EMU_SEED ??= String(testSeed);
+console.log(
+  `[realtune tests] seed ${testSeed} (replay with REALTUNE_TEST_SEED=${testSeed}; cuda-emu schedules from REALTUNE_EMU_SEED=${process.env.REALTUNE_EMU_SEED})`,
+);
 
 /** A seeded stream of test inputs in [0, 1). */
 export function rng(seed: number = testSeed): () => number {

@@ -5,17 +5,27 @@
 // Execution model
 //   Every CUDA thread is a fiber with its own 256 KB stack (mmap'd, guard page below, reused
 //   across launches; a thread that finishes without blocking hands its stack to the next one).
-//   The threads of a block run on one OS thread, scheduled round-robin (a thread runs until it
-//   blocks in a barrier or warp collective or exits; odd blocks go last thread first, so a
-//   missing __syncthreads shows up as stale shared-memory reads); blocks are spread over a pool
-//   of worker threads (REALTUNE_EMU_THREADS, else std::thread::hardware_concurrency); launches
-//   are synchronous and serialised. Warps are 32 consecutive linear thread ids (x fastest);
-//   lanes past blockDim count as exited. Dynamic shared memory starts as 0xff bytes (NaN).
+//   The threads of a block run on one OS thread in a seeded random order, reshuffled every round
+//   (a round resumes each runnable thread once; it runs until it blocks in a barrier or warp
+//   collective, or exits). The seed comes from REALTUNE_EMU_SEED, read at every launch (the tests
+//   set it from their seed and print it); each launch since the variable last changed draws the
+//   next seed of its sequence, so a seed replays a run. Blocks are spread over a pool of worker
+//   threads (REALTUNE_EMU_THREADS, else std::thread::hardware_concurrency); launches are
+//   synchronous and serialised. Warps are 32 consecutive linear thread ids (x fastest); lanes past
+//   blockDim count as exited.
+//
+// How kernel sources are built: cuda/emu/instrument.mjs first rewrites their `__shared__` and
+// `__launch_bounds__` declarations (RT_EMU_SHARED, RT_EMU_LAUNCH_BOUNDS below), line for line;
+// then g++ compiles them with -fsanitize=thread, whose per-access hooks (__tsan_read4, ...) emu.cc
+// implements as the shared-memory checks (the ThreadSanitizer runtime is never linked), with
+// -fno-tree-sra so vector accesses stay whole, and with -ffp-contract=fast -mfma so a*b+c
+// contracts into an FMA as nvcc contracts it (GCC contracts within a basic block: a checked
+// global load between the multiply and the add keeps them apart).
 //
 // Supported, exactly:
-//   qualifiers   __global__ __device__ __host__ __forceinline__ __launch_bounds__(...)
-//                __restrict__ __align__(n) __constant__ __shared__ (static thread_local: one per
-//                block because a worker runs its blocks one after another)
+//   qualifiers   __global__ __device__ __host__ __forceinline__ __launch_bounds__(max[, min])
+//                __restrict__ __align__(n) __constant__ __shared__ (`T name[dims];`, optionally
+//                __align__(n): the block's checked copy, see below)
 //   built-ins    threadIdx blockIdx blockDim gridDim (uint3 / dim3) warpSize
 //   types        dim3 uint3 char4 uchar4 short2 int2 int3 int4 uint2 uint4 float2 float3 float4
 //                double2 longlong2 and make_<type>(...) for each
@@ -44,16 +54,26 @@
 //                __halves2bfloat162, __low2float, __high2float, __low2bfloat16, __high2bfloat16
 //   wmma         nvcuda::wmma fragment<matrix_a|matrix_b|accumulator, 16,16,16 | 32,8,16 |
 //                8,32,16, __nv_bfloat16|float, row_major|col_major>, fill_fragment,
-//                load_matrix_sync, mma_sync (bf16 x bf16 + f32), store_matrix_sync; each thread's
-//                fragment holds the whole tile (num_elements = rows * cols). Pointers may be raw
-//                (shared memory) or dptr; ldm and 32-byte pointer alignment are checked, and the
-//                *_sync calls are warp-wide (every live lane of the warp must make the same call).
+//                load_matrix_sync, mma_sync (bf16 x bf16 + f32), store_matrix_sync. As on sm_80
+//                each lane holds its share of the tile (num_elements = rows * cols / 32: 8 of a
+//                16x16 accumulator) under a seeded random (lane, element) -> (row, col) mapping
+//                per launch and fragment kind; load/store_matrix_sync read and write only the
+//                calling lane's elements when it runs, without waiting for the warp (so a
+//                missing __syncwarp around a shared-memory round trip is a race); mma_sync waits
+//                for the whole warp and computes once. Pointers may be raw (shared memory) or
+//                dptr (the whole tile must lie in the allocation).
 //   runtime      cudaError_t cudaSuccess cudaGetErrorString cudaGetLastError cudaPeekAtLastError
 //                cudaMalloc cudaFree cudaMemcpy (all kinds) cudaMemset cudaGetDeviceCount (1)
 //                cudaGetDevice cudaSetDevice cudaDeviceProp cudaGetDeviceProperties
 //                cudaDeviceSynchronize cudaStream_t (only the default stream, 0)
-//   dynamic shared memory: ::emu::dynamic_shared() (RT_DYNAMIC_SHARED), 1 KB aligned, up to the
-//                48 KB a launch gets without cudaFuncSetAttribute
+//                cudaFuncSetAttribute (cudaFuncAttributeMaxDynamicSharedMemorySize, up to 227 KB;
+//                PreferredSharedMemoryCarveout accepted and ignored)
+//   shared memory static __shared__ variables and the dynamic region (RT_DYNAMIC_SHARED) live in
+//                a per-worker arena: a variable is allocated when the first thread of the block
+//                reaches its declaration, at exactly its alignment (an odd multiple of it: code
+//                assuming more fails), with unaddressable bytes around it; the dynamic region at
+//                exactly the alignment cuda/launch.h declares. Both start as 0xff bytes (NaN)
+//                in every block.
 //   launch counts ::emu::launch_counts(): launches started per kernel name since the process
 //                began (realtune_dev.node's emuLaunchCounts), so tests can see which kernel an
 //                op chose
@@ -61,26 +81,39 @@
 // Checks (each one fails the launch: ::emu::launch throws emu::KernelError, a
 // std::runtime_error whose message starts "cuda-emu: kernel <name>: " and names the block and
 // thread; the first error wins, and the blocks not yet started are skipped)
-//   - launch configuration: empty grid or block, more than 1024 threads, grid/block limits,
-//     dynamic shared memory over 48 KB;
+//   - launch configuration: empty grid or block, more than 1024 threads, grid limits (x up to
+//     2^31-1, y and z up to 65535), block limits, dynamic shared memory over 48 KB without the
+//     opt-in (or over what the kernel opted in to); a block bigger than the kernel's
+//     __launch_bounds__; static plus dynamic shared memory over 48 KB without the opt-in (over
+//     227 KB with it), static alone over 48 KB;
 //   - every element access through a dptr (checked_ptr) must lie wholly inside one live
 //     cudaMalloc allocation and be aligned to its type; a bad access is redirected to a zeroed
 //     scratch element so the kernel finishes safely;
+//   - every load and store to shared memory (through any pointer): inside a variable or the
+//     launch's dynamic bytes, naturally aligned (a float4 to 16 bytes), and free of races: per
+//     byte the emulator keeps the last writer and the readers since, with the __syncthreads
+//     epoch and their warp's __syncwarp count; an access by another thread with no
+//     __syncthreads between (or, within a warp, a __syncwarp both took part in) is reported:
+//     read after write, write after write, write after read. Shuffles, votes and WMMA calls
+//     order nothing; atomics do not race with atomics. The block stops before the bad access;
 //   - __syncthreads reached by only part of a block (others exited or wait elsewhere), or at
 //     different call sites: the block is stopped;
 //   - warp operations: the caller must be in its mask, all lanes of a mask must use the same
 //     operation and mask, a lane never arriving (deadlock) is reported, and reading a lane that
-//     exited or is outside the mask is reported (its value is undefined on a GPU); the WMMA
-//     calls need every lane of the warp; cudaMemcpy/cudaMemset device ranges must lie inside
-//     one allocation (else cudaErrorInvalidValue).
+//     exited or is outside the mask is reported (its value is undefined on a GPU);
+//   - WMMA: every lane of a whole warp makes the same calls in the same order with the same
+//     pointer, ldm, layout and fragment type (a lane that exits without a call the others made is
+//     reported); tile pointers 32-byte aligned, ldm a multiple of 16 bytes;
+//   - cudaMemcpy/cudaMemset device ranges must lie inside one allocation (else
+//     cudaErrorInvalidValue).
 //
-// Not modelled: data races (fibers of a block interleave only at barriers and warp
-// collectives, so racy code may pass; the reverse order of odd blocks catches the common
-// missing-barrier case), raw pointers into global memory (only dptr is checked; shared memory
-// is not bounds-checked), infinite loops and inter-block spin waits (they hang), fiber stack
-// overflow past 256 KB (crashes on the guard page), __launch_bounds__ and the 48 KB static
-// shared-memory limit (not checked), cudaFuncSetAttribute, streams and events, the lane mapping
-// of WMMA fragments (opaque), tensor-core accumulation order (mma_sync sums k in order, in float).
+// Not modelled: raw pointers into global memory (only dptr is checked), memcpy/memset inside a
+// kernel (not instrumented), races in global memory, infinite loops and inter-block spin waits
+// (they hang), fiber stack overflow past 256 KB (crashes on the guard page), register and
+// occupancy limits behind __launch_bounds__, streams and events, tensor-core accumulation order
+// (mma_sync sums k in order with one rounding per step). The race detector is approximate where
+// several threads read a byte (it keeps one reader, or "many" and their warp) and for partial
+// __syncwarp masks (it asks that both lanes took part in some __syncwarp since the access).
 #pragma once
 
 #include <math.h>
@@ -104,10 +137,14 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+// cuda/emu/instrument.mjs rewrites every `__launch_bounds__(...)` and `__shared__` declaration of a
+// kernel source into RT_EMU_LAUNCH_BOUNDS / RT_EMU_SHARED (below); these definitions only meet
+// code that did not go through it.
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __constant__
-#define __shared__ static thread_local
+#define __shared__ \
+  static_assert(false, "cuda-emu: build kernel sources through cuda/emu/instrument.mjs, which checks __shared__");
 
 // ---- vector types ------------------------------------------------------------------------------
 struct uint3 {
@@ -164,6 +201,7 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidDevicePointer = 17,
+  cudaErrorInvalidDeviceFunction = 98,
   cudaErrorLaunchFailure = 719,
 };
 using cudaError = cudaError_t;
@@ -207,6 +245,16 @@ cudaError_t cudaGetDevice(int* device);
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
 cudaError_t cudaDeviceSynchronize();
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+  cudaFuncAttributePreferredSharedMemoryCarveout = 9,
+};
+// The opt-in a launch needs for more than 48 KB of shared memory per block (up to 227 KB).
+cudaError_t cudaFuncSetAttribute(const void* kernel, cudaFuncAttribute attribute, int value);
+template <class F>
+inline cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attribute, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attribute, value);
+}
 
 namespace emu {
 
@@ -395,13 +443,19 @@ class checked_ptr {
 
 // ---- launch ------------------------------------------------------------------------------------
 using KernelInvoke = void (*)(const void* body);
-void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t smem,
+void launch_erased(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, size_t smem,
                    KernelInvoke invoke, const void* body);
+
+// The key cudaFuncSetAttribute and a launch share for a kernel: its address.
+template <class F>
+inline const void* kernel_key(F* kernel) {
+  return reinterpret_cast<const void*>(kernel);
+}
 
 // Runs body() once per CUDA thread of the grid; throws KernelError when a check failed.
 template <class F>
-void launch(const char* kernel_name, dim3 grid, dim3 block, size_t smem, F body) {
-  launch_erased(kernel_name, grid, block, smem,
+void launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, size_t smem, F body) {
+  launch_erased(kernel_name, kernel, grid, block, smem,
                 [](const void* f) { (*static_cast<const F*>(f))(); }, &body);
 }
 
@@ -409,8 +463,15 @@ void launch(const char* kernel_name, dim3 grid, dim3 block, size_t smem, F body)
 // the kernel expression RT_LAUNCH was given, as written.
 std::map<std::string, uint64_t> launch_counts();
 
-// The block's dynamic shared memory (the launch's smem bytes).
-void* dynamic_shared();
+// ---- shared memory -----------------------------------------------------------------------------
+// The block's dynamic shared memory (the launch's smem bytes), placed at exactly `align` (aligned
+// to it, not to twice it) as the declaration in cuda/launch.h promises no more.
+void* dynamic_shared(size_t align);
+// The block's copy of a static __shared__ variable, allocated (NaN-filled, exactly `align`-aligned,
+// fenced by unaddressable bytes) when the first thread of the block reaches the declaration.
+void* static_shared(const void* key, size_t bytes, size_t align, const char* name, const char* site);
+// A thread reached a kernel declared __launch_bounds__(max_threads, ...): fails a bigger block.
+void check_launch_bounds(long long max_threads, long long min_blocks = 0, long long max_cluster = 0);
 
 // ---- block and warp synchronisation ------------------------------------------------------------
 enum class BarrierKind : uint8_t { plain, count, all, any };
@@ -450,6 +511,16 @@ inline T from_bits(uint64_t bits) {
 #define RT_EMU_STRINGIFY2(x) #x
 #define RT_EMU_STRINGIFY(x) RT_EMU_STRINGIFY2(x)
 #define RT_EMU_SITE __FILE__ ":" RT_EMU_STRINGIFY(__LINE__)
+
+// `__shared__ __align__(align) T name dims;` as instrument.mjs rewrites it: `name` is a reference to
+// the block's checked copy (align 0: the type's own).
+#define RT_EMU_SHARED(align, T, name, dims)                                                          \
+  static constexpr char rt_emu_shared_key_##name = 0;                                                \
+  std::type_identity_t<T>(&name) dims = *static_cast<std::type_identity_t<T>(*) dims>(               \
+      ::emu::static_shared(&rt_emu_shared_key_##name, sizeof(std::type_identity_t<T> dims),          \
+                           std::max<size_t>(align, alignof(std::type_identity_t<T> dims)), #name,     \
+                           RT_EMU_SITE))
+#define RT_EMU_LAUNCH_BOUNDS(...) ::emu::check_launch_bounds(__VA_ARGS__)
 #define __syncthreads() ((void)::emu::syncthreads(RT_EMU_SITE, ::emu::BarrierKind::plain, 0))
 #define __syncthreads_count(pred) ::emu::syncthreads(RT_EMU_SITE, ::emu::BarrierKind::count, (pred) ? 1 : 0)
 #define __syncthreads_and(pred) ::emu::syncthreads(RT_EMU_SITE, ::emu::BarrierKind::all, (pred) ? 1 : 0)
@@ -703,14 +774,35 @@ struct TilePointer {
     requires(!std::is_same_v<U, T> && std::is_convertible_v<U*, T*>)
   TilePointer(checked_ptr<U> p) : global(p), is_global(true) {}
 
-  // Row `r` of `len` elements starting at offset; nullptr after reporting a bad access.
+  // `len` elements starting at offset: checked for a global pointer (nullptr after reporting).
   T* span(ptrdiff_t offset, size_t len) const {
     return is_global ? global.checked_range(offset, len) : raw + offset;
   }
-  const void* address() const { return is_global ? static_cast<const void*>(global.raw()) : raw; }
+  T* base() const { return is_global ? global.raw() : raw; }
+  const void* address() const { return base(); }
 };
 // Reports WMMA misuse (alignment, ldm); false when the call must be skipped.
 bool wmma_check(const void* ptr, unsigned ldm, size_t element_bytes, const char* what);
+// One lane's WMMA call, in the warp's order of calls: every lane of the warp must make the same
+// calls with the same pointer, ldm and layout (reported otherwise, and when a lane exits without
+// making a call the others made). It does not wait for the other lanes.
+void wmma_call(WarpOp op, const void* ptr, unsigned ldm, int layout, int kind);
+// The running launch's seeded (lane, element) -> tile position (row * cols + col) mapping of a
+// fragment kind: lane l's elements are [l * per_lane, (l + 1) * per_lane).
+const uint16_t* wmma_lane_map(int kind, int positions);
+// The calling thread's lane in its warp.
+inline int lane_id() {
+  const ThreadState& s = tl;
+  return int((s.thread_idx.z * s.block_dim.y + s.thread_idx.y) * s.block_dim.x + s.thread_idx.x) % 32;
+}
+// One lane's operands of an mma_sync; the lane completing the warp's call runs compute() over all 32.
+struct MmaLane {
+  void (*compute)(MmaLane* const* lanes);
+  const void* a;
+  const void* b;
+  const void* c;
+  void* d;
+};
 }  // namespace emu
 
 namespace nvcuda::wmma {
@@ -726,18 +818,20 @@ template <class Use, int M, int N, int K>
 struct tile_shape;
 template <int M, int N, int K>
 struct tile_shape<matrix_a, M, N, K> {
-  static constexpr int rows = M, cols = K;
+  static constexpr int rows = M, cols = K, use = 0;
 };
 template <int M, int N, int K>
 struct tile_shape<matrix_b, M, N, K> {
-  static constexpr int rows = K, cols = N;
+  static constexpr int rows = K, cols = N, use = 1;
 };
 template <int M, int N, int K>
 struct tile_shape<accumulator, M, N, K> {
-  static constexpr int rows = M, cols = N;
+  static constexpr int rows = M, cols = N, use = 2;
 };
 
-// The whole tile, row-major in x[], in every thread.
+// As on sm_80, each lane holds rows * cols / 32 elements of the tile; which (row, col) element
+// x[i] of lane l is, is a seeded random mapping per launch and fragment kind, so code that
+// assumes a mapping fails.
 template <class Use, int M, int N, int K, class T, class Layout = void>
 struct fragment {
   static_assert((M == 16 && N == 16 && K == 16) || (M == 32 && N == 8 && K == 16) ||
@@ -750,7 +844,10 @@ struct fragment {
                 "cuda-emu wmma: matrix_a/matrix_b need row_major or col_major, accumulators none");
   static constexpr int rows = tile_shape<Use, M, N, K>::rows;
   static constexpr int cols = tile_shape<Use, M, N, K>::cols;
-  static constexpr int num_elements = rows * cols;
+  static constexpr int num_elements = rows * cols / 32;
+  // Distinct per use, shape and layout (< 64).
+  static constexpr int kind = tile_shape<Use, M, N, K>::use * 16 + (M == 16 ? 0 : M == 32 ? 1 : 2) * 4 +
+                              (std::is_same_v<Layout, row_major> ? 1 : std::is_same_v<Layout, col_major> ? 2 : 0);
   using element_type = T;
   using storage_element_type = T;
   T x[num_elements];
@@ -762,22 +859,31 @@ inline void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const std::type_
 }
 
 namespace detail {
-inline void warp_wide(::emu::WarpOp op) { ::emu::warp_collective(op, 0xffffffffu, 0, 0, 32); }
+// Tile element (r, c) of a tile stored at p with leading dimension ldm.
+inline ptrdiff_t tile_offset(int r, int c, unsigned ldm, bool col_major) {
+  return col_major ? ptrdiff_t(c) * ldm + r : ptrdiff_t(r) * ldm + c;
+}
 
+// The whole tile must lie in the allocation of a global pointer; false after reporting.
+template <class Frag, class T>
+inline bool tile_in_bounds(const ::emu::TilePointer<T>& p, unsigned ldm, bool col_major) {
+  if (!p.is_global) return true;
+  const int outer = col_major ? Frag::cols : Frag::rows, inner = col_major ? Frag::rows : Frag::cols;
+  for (int o = 0; o < outer; ++o)
+    if (p.span(ptrdiff_t(o) * ldm, inner) == nullptr) return false;
+  return true;
+}
+
+// This lane's elements only, read now.
 template <class Frag, class T>
 inline void load(Frag& f, const ::emu::TilePointer<const T>& p, unsigned ldm, bool col_major) {
-  warp_wide(::emu::WarpOp::wmma_load);
+  ::emu::wmma_call(::emu::WarpOp::wmma_load, p.address(), ldm, col_major, Frag::kind);
   if (!::emu::wmma_check(p.address(), ldm, sizeof(T), "load_matrix_sync")) return;
-  const int outer = col_major ? Frag::cols : Frag::rows;
-  const int inner = col_major ? Frag::rows : Frag::cols;
-  for (int o = 0; o < outer; ++o) {
-    const T* line = p.span(ptrdiff_t(o) * ldm, inner);
-    for (int i = 0; i < inner; ++i) {
-      T v = line ? line[i] : T{};
-      if (col_major) f.x[i * Frag::cols + o] = v;
-      else f.x[o * Frag::cols + i] = v;
-    }
-  }
+  if (!tile_in_bounds<Frag>(p, ldm, col_major)) return;
+  const uint16_t* map = ::emu::wmma_lane_map(Frag::kind, Frag::rows * Frag::cols) + ::emu::lane_id() * Frag::num_elements;
+  const T* base = p.base();
+  for (int e = 0; e < Frag::num_elements; ++e)
+    f.x[e] = base[tile_offset(map[e] / Frag::cols, map[e] % Frag::cols, ldm, col_major)];
 }
 }  // namespace detail
 
@@ -793,61 +899,61 @@ inline void load_matrix_sync(fragment<accumulator, M, N, K, float>& f,
 }
 
 namespace detail {
-// The last product computed on this OS thread. The lanes of a warp hold identical fragments in
-// correct code, so 31 of 32 lanes find their inputs here and copy the result instead of redoing
-// the M*N*K multiply-adds; matching on the exact bits keeps it a pure function of the inputs.
-template <int M, int N, int K>
-struct MmaMemo {
-  bool valid = false;
-  __nv_bfloat16 a[M * K], b[K * N];
-  float c[M * N], d[M * N];
-};
+// D = A B + C over the whole warp, gathered from and scattered to the 32 lanes' fragments. A
+// bf16 x bf16 product is exact in float, so acc + a * b rounds once, as fmaf would; k is summed
+// in order.
+template <int M, int N, int K, class LayoutA, class LayoutB>
+void mma_compute(::emu::MmaLane* const* lanes) {
+  using FA = fragment<matrix_a, M, N, K, __nv_bfloat16, LayoutA>;
+  using FB = fragment<matrix_b, M, N, K, __nv_bfloat16, LayoutB>;
+  using FC = fragment<accumulator, M, N, K, float>;
+  const uint16_t* map_a = ::emu::wmma_lane_map(FA::kind, M * K);
+  const uint16_t* map_b = ::emu::wmma_lane_map(FB::kind, K * N);
+  const uint16_t* map_c = ::emu::wmma_lane_map(FC::kind, M * N);
+  float a[M * K], b[K * N], d[M * N];
+  for (int l = 0; l < 32; ++l) {
+    const auto& fa = *static_cast<const FA*>(lanes[l]->a);
+    const auto& fb = *static_cast<const FB*>(lanes[l]->b);
+    const auto& fc = *static_cast<const FC*>(lanes[l]->c);
+    for (int e = 0; e < FA::num_elements; ++e) a[map_a[l * FA::num_elements + e]] = float(fa.x[e]);
+    for (int e = 0; e < FB::num_elements; ++e) b[map_b[l * FB::num_elements + e]] = float(fb.x[e]);
+    for (int e = 0; e < FC::num_elements; ++e) d[map_c[l * FC::num_elements + e]] = fc.x[e];
+  }
+  for (int i = 0; i < M; ++i)
+    for (int k = 0; k < K; ++k) {
+      const float aik = a[i * K + k];
+      for (int j = 0; j < N; ++j) d[i * N + j] = std::fma(aik, b[k * N + j], d[i * N + j]);
+    }
+  for (int l = 0; l < 32; ++l) {
+    auto& fd = *static_cast<FC*>(lanes[l]->d);
+    for (int e = 0; e < FC::num_elements; ++e) fd.x[e] = d[map_c[l * FC::num_elements + e]];
+  }
+}
 }  // namespace detail
 
+// Warp-synchronous: waits for every lane of the warp, then computes once for all of them.
 template <int M, int N, int K, class LayoutA, class LayoutB>
 inline void mma_sync(fragment<accumulator, M, N, K, float>& d,
                      const fragment<matrix_a, M, N, K, __nv_bfloat16, LayoutA>& a,
                      const fragment<matrix_b, M, N, K, __nv_bfloat16, LayoutB>& b,
                      const fragment<accumulator, M, N, K, float>& c) {
-  detail::warp_wide(::emu::WarpOp::wmma_mma);
-  static thread_local detail::MmaMemo<M, N, K> memo;
-  if (memo.valid && std::memcmp(memo.a, a.x, sizeof memo.a) == 0 &&
-      std::memcmp(memo.b, b.x, sizeof memo.b) == 0 && std::memcmp(memo.c, c.x, sizeof memo.c) == 0) {
-    std::memcpy(d.x, memo.d, sizeof memo.d);
-    return;
-  }
-  std::memcpy(memo.a, a.x, sizeof memo.a);
-  std::memcpy(memo.b, b.x, sizeof memo.b);
-  std::memcpy(memo.c, c.x, sizeof memo.c);
-  float a_f[M * K], b_f[K * N];
-  for (int i = 0; i < M * K; ++i) a_f[i] = float(a.x[i]);
-  for (int i = 0; i < K * N; ++i) b_f[i] = float(b.x[i]);
-  // A bf16 x bf16 product is exact in float, so acc + a * b rounds once, as fmaf would.
-  for (int i = 0; i < M; ++i) {
-    float row[N];
-    for (int j = 0; j < N; ++j) row[j] = c.x[i * N + j];
-    for (int k = 0; k < K; ++k) {
-      const float aik = a_f[i * K + k];
-      for (int j = 0; j < N; ++j) row[j] += aik * b_f[k * N + j];
-    }
-    for (int j = 0; j < N; ++j) memo.d[i * N + j] = row[j];
-  }
-  memo.valid = true;
-  std::memcpy(d.x, memo.d, sizeof memo.d);
+  ::emu::wmma_call(::emu::WarpOp::wmma_mma, nullptr, 0, 0, fragment<matrix_a, M, N, K, __nv_bfloat16, LayoutA>::kind);
+  ::emu::MmaLane self{&detail::mma_compute<M, N, K, LayoutA, LayoutB>, &a, &b, &c, &d};
+  ::emu::warp_collective(::emu::WarpOp::wmma_mma, 0xffffffffu, reinterpret_cast<uintptr_t>(&self), 0, 32);
 }
 
+// This lane's elements only, written now.
 template <int M, int N, int K>
 inline void store_matrix_sync(::emu::TilePointer<float> p, const fragment<accumulator, M, N, K, float>& f,
                               unsigned ldm, layout_t layout) {
-  detail::warp_wide(::emu::WarpOp::wmma_store);
-  if (!::emu::wmma_check(p.address(), ldm, sizeof(float), "store_matrix_sync")) return;
+  using Frag = fragment<accumulator, M, N, K, float>;
   const bool col = layout == mem_col_major;
-  const int outer = col ? N : M, inner = col ? M : N;
-  for (int o = 0; o < outer; ++o) {
-    float* line = p.span(ptrdiff_t(o) * ldm, inner);
-    if (line == nullptr) continue;
-    for (int i = 0; i < inner; ++i) line[i] = col ? f.x[i * N + o] : f.x[o * N + i];
-  }
+  ::emu::wmma_call(::emu::WarpOp::wmma_store, p.address(), ldm, col, Frag::kind);
+  if (!::emu::wmma_check(p.address(), ldm, sizeof(float), "store_matrix_sync")) return;
+  if (!detail::tile_in_bounds<Frag>(p, ldm, col)) return;
+  const uint16_t* map = ::emu::wmma_lane_map(Frag::kind, M * N) + ::emu::lane_id() * Frag::num_elements;
+  float* base = p.base();
+  for (int e = 0; e < Frag::num_elements; ++e) base[detail::tile_offset(map[e] / N, map[e] % N, ldm, col)] = f.x[e];
 }
 
 }  // namespace nvcuda::wmma

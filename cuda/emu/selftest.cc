@@ -299,7 +299,7 @@ __global__ void sync_in_branch_kernel(dptr<float> out) {
   __shared__ float tile[256];
   tile[threadIdx.x] = float(threadIdx.x);
   if (threadIdx.x < 64) __syncthreads();
-  out[threadIdx.x] = tile[255 - threadIdx.x];
+  out[threadIdx.x] = tile[threadIdx.x];
 }
 
 __global__ void sync_two_sites_kernel(dptr<float> out) {
@@ -462,9 +462,11 @@ __global__ void missing_barrier_kernel(dptr<const float> x, dptr<float> out) {
   out[i] = tile[(threadIdx.x + 63) % 64];
 }
 
-Output missing_barrier(const Input& in) {
-  DeviceBuffer<float> x(as_floats(in)), out(in.size());
-  RT_LAUNCH(missing_barrier_kernel, int(in.size() / 64), 64, 0, x.get(), out.get());
+Output missing_barrier(const Input&) {
+  std::vector<float> values(128);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(i + 1);
+  DeviceBuffer<float> x(values), out(values.size());
+  RT_LAUNCH(missing_barrier_kernel, 2, 64, 0, x.get(), out.get());
   return as_output(out.host());
 }
 
@@ -476,6 +478,290 @@ __global__ void throwing_kernel(dptr<float> out) {
 Output kernel_throws(const Input&) {
   DeviceBuffer<float> out(32);
   RT_LAUNCH(throwing_kernel, 1, 32, 0, out.get());
+  return as_output(out.host());
+}
+
+// ---- the checks that model the hardware more closely -------------------------------------------
+
+// One warp: D = A B (16x16x16, A and B row-major in global memory); then each lane writes its
+// accumulator elements as if lane l held D's elements l * 8 .. l * 8 + 7 in row-major order,
+// which is no mapping a correct kernel may assume.
+__global__ void wmma_assumed_mapping_kernel(dptr<const __nv_bfloat16> a, dptr<const __nv_bfloat16> b, dptr<float> d) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 0.f);
+  wmma::load_matrix_sync(fa, a, 16);
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::mma_sync(acc, fa, fb, acc);
+  for (int i = 0; i < acc.num_elements; ++i) d[threadIdx.x * acc.num_elements + i] = acc.x[i];
+}
+
+// input: A (256), B (256), both row-major; output: what the kernel wrote (256).
+Output wmma_assumed_mapping(const Input& in) {
+  std::vector<__nv_bfloat16> a(256), b(256);
+  for (int i = 0; i < 256; ++i) a[i] = __float2bfloat16(float(in[i])), b[i] = __float2bfloat16(float(in[256 + i]));
+  DeviceBuffer<__nv_bfloat16> da(a), db(b);
+  DeviceBuffer<float> dd(256);
+  RT_LAUNCH(wmma_assumed_mapping_kernel, 1, 32, 0, da.get(), db.get(), dd.get());
+  return as_output(dd.host());
+}
+
+// Stores an accumulator tile to shared memory and reads it back by rows, each lane a row half:
+// with `sync` a __syncwarp orders the lanes' stores before the reads, without it the reads race.
+__global__ void wmma_shared_round_trip_kernel(dptr<float> out, bool sync) {
+  using namespace nvcuda;
+  __shared__ __align__(32) float tile[16 * 16];
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 1.f);
+  wmma::store_matrix_sync(tile, acc, 16, wmma::mem_row_major);
+  if (sync) __syncwarp();
+  float s = 0.f;
+  for (int c = 0; c < 8; ++c) s += tile[threadIdx.x / 2 * 16 + threadIdx.x % 2 * 8 + c];
+  out[threadIdx.x] = s;
+}
+
+Output wmma_round_trip(bool sync) {
+  DeviceBuffer<float> out(32);
+  RT_LAUNCH(wmma_shared_round_trip_kernel, 1, 32, 0, out.get(), sync);
+  return as_output(out.host());
+}
+
+// Half of the warp passes another pointer (0), ldm (1) or layout (2) than the other half.
+__global__ void wmma_lanes_disagree_kernel(dptr<const float> c, dptr<float> out, int what) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  const bool upper = threadIdx.x >= 16;
+  dptr<const float> p = what == 0 && upper ? c + 256 : c;
+  const unsigned ldm = what == 1 && upper ? 32 : 16;
+  wmma::load_matrix_sync(acc, p, ldm, what == 2 && upper ? wmma::mem_col_major : wmma::mem_row_major);
+  out[threadIdx.x] = acc.x[0];
+}
+
+Output wmma_lanes_disagree(int what) {
+  DeviceBuffer<float> c(std::vector<float>(1024, 1.f)), out(32);
+  RT_LAUNCH(wmma_lanes_disagree_kernel, 1, 32, 0, c.get(), out.get(), what);
+  return as_output(out.host());
+}
+
+// A float array gets its type's alignment and no more, however a GPU happens to place it: as a
+// WMMA pointer it must be declared __align__(32).
+__global__ void wmma_underaligned_shared_kernel(dptr<float> out) {
+  using namespace nvcuda;
+  __shared__ float tile[16 * 16];
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 1.f);
+  wmma::store_matrix_sync(tile, acc, 16, wmma::mem_row_major);
+  out[threadIdx.x] = 1.f;
+}
+
+Output wmma_underaligned_shared(const Input&) {
+  DeviceBuffer<float> out(32);
+  RT_LAUNCH(wmma_underaligned_shared_kernel, 1, 32, 0, out.get());
+  return as_output(out.host());
+}
+
+__global__ void wmma_partial_warp_kernel(dptr<float> out) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 1.f);
+  wmma::store_matrix_sync(out, acc, 16, wmma::mem_row_major);
+}
+
+Output wmma_partial_warp(const Input&) {
+  DeviceBuffer<float> out(256);
+  RT_LAUNCH(wmma_partial_warp_kernel, 1, 16, 0, out.get());
+  return as_output(out.host());
+}
+
+// Shared memory: out-of-bounds static (one past the end) and dynamic (one past the launch's
+// bytes) accesses, and a misaligned float4 read.
+__global__ void shared_past_end_kernel(dptr<float> out) {
+  __shared__ float tile[64];
+  tile[threadIdx.x + 1] = 1.f;
+  __syncthreads();
+  out[threadIdx.x] = tile[threadIdx.x];
+}
+
+__global__ void dynamic_shared_past_end_kernel(dptr<float> out) {
+  RT_DYNAMIC_SHARED(float, buffer);
+  buffer[threadIdx.x] = 2.f;
+  __syncthreads();
+  out[threadIdx.x] = buffer[threadIdx.x + 1];
+}
+
+__global__ void shared_misaligned_kernel(dptr<float> out) {
+  __shared__ __align__(16) float tile[68];
+  tile[threadIdx.x] = float(threadIdx.x);
+  __syncthreads();
+  const float4 v = *reinterpret_cast<const float4*>(tile + 1 + threadIdx.x);
+  out[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+
+Output shared_past_end(const Input&) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(shared_past_end_kernel, 1, 64, 0, out.get());
+  return as_output(out.host());
+}
+
+Output dynamic_shared_past_end(const Input&) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(dynamic_shared_past_end_kernel, 1, 64, 64 * sizeof(float), out.get());
+  return as_output(out.host());
+}
+
+Output shared_misaligned(const Input&) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(shared_misaligned_kernel, 1, 64, 0, out.get());
+  return as_output(out.host());
+}
+
+// Lanes trade values through shared memory: `order` 0 with a __syncwarp between the write and the
+// read (correct), 1 with a __shfl_sync there instead (a shuffle orders no memory), 2 with
+// nothing; 3: lanes of different warps with only a __syncwarp (which orders one warp).
+__global__ void warp_exchange_kernel(dptr<float> out, int order) {
+  __shared__ float slots[64];
+  const int t = threadIdx.x, lane = t % 32;
+  slots[t] = float(t);
+  float v = float(t);
+  if (order == 0 || order == 3) __syncwarp();
+  if (order == 1) v = __shfl_xor_sync(0xffffffffu, v, 1);
+  const int partner = order == 3 ? (t + 32) % 64 : t - lane + 31 - lane;
+  out[t] = slots[partner] + v - float(t);
+}
+
+Output warp_exchange(int order) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(warp_exchange_kernel, 1, 64, 0, out.get(), order);
+  return as_output(out.host());
+}
+
+// Thread 0 overwrites a value the other threads of the block read, with no barrier between.
+__global__ void write_after_read_kernel(dptr<float> out) {
+  __shared__ float value;
+  if (threadIdx.x == 0) value = 1.f;
+  __syncthreads();
+  out[threadIdx.x] = value;
+  if (threadIdx.x == 0) value = 2.f;
+}
+
+Output write_after_read(const Input&) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(write_after_read_kernel, 1, 64, 0, out.get());
+  return as_output(out.host());
+}
+
+// Reads shared memory nobody wrote: static starts as NaN in every block, dynamic too.
+__global__ void uninitialised_shared_kernel(dptr<float> out) {
+  __shared__ float tile[32];
+  RT_DYNAMIC_SHARED(float, buffer);
+  out[blockIdx.x * 64 + threadIdx.x] = tile[threadIdx.x];
+  out[blockIdx.x * 64 + 32 + threadIdx.x] = buffer[threadIdx.x];
+  __syncthreads();
+  tile[threadIdx.x] = 1.f;  // the next block on this worker must not see it
+  buffer[threadIdx.x] = 1.f;
+}
+
+Output uninitialised_shared(const Input&) {
+  DeviceBuffer<float> out(16 * 64);  // more blocks than workers: a worker runs several in turn
+  RT_LAUNCH(uninitialised_shared_kernel, 16, 32, 32 * sizeof(float), out.get());
+  return as_output(out.host());
+}
+
+// Where the dynamic region and static arrays lie: their addresses modulo 64 and 32.
+__global__ void shared_placement_kernel(dptr<unsigned> out) {
+  __shared__ __align__(16) float aligned16[4];
+  __shared__ double plain[2];
+  RT_DYNAMIC_SHARED(unsigned char, dynamic);
+  if (threadIdx.x == 0) {
+    out[0] = unsigned(reinterpret_cast<uintptr_t>(dynamic) % 64);
+    out[1] = unsigned(reinterpret_cast<uintptr_t>(aligned16) % 32);
+    out[2] = unsigned(reinterpret_cast<uintptr_t>(plain) % 16);
+  }
+}
+
+Output shared_placement(const Input&) {
+  DeviceBuffer<unsigned> out(3);
+  RT_LAUNCH(shared_placement_kernel, 1, 32, 256, out.get());
+  return as_output(out.host());
+}
+
+// Each thread's place in the order the block ran it: one block of `in.size()` threads (input
+// unused beyond its length) and a second launch of 4 blocks of 64.
+__global__ void thread_order_kernel(dptr<unsigned> counter, dptr<unsigned> rank) {
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  rank[t] = atomicAdd(&counter[blockIdx.x], 1u);
+}
+
+Output thread_order(const Input& in) {
+  const int threads = static_cast<int>(in.size());
+  DeviceBuffer<unsigned> counter(std::vector<unsigned>(4, 0u)), rank(threads);
+  RT_LAUNCH(thread_order_kernel, 1, threads, 0, counter.get(), rank.get());
+  return as_output(rank.host());
+}
+
+// a * b + c: nvcc contracts it into an FMA, so the emulator does too (GCC contracts within a basic
+// block: the operands are loaded first, as the checked loads of a dptr branch).
+__global__ void multiply_add_kernel(dptr<const float> x, dptr<float> out, int n) {
+  const int i = threadIdx.x;
+  if (i >= n) return;
+  const float a = x[3 * i], b = x[3 * i + 1], c = x[3 * i + 2];
+  out[i] = a * b + c;
+}
+
+Output multiply_add(const Input& in) {
+  const int n = static_cast<int>(in.size() / 3);
+  DeviceBuffer<float> x(as_floats(in)), out(n);
+  RT_LAUNCH(multiply_add_kernel, 1, 32, 0, x.get(), out.get(), n);
+  return as_output(out.host());
+}
+
+// Launch realism: a block over the kernel's __launch_bounds__, static plus dynamic shared memory
+// over 48 KB, the opt-in that allows more, and a grid past the hardware's limits.
+__global__ void __launch_bounds__(64) bounded_kernel(dptr<float> out) { out[threadIdx.x] = 1.f; }
+
+Output over_launch_bounds(const Input&) {
+  DeviceBuffer<float> out(128);
+  RT_LAUNCH(bounded_kernel, 1, 128, 0, out.get());
+  return as_output(out.host());
+}
+
+Output within_launch_bounds(const Input&) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(bounded_kernel, 1, 64, 0, out.get());
+  return as_output(out.host());
+}
+
+// Tagged so each scenario has a kernel of its own: an opt-in lasts for the process, as on a GPU.
+template <int kTag>
+__global__ void big_static_shared_kernel(dptr<float> out) {
+  __shared__ float big[4096];  // 16 KB
+  RT_DYNAMIC_SHARED(float, buffer);
+  big[threadIdx.x] = 1.f;
+  buffer[threadIdx.x] = 2.f;
+  __syncthreads();
+  out[threadIdx.x] = big[threadIdx.x] + buffer[threadIdx.x];
+}
+
+Output static_plus_dynamic_over_48k(const Input&) {
+  DeviceBuffer<float> out(32);
+  RT_LAUNCH(big_static_shared_kernel<0>, 1, 32, 40 * 1024, out.get());
+  return as_output(out.host());
+}
+
+// The same launch after the opt-in a real launcher must make (100 KB dynamic).
+Output opted_in_shared(const Input&) {
+  rt::rt_check(cudaFuncSetAttribute(big_static_shared_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024),
+               "selftest");
+  DeviceBuffer<float> out(32);
+  RT_LAUNCH(big_static_shared_kernel<1>, 1, 32, 100 * 1024, out.get());
+  return as_output(out.host());
+}
+
+Output grid_too_tall(const Input&) {
+  DeviceBuffer<float> out(64);
+  RT_LAUNCH(read_kernel, dim3(1, 65536, 1), 32, 0, out.get(), out.get());
   return as_output(out.host());
 }
 
@@ -508,6 +794,31 @@ const Scenario* find_scenario(const std::string& name) {
       {"wmma_divergent", wmma_divergent},
       {"missing_barrier", missing_barrier},
       {"kernel_throws", kernel_throws},
+      {"wmma_assumed_mapping", wmma_assumed_mapping},
+      {"wmma_round_trip_synced", [](const Input&) { return wmma_round_trip(true); }},
+      {"wmma_missing_syncwarp", [](const Input&) { return wmma_round_trip(false); }},
+      {"wmma_lanes_disagree_pointer", [](const Input&) { return wmma_lanes_disagree(0); }},
+      {"wmma_lanes_disagree_ldm", [](const Input&) { return wmma_lanes_disagree(1); }},
+      {"wmma_lanes_disagree_layout", [](const Input&) { return wmma_lanes_disagree(2); }},
+      {"wmma_underaligned_shared", wmma_underaligned_shared},
+      {"wmma_partial_warp", wmma_partial_warp},
+      {"shared_past_end", shared_past_end},
+      {"dynamic_shared_past_end", dynamic_shared_past_end},
+      {"shared_misaligned", shared_misaligned},
+      {"warp_exchange_synced", [](const Input&) { return warp_exchange(0); }},
+      {"warp_exchange_shuffle_only", [](const Input&) { return warp_exchange(1); }},
+      {"warp_exchange_unsynced", [](const Input&) { return warp_exchange(2); }},
+      {"warp_exchange_across_warps", [](const Input&) { return warp_exchange(3); }},
+      {"write_after_read", write_after_read},
+      {"uninitialised_shared", uninitialised_shared},
+      {"shared_placement", shared_placement},
+      {"thread_order", thread_order},
+      {"multiply_add", multiply_add},
+      {"over_launch_bounds", over_launch_bounds},
+      {"within_launch_bounds", within_launch_bounds},
+      {"static_plus_dynamic_over_48k", static_plus_dynamic_over_48k},
+      {"opted_in_shared", opted_in_shared},
+      {"grid_too_tall", grid_too_tall},
   };
   auto it = table.find(name);
   return it == table.end() ? nullptr : &it->second;

@@ -3,7 +3,7 @@ import type { DeviceType } from '../../lib/device.js';
 import { loraLinear, loraLinearBackward, loraLinearForward } from '../../lib/ops/lora_linear.js';
 import { sum } from '../../lib/ops/reduce.js';
 import { native } from '../../lib/native.js';
-import { fromArray } from '../../lib/tensor.js';
+import { fromArray, full } from '../../lib/tensor.js';
 import * as ref from '../reference/lora_linear.js';
 import { acceleratorBackends, backends, checkMemoryGuards, expectClose, numericGradient, randomArray, rng, toF64 } from '../helpers.js';
 
@@ -128,6 +128,18 @@ describe('op lora_linear', () => {
   });
 
   for (const device of acceleratorBackends()) {
+    it(`fails by name when the output has more column tiles than gridDim.y allows (65535) on ${device}`, () => {
+      const n = 65535 * 64 + 1;
+      const x = full([1, 1], 1, { device });
+      const w = full([n, 1], 1, { device });
+      const down = full([1, 1], 1, { device });
+      const up = full([1, n], 1, { device });
+      expect(() => loraLinear(x, w, null, down, up)).toThrow(
+        new RegExp(String.raw`lora_linear: a product with ${n} columns needs 65536 column tiles of 64, more than the 65535 of one launch \(gridDim\.y\)`),
+      );
+      for (const t of [x, w, down, up]) t.dispose();
+    });
+
     it(`${device} agrees with cpu`, () => {
       const random = rng();
       for (const [m, n, k, rank] of [

@@ -231,3 +231,21 @@ describe('op matmul', () => {
     );
   });
 });
+
+describe('op matmul at the hardware grid limits', () => {
+  for (const device of acceleratorBackends()) {
+    it(`fails by name when op(a) has more row tiles than gridDim.y allows (65535) on ${device}`, () => {
+      // Row tiles of 128 (the f32 kernel) and of 64 (the bf16 WMMA kernel): one row past 65535 of them.
+      for (const [dtype, tile] of [['f32', 128], ['bf16', 64]] as const) {
+        const rows = 65535 * tile + 1;
+        const a = full([rows, 1], 1, { device, dtype });
+        const b = full([1, 1], 1, { device, dtype });
+        expect(() => matmul(a, b)).toThrow(
+          new RegExp(String.raw`matmul: ${rows} rows of op\(a\) need 65536 row tiles of ${tile}, more than the 65535 of one launch \(gridDim\.y\)`),
+        );
+        a.dispose();
+        b.dispose();
+      }
+    });
+  }
+});
