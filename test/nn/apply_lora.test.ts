@@ -225,7 +225,7 @@ describe('inference rules: scales, timestep windows, the last half of the blocks
     model.dispose();
   });
 
-  it('checks the base, the kind and the options: another base is refused unless allowed, LiDB groups are refused, unknown group names and bad overrides are errors', () => {
+  it('checks the base, the kind and the options: another base is refused unless allowed, LiDB groups apply what the attached layers compute, unknown group names and bad overrides are errors', () => {
     const model = makeModel(13);
     const other = makeModel(130);
     const file = writeFile(model, [{ group: group('easy', denoiserAttention, 2), factors: randomFactors(model, denoiserAttention, 'easy', 2, 25) }], other.weightsHash());
@@ -235,19 +235,23 @@ describe('inference rules: scales, timestep windows, the last half of the blocks
     expect(images(model, { lora: file, allowOtherBase: true })).not.toEqual(images(model));
     other.dispose();
 
-    const lidbModel = makeModel(14);
-    attachLidb(lidbModel.dit, { pattern: /^blocks\.0\.attn\.q$/, seed: 3, a: 4, b: 4 });
+    // A LiDB group applies the update its layers compute, the frozen bases regenerated from the seed.
+    const lidbModel = makeModel(13);
+    const [lidb] = [...attachLidb(lidbModel.dit, { pattern: /^blocks\.0\.attn\.q$/, seed: 3, a: 4, b: 4 }).values()];
+    noGrad(() => lidb!.bTrain.value.copy_(fromArray([0.8, -0.5, 0.3, 0.9], [1, 4])));
     const lidbFile = fresh('lidb');
     saveAdapterFile(lidbFile, adapterTensors(lidbModel.dit, undefined, 'identity'), {
       base: model.weightsHash(),
       groups: [{ ...describeAdapters(lidbModel.dit, { name: 'identity', pattern: /^blocks\.0\.attn\.q$/, lidbSeed: 3 }) }],
     });
-    lidbModel.dispose();
     const lidbRead = readAdapterFile(lidbFile);
     expect(lidbRead.groups[0]).toMatchObject({ kind: 'lidb', rank: 1, lidbSeed: 3 });
     expect(Object.keys(lidbRead.tensors).sort()).toEqual(['identity/blocks.0.attn.q.lidb.aTrain', 'identity/blocks.0.attn.q.lidb.bTrain']);
     lidbRead.dispose();
-    expect(() => images(model, { lora: lidbFile })).toThrow(/generate: adapter file .*: group identity is a lidb group, which the LoRA loader does not apply/);
+    const withLidb = images(model, { lora: lidbFile });
+    expect(withLidb).not.toEqual(images(model));
+    expectClose(withLidb, images(lidbModel), { rtol: 1e-4, atol: 1e-5 }, 'LiDB file vs attached LiDB');
+    lidbModel.dispose();
     expectIdentical(images(model, { lora: lidbFile, loraGroups: { identity: { enabled: false } } }), images(model), 'the LiDB group left out');
 
     const good = writeFile(model, [{ group: group('easy', denoiserAttention, 2), factors: randomFactors(model, denoiserAttention, 'easy', 2, 26) }]);
