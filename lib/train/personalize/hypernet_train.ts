@@ -35,10 +35,19 @@ export interface HypernetTrainSettings {
   /** Weight of the weight-space term. */
   beta: number;
   refinements: number;
+  /**
+   * Share of micro-batches on a training-domain identity that was never pre-optimised (drawn
+   * from indices 10000 and up): the diffusion term needs no target weights, so the network sees
+   * many more people than the pre-optimised set (0: the paper's loss on the set only).
+   */
+  freshShare: number;
   seed: number;
 }
 
-export const hypernetTrainDefaults: HypernetTrainSettings = { steps: 400, identitiesPerStep: 4, batch: 2, lr: 5e-4, alpha: 1, beta: 1, refinements: 4, seed: 0 };
+export const hypernetTrainDefaults: HypernetTrainSettings = { steps: 400, identitiesPerStep: 4, batch: 2, lr: 5e-4, alpha: 1, beta: 1, refinements: 4, freshShare: 0, seed: 0 };
+
+/** First index of the identities the fresh share draws from (past any pre-optimised set). */
+const freshStart = 10_000;
 
 export interface HypernetTrainOptions extends Partial<HypernetTrainSettings> {
   base: string;
@@ -61,6 +70,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
   for (const key of ['identitiesPerStep', 'batch', 'refinements'] as const) {
     if (!Number.isInteger(s[key]) || s[key] < 1) throw new RangeError(`${op}: ${key} must be an integer >= 1, got ${s[key]}`);
   }
+  if (!(s.freshShare >= 0 && s.freshShare <= 1)) throw new RangeError(`${op}: freshShare must be in [0, 1], got ${s.freshShare}`);
   for (const key of ['alpha', 'beta'] as const) if (!(s[key] >= 0 && Number.isFinite(s[key]))) throw new RangeError(`${op}: ${key} must be finite and >= 0, got ${s[key]}`);
   const { record, weights } = readPreoptWeights(options.preopt);
   const model = TextToImage.load(options.base);
@@ -82,7 +92,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
       let found = views.get(index);
       if (found === undefined) {
         found = identityViews('train', index, record.settings.views, model.imageSize);
-        views.set(index, found);
+        if (index < weights.length) views.set(index, found);
       }
       return found;
     };
@@ -104,7 +114,8 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
       settings: { ...s, preopt: path.resolve(options.preopt), identities: weights.length, config: JSON.parse(JSON.stringify(config)) },
       parameters,
       micro: ({ streams, accumulate }) => {
-        const index = streams.host.int(weights.length);
+        const fresh = s.freshShare > 0 && streams.host.next() < s.freshShare;
+        const index = fresh ? freshStart + streams.host.int(1_000_000) : streams.host.int(weights.length);
         const identity = viewsOf(index);
         const reference = identity[streams.host.int(identity.length)]!;
         const pixels = new Float32Array(s.batch * perImage);
@@ -121,11 +132,11 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
             const theta = net.forward(fromArray(reference.pixels, [1, model.channels, size, size]));
             net.split(theta).forEach((w, i) => adapters[i]!.useWeights(w));
             const diffusion = diffusionLoss(model, { pixels, captions, timesteps, resolution: size }, streams.noise);
-            const target = fromArray(weights[index]!, [1, layers.length, a + b]);
-            const weightLoss = F.mse(theta, target);
-            const loss = F.scale(F.add(F.scale(diffusion, s.alpha), F.scale(weightLoss, s.beta)), 1 / accumulate);
+            const weightLoss = fresh ? null : F.mse(theta, fromArray(weights[index]!, [1, layers.length, a + b]));
+            const total = weightLoss === null ? F.scale(diffusion, s.alpha) : F.add(F.scale(diffusion, s.alpha), F.scale(weightLoss, s.beta));
+            const loss = F.scale(total, 1 / accumulate);
             const value = loss.value.item();
-            const metrics = { diffusion: diffusion.value.item(), weights: weightLoss.value.item() };
+            const metrics: Record<string, number> = { diffusion: diffusion.value.item(), ...(weightLoss === null ? {} : { weights: weightLoss.value.item() }) };
             backward(loss);
             return { loss: value, metrics };
           });
