@@ -5,6 +5,7 @@
 //   realtune personalize train-hypernet --preopt DIR --out DIR   the hypernetwork
 // then `realtune sample --lora id.safetensors --prompt "a photo of [V] person running, ..."`.
 import path from 'node:path';
+import { shippedEvaluator } from '../eval/networks.js';
 import { isCheckpoint } from '../io/checkpoint.js';
 import { hypernetTrainDefaults, trainHypernet } from '../train/personalize/hypernet_train.js';
 import { lidbFromZeroLr, personalize, personalizeDefaults, shippedHypernet } from '../train/personalize/personalize.js';
@@ -55,6 +56,7 @@ export const hypernetFlags: FlagSpecs = {
   beta: { kind: 'number', min: 0, default: h.beta, help: 'weight of ||theta_hat - theta_preopt||^2' },
   refinements: { kind: 'int', min: 1, default: h.refinements, help: 'refinement passes s of the decoder' },
   'fresh-share': { kind: 'number', min: 0, max: 1, default: h.freshShare, help: 'share of micro-batches on identities never pre-optimised (diffusion term only)' },
+  'encoder-init': { kind: 'string', default: 'attributes', help: "the image encoder's start: attributes (the shipped attribute classifier's encoder), none (random), or an evaluator file" },
   'ckpt-every': { kind: 'int', min: 0, default: 100, help: 'checkpoint every k steps' },
   seed: { kind: 'int', min: 0, default: h.seed, help: 'seed' },
   ...common,
@@ -141,6 +143,7 @@ async function runHypernet(argv: string[]): Promise<void> {
     freshShare: Number(flags['fresh-share']),
     seed: Number(flags.seed),
     ckptEvery: Number(flags['ckpt-every']),
+    encoderInit: flags['encoder-init'] === 'attributes' ? shippedEvaluator('attributes') : flags['encoder-init'] === 'none' ? 'none' : path.resolve(String(flags['encoder-init'])),
     provenance: { command: `realtune personalize train-hypernet ${argv.join(' ')}`.trim() },
     onStep: (r) => progress.update('hypernet', r.step, r.total, { loss: r.loss, ...r.metrics }),
   });

@@ -18,6 +18,7 @@ import { TextToImage } from '../../lib/models/text_to_image.js';
 import { adapterTensors, describeAdapters, readAdapterFile, resolveLoraUpdates, saveAdapterFile, weightsHash } from '../../lib/nn/adapter_file.js';
 import { defaultHyperNetworkConfig, HyperNetwork } from '../../lib/nn/hypernet.js';
 import { adapterDelta, detachAdapters } from '../../lib/nn/lora.js';
+import { loadEvaluator, shippedEvaluator } from '../../lib/eval/networks.js';
 import { fromArray } from '../../lib/tensor.js';
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
 import { trainHypernet } from '../../lib/train/personalize/hypernet_train.js';
@@ -151,7 +152,7 @@ describe('pre-optimisation and the hypernetwork', () => {
   it('trains the hypernetwork resumably and writes a file personalize reads', async () => {
     const preopt = path.join(scratch, 'preopt-straight');
     const config = { encoder: { imageSize: 32, patchSize: 8, channels: 3, width: 16, depth: 1, heads: 2, mlpRatio: 2 }, width: 16, heads: 2, depth: 1 };
-    const common = { base: baseDir, preopt, steps: 4, identitiesPerStep: 2, batch: 2, lr: 1e-3, seed: 3, config, ckptEvery: 1 };
+    const common = { base: baseDir, preopt, steps: 4, identitiesPerStep: 2, batch: 2, lr: 1e-3, seed: 3, config, ckptEvery: 1, encoderInit: 'none', freshShare: 0.5 };
     const straight = await trainHypernet({ ...common, out: path.join(scratch, 'hyper-straight') });
     expect(straight.losses.length).toBe(4);
     await trainHypernet({ ...common, out: path.join(scratch, 'hyper-resumed'), stopAt: 2 });
@@ -161,6 +162,15 @@ describe('pre-optimisation and the hypernetwork', () => {
     expect(read.meta.layers.length).toBe(20);
     expect(read.meta.lidb).toEqual(lidb);
     read.hypernet.dispose();
+    // The image encoder starts from the shipped attribute classifier's (with its shape).
+    const started = await trainHypernet({ ...common, encoderInit: undefined, steps: 1, lr: 1e-12, out: path.join(scratch, 'hyper-init') });
+    const init = loadHypernet(started.file);
+    const classifier = loadEvaluator(shippedEvaluator('attributes'), 'attributes');
+    expect(init.hypernet.config.encoder).toEqual(classifier.config);
+    const ours = init.hypernet.encoder.stateDict();
+    for (const [key, t] of Object.entries(classifier.encoder.stateDict())) expectClose(ours[key]!.toArray(), t.toArray(), { rtol: 1e-6, atol: 1e-8 }, key);
+    classifier.dispose();
+    init.hypernet.dispose();
   }, 120_000);
 });
 

@@ -13,6 +13,8 @@ import * as F from '../../autograd/functions.js';
 import { backward } from '../../autograd/backward.js';
 import { HyperNetwork, defaultHyperNetworkConfig, type HyperNetworkConfig } from '../../nn/hypernet.js';
 import { weightsHash } from '../../nn/adapter_file.js';
+import { ImageEncoder } from '../../nn/vit.js';
+import { loadEvaluator, shippedEvaluator } from '../../eval/networks.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import { tidy } from '../../scope.js';
 import { fromArray } from '../../tensor.js';
@@ -60,6 +62,13 @@ export interface HypernetTrainOptions extends Partial<HypernetTrainSettings> {
   ckptEvery?: number;
   stopAt?: number;
   onStep?: (report: StepReport) => void;
+  /**
+   * Initialises the hypernetwork's image encoder from a pretrained one: an evaluator file
+   * (its `encoder`), default the shipped attribute classifier (trained on the figures' named
+   * attributes, not on identities); 'none' starts from random weights. The encoder's shape is
+   * then the evaluator's.
+   */
+  encoderInit?: string;
   /** Extra provenance stored in the file (e.g. the command). */
   provenance?: Record<string, string>;
 }
@@ -81,8 +90,23 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
     const layers = personalizedLayerNames(model.dit);
     if (layers.join(',') !== record.layers.join(',')) throw new Error(`${op}: ${options.preopt} has weights for other layers than ${options.base} has`);
     const { a, b } = record.settings.lidb;
-    const config: HyperNetworkConfig = { ...defaultHyperNetworkConfig(layers.length, model.imageSize, a, b), ...options.config, refinements: s.refinements };
-    hypernet = new HyperNetwork(config, { seed: s.seed });
+    const encoderInit = options.encoderInit ?? shippedEvaluator('attributes');
+    const pretrained = encoderInit === 'none' ? undefined : loadEvaluator(encoderInit);
+    let config: HyperNetworkConfig;
+    try {
+      config = { ...defaultHyperNetworkConfig(layers.length, model.imageSize, a, b), ...options.config, refinements: s.refinements };
+      if (pretrained !== undefined) {
+        if (!('encoder' in pretrained) || !(pretrained.encoder instanceof ImageEncoder)) throw new Error(`${op}: ${encoderInit} has no image encoder`);
+        config = { ...config, encoder: { ...pretrained.encoder.config } };
+      }
+      hypernet = new HyperNetwork(config, { seed: s.seed });
+      if (pretrained !== undefined) {
+        const weights = Object.fromEntries(Object.entries(pretrained.stateDict()).filter(([k]) => k.startsWith('encoder.')).map(([k, t]) => [k.slice('encoder.'.length), t]));
+        hypernet.encoder.loadStateDict(weights);
+      }
+    } finally {
+      pretrained?.dispose();
+    }
     const net = hypernet;
     for (const p of model.dit.parameters()) p.requiresGrad = false;
     const adapters = attachIdentityLidb(model.dit, record.settings.lidb);
@@ -111,7 +135,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
         ...(options.stopAt !== undefined ? { stopAt: options.stopAt } : {}),
         ...(options.onStep ? { onStep: options.onStep } : {}),
       },
-      settings: { ...s, preopt: path.resolve(options.preopt), identities: weights.length, config: JSON.parse(JSON.stringify(config)) },
+      settings: { ...s, preopt: path.resolve(options.preopt), identities: weights.length, config: JSON.parse(JSON.stringify(config)), encoderInit: encoderInit === 'none' ? 'none' : path.basename(encoderInit) },
       parameters,
       micro: ({ streams, accumulate }) => {
         const fresh = s.freshShare > 0 && streams.host.next() < s.freshShare;
@@ -149,7 +173,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
       finish: () => net.eval(),
     });
     const file = path.join(options.out, 'hypernet.safetensors');
-    saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
+    saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderInit === 'none' ? 'none' : path.basename(encoderInit), identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
     return { file, losses: result.losses, step: result.step };
   } finally {
     hypernet?.dispose();
