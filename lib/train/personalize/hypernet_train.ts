@@ -46,7 +46,7 @@ export interface HypernetTrainSettings {
   seed: number;
 }
 
-export const hypernetTrainDefaults: HypernetTrainSettings = { steps: 400, identitiesPerStep: 4, batch: 2, lr: 5e-4, alpha: 1, beta: 1, refinements: 4, freshShare: 0, seed: 0 };
+export const hypernetTrainDefaults: HypernetTrainSettings = { steps: 600, identitiesPerStep: 4, batch: 2, lr: 1e-3, alpha: 1, beta: 1, refinements: 4, freshShare: 0.5, seed: 0 };
 
 /** First index of the identities the fresh share draws from (past any pre-optimised set). */
 const freshStart = 10_000;
