@@ -57,7 +57,7 @@ export interface AddonSearch {
   libc?: 'glibc' | 'musl';
   /** Whether an NVIDIA driver looks installed, and what showed it. */
   cudaDriver: { present: boolean; evidence: string };
-  /** REALTUNE_ADDON: one build to load before anything else. */
+  /** REALTUNE_ADDON: the one build to load; nothing else is tried when it is set. */
   addon?: string;
   /** REALTUNE_PREBUILDS: the prebuilds folder to look in instead of the package's own. */
   prebuilds?: string;
@@ -124,13 +124,14 @@ export function currentAddonSearch(env: NodeJS.ProcessEnv = process.env): AddonS
 }
 
 /**
- * Where the addon is looked for, in order: REALTUNE_ADDON; a checkout's `npm run build:cuda`;
- * the node-gyp build (`npm run build:native` in a checkout, `npm rebuild realtune` as a
- * dependency); the prebuilt binaries, cuda first when a driver is present.
+ * Where the addon is looked for, in order: a checkout's `npm run build:cuda`; the node-gyp build
+ * (`npm run build:native` in a checkout, `npm rebuild realtune` as a dependency); the prebuilt
+ * binaries, cuda first when a driver is present. REALTUNE_ADDON replaces the whole list, so a
+ * test or benchmark never runs on another build than the one it names.
  */
 export function addonCandidates(search: AddonSearch = currentAddonSearch()): AddonCandidate[] {
+  if (search.addon) return [{ path: path.resolve(search.addon), label: 'REALTUNE_ADDON' }];
   const candidates: AddonCandidate[] = [];
-  if (search.addon) candidates.push({ path: path.resolve(search.addon), label: 'REALTUNE_ADDON' });
   candidates.push({ path: path.join(search.packageRoot, 'build-cuda', 'Release', 'realtune.node'), label: 'npm run build:cuda' });
   // A build from source wins over the prebuilt binaries, as in node-gyp-build: it exists only when asked for.
   candidates.push({ path: path.join(search.packageRoot, 'build', 'Release', 'realtune.node'), label: 'node-gyp build from source' });

@@ -35,9 +35,8 @@ describe('addon resolution', () => {
     expect(noDriver.find((c) => c.label === 'prebuilt cuda addon')?.skip).toMatch(/no NVIDIA driver found \(none of \/proc/);
   });
 
-  it('REALTUNE_ADDON comes first; REALTUNE_VARIANT picks one prebuilt binary; REALTUNE_PREBUILDS moves the folder', () => {
-    const own = addonCandidates(search({ addon: 'own/realtune.node' }))[0]!;
-    expect(own).toEqual({ path: path.resolve('own/realtune.node'), label: 'REALTUNE_ADDON' });
+  it('REALTUNE_ADDON is the only candidate; REALTUNE_VARIANT picks one prebuilt binary; REALTUNE_PREBUILDS moves the folder', () => {
+    expect(addonCandidates(search({ addon: 'own/realtune.node' }))).toEqual([{ path: path.resolve('own/realtune.node'), label: 'REALTUNE_ADDON' }]);
     expect(tried(search({ variant: 'cuda' }))).toEqual(['npm run build:cuda', 'node-gyp build from source', 'prebuilt cuda addon']);
     expect(tried(search({ variant: 'cpu', cudaDriver: { present: true, evidence: 'x' } }))).toEqual(['npm run build:cuda', 'node-gyp build from source', 'prebuilt cpu addon']);
     const elsewhere = path.join(scratch, 'elsewhere');
@@ -66,6 +65,11 @@ describe('addon resolution', () => {
     expect(message).toContain('npm rebuild realtune');
     expect(message).toContain('npm run build:cuda');
     expect(message).toContain('REALTUNE_ADDON=');
+  });
+
+  it('REALTUNE_ADDON naming a missing build is an error, not a fall back to another build', () => {
+    const missing = path.join(scratch, 'no-such-build', 'realtune.node');
+    expect(() => loadAddon(search({ addon: missing }))).toThrow(`${missing} [REALTUNE_ADDON]: not there`);
   });
 
   it('a binary that is there but does not load is reported with its error, and the next one is tried', () => {
