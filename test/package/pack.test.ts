@@ -4,7 +4,7 @@
 // --test: <build>/package/{cpu,cuda}), laid out in prebuilds/ by scripts/prebuilds.mjs.
 // The consumer's dependencies (sharp, ...) come from the npm registry or npm's cache.
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +124,25 @@ describe('npm pack, installed into a project with no compiler', () => {
     expect(existsSync(path.join(installed, 'build'))).toBe(false);
     expect(existsSync(path.join(consumer, 'node_modules', 'onnxruntime-node'))).toBe(false);
     expect(existsSync(path.join(consumer, 'node_modules', 'sharp'))).toBe(true);
+  });
+
+  it('its install script (node-gyp-build, as npm runs it when scripts are allowed) takes the prebuilt cpu addon and compiles nothing', () => {
+    // npm runs install scripts in the package folder with node_modules/.bin on the PATH.
+    const runInstallScript = (packageDir: string) =>
+      spawnSync(path.join(binDir, 'node'), [path.join(consumer, 'node_modules', 'node-gyp-build', 'bin.js')], {
+        cwd: packageDir,
+        encoding: 'utf8',
+        env: { ...consumerEnv, PATH: `${path.join(consumer, 'node_modules', '.bin')}${path.delimiter}${binDir}` },
+      });
+    const installed = path.join(consumer, 'node_modules', 'realtune');
+    ok(runInstallScript(installed), 'the install script');
+    expect(existsSync(path.join(installed, 'build'))).toBe(false);
+    // The same package without its prebuilds/ needs a compiler, which is not there: the script fails.
+    const withoutPrebuilds = path.join(work, 'realtune-without-prebuilds');
+    cpSync(installed, withoutPrebuilds, { recursive: true, filter: (source) => !source.startsWith(path.join(installed, 'prebuilds')) });
+    const failed = runInstallScript(withoutPrebuilds);
+    expect(failed.status).not.toBe(0);
+    expect(failed.stderr).toMatch(/node-gyp/);
   });
 
   const useIt = (load: string) => `
