@@ -9,8 +9,8 @@
 //   --cpu    cpu only, into build-cpu/ (what binding.gyp builds, through cmake).
 //   --package  the binaries `npm pack` ships, into build-package/: cpu only, and cpu + cuda when
 //            nvcc is present; then lays them out in prebuilds/ (scripts/prebuilds.mjs).
-// --test and --package also link <dir>/package/{cpu,cuda}/realtune.node from the same objects.
 //   --dir D  build into D instead (lets several checkouts or workers build side by side).
+// --test and --package also link <dir>/package/{cpu,cuda}/realtune.node from the same objects.
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -58,7 +58,7 @@ if (nvcc && withCuda) defines.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
 
 const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
 // ptxas reports only when it compiles: drop the kernel objects so the report covers every kernel.
-if (mode === 'cuda') rmSync(path.join(root, outDir, 'CMakeFiles', 'realtune.dir', 'cuda'), { recursive: true, force: true });
+if (mode === 'cuda') rmSync(path.join(root, outDir, 'CMakeFiles', 'realtune_cuda.dir', 'cuda'), { recursive: true, force: true });
 
 // configure is cheap when nothing changed and keeps the build incremental; build compiles.
 let output = '';
