@@ -7,7 +7,10 @@
 //   --test   what `npm test` needs, into build-test/: cpu + cuda-emu, plus the real cuda
 //            backend when nvcc is present (so an nvcc compile error fails the tests).
 //   --cpu    cpu only, into build-cpu/ (what binding.gyp builds, through cmake).
+//   --package  the binaries `npm pack` ships, into build-package/: cpu only, and cpu + cuda when
+//            nvcc is present; then lays them out in prebuilds/ (scripts/prebuilds.mjs).
 //   --dir D  build into D instead (lets several checkouts or workers build side by side).
+// --test and --package also link <dir>/package/{cpu,cuda}/realtune.node from the same objects.
 import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -15,7 +18,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const mode = args.includes('--cuda') ? 'cuda' : args.includes('--emu') ? 'emu' : args.includes('--cpu') ? 'cpu' : 'test';
+const mode = args.includes('--cuda')
+  ? 'cuda'
+  : args.includes('--emu')
+    ? 'emu'
+    : args.includes('--cpu')
+      ? 'cpu'
+      : args.includes('--package')
+        ? 'package'
+        : 'test';
 const dirFlag = args.indexOf('--dir');
 const outDir = dirFlag >= 0 ? args[dirFlag + 1] : process.env.REALTUNE_BUILD_DIR ?? `build-${mode}`;
 
@@ -34,17 +45,20 @@ if (mode === 'cuda' && !nvcc) {
   process.exit(1);
 }
 if (process.env.REALTUNE_SKIP_NVCC === '1' && mode === 'test') console.log('realtune: REALTUNE_SKIP_NVCC=1, building without the cuda backend');
-const withCuda = mode === 'cuda' || (mode === 'test' && nvcc && process.env.REALTUNE_SKIP_NVCC !== '1');
+if (mode === 'package' && !nvcc) console.log('realtune: nvcc was not found, packing the cpu addon only (no prebuilt cuda addon)');
+const withCuda = mode === 'cuda' || ((mode === 'test' || mode === 'package') && nvcc && process.env.REALTUNE_SKIP_NVCC !== '1');
+const withPackage = mode === 'test' || mode === 'package';
 const defines = [
   `--CDREALTUNE_CUDA=${withCuda ? 'ON' : 'OFF'}`,
   `--CDREALTUNE_REQUIRE_CUDA=${mode === 'cuda' ? 'ON' : 'OFF'}`,
   `--CDREALTUNE_EMU=${mode === 'emu' || mode === 'test' ? 'ON' : 'OFF'}`,
+  `--CDREALTUNE_PACKAGE=${withPackage ? 'ON' : 'OFF'}`,
 ];
 if (nvcc && withCuda) defines.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
 
 const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
 // ptxas reports only when it compiles: drop the kernel objects so the report covers every kernel.
-if (mode === 'cuda') rmSync(path.join(root, outDir, 'CMakeFiles', 'realtune.dir', 'cuda'), { recursive: true, force: true });
+if (mode === 'cuda') rmSync(path.join(root, outDir, 'CMakeFiles', 'realtune_cuda.dir', 'cuda'), { recursive: true, force: true });
 
 // configure is cheap when nothing changed and keeps the build incremental; build compiles.
 let output = '';
@@ -67,6 +81,11 @@ if (withCuda) printPtxasReport(output);
 const withEmu = mode === 'emu' || mode === 'test';
 console.log(`realtune: built ${path.join(outDir, 'Release', 'realtune.node')} (cpu${withCuda ? ' + cuda' : ''}${withEmu ? ' + cuda-emu' : ''})`);
 console.log(`realtune: built ${path.join(outDir, 'Release', 'realtune_dev.node')} (bench helpers${withEmu ? ' + cuda-emu self-tests' : ''})`);
+if (withPackage) console.log(`realtune: built ${path.join(outDir, 'package')}/{cpu${withCuda ? ',cuda' : ''}}/realtune.node (what npm pack ships)`);
+if (mode === 'package') {
+  const { writePrebuilds } = await import('./prebuilds.mjs');
+  for (const file of writePrebuilds(path.join(root, outDir))) console.log(`realtune: wrote ${path.relative(root, file)}`);
+}
 
 // ptxas -v prints, per kernel and architecture, "Compiling entry function 'X' for 'sm_90'" and then
 // "Used N registers, ... bytes smem" and "N bytes spill stores, N bytes spill loads".

@@ -12,8 +12,8 @@ const commands: Record<string, Command> = {
     run(args) {
       const found = info();
       if (args.includes('--json')) {
-        const { version, devices, threads, isa } = found;
-        console.log(JSON.stringify({ version, devices, threads, isa }, null, 2));
+        const { version, devices, threads, isa, addon } = found;
+        console.log(JSON.stringify({ version, devices, threads, isa, addon }, null, 2));
         return;
       }
       console.log(`realtune ${found.version}  (addon ${found.addon})`);
