@@ -164,7 +164,7 @@ export async function run(args: string[]): Promise<PersonalizeBenchResult> {
     const start = text.indexOf(markerStart);
     const end = text.indexOf(markerEnd);
     if (start < 0 || end < start) throw new Error(`bench personalize: README.md has no ${markerStart} ... ${markerEnd} section`);
-    const body = `${markerStart}\n${count} held-out identities x ${contexts} new contexts x ${n} seeds, ${machine.cpu ?? 'this machine'}; made by \`${command}\`.\n\n${table}\n${markerEnd}`;
+    const body = `${markerStart}\n${count} held-out identities x ${contexts} new contexts x ${n} seeds, ${machine.cpu}, ${machine.threads} threads; made by \`${command}\`.\n\n${table}\n${markerEnd}`;
     atomicWriteFile(readme, text.slice(0, start) + body + text.slice(end + markerEnd.length));
     console.log('wrote the table into README.md');
   }

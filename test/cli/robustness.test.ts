@@ -611,6 +611,22 @@ const cases: Case[] = [
     message: /--out .*\/d/,
   },
   {
+    item: 4,
+    name: 'personalize --out under a regular file: refused before reading anything',
+    setup: (at) => writeFileSync(at('f'), 'a file'),
+    args: (at) => ['personalize', '--ckpt', model(), '--ref', at('missing.png'), '--out', at('f/id.safetensors'), '--quiet'],
+    status: 1,
+    message: /personalize: out .*\/f\/id\.safetensors: its folder .* cannot be made: .*\/f is a file/,
+  },
+  {
+    item: 7,
+    name: 'personalize --ref a file that is not an image',
+    setup: (at) => writeFileSync(at('ref.png'), 'not a png'),
+    args: (at) => ['personalize', '--ckpt', model(), '--ref', at('ref.png'), '--out', at('id.safetensors'), '--quiet'],
+    status: 1,
+    message: /personalize: reference image .*\/ref\.png is not an image sharp can read/,
+  },
+  {
     item: 7,
     name: 'eval --ckpt a folder that is not a checkpoint',
     setup: (at) => mkdirSync(at('empty')),

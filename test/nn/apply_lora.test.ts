@@ -249,8 +249,10 @@ describe('inference rules: scales, timestep windows, the last half of the blocks
     expect(Object.keys(lidbRead.tensors).sort()).toEqual(['identity/blocks.0.attn.q.lidb.aTrain', 'identity/blocks.0.attn.q.lidb.bTrain']);
     lidbRead.dispose();
     const withLidb = images(model, { lora: lidbFile });
-    expect(withLidb).not.toEqual(images(model));
-    expectClose(withLidb, images(lidbModel), { rtol: 1e-4, atol: 1e-5 }, 'LiDB file vs attached LiDB');
+    const plain = images(model);
+    // The update moves the images far more than the tolerance below (merged weight vs separate factors round differently).
+    expect(Math.max(...withLidb.map((v, i) => Math.abs(v - plain[i]!)))).toBeGreaterThan(1e-2);
+    expectClose(withLidb, images(lidbModel), { rtol: 1e-3, atol: 1e-4 }, 'LiDB file vs attached LiDB');
     lidbModel.dispose();
     expectIdentical(images(model, { lora: lidbFile, loraGroups: { identity: { enabled: false } } }), images(model), 'the LiDB group left out');
 
