@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { shippedEvaluator } from '../eval/networks.js';
 import { isCheckpoint } from '../io/checkpoint.js';
+import { checkOutputFile } from '../io/output_paths.js';
 import { hypernetTrainDefaults, trainHypernet } from '../train/personalize/hypernet_train.js';
 import { lidbFromZeroLr, personalize, personalizeDefaults, shippedHypernet } from '../train/personalize/personalize.js';
 import { preoptDefaults, preoptimize } from '../train/personalize/preopt.js';
@@ -82,6 +83,7 @@ export async function run(argv: string[]): Promise<void> {
   }
   if (flags.ref === undefined) throw new FlagError(`--ref IMAGE is required\n${usage}`);
   if (flags.out === undefined) throw new FlagError(`--out FILE is required (the identity file)\n${usage}`);
+  checkOutputFile(path.resolve(String(flags.out)), '--out');
   const result = await personalize({
     base: baseOf(flags),
     reference: path.resolve(String(flags.ref)),

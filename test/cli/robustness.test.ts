@@ -616,7 +616,7 @@ const cases: Case[] = [
     setup: (at) => writeFileSync(at('f'), 'a file'),
     args: (at) => ['personalize', '--ckpt', model(), '--ref', at('missing.png'), '--out', at('f/id.safetensors'), '--quiet'],
     status: 1,
-    message: /personalize: out .*\/f\/id\.safetensors: its folder .* cannot be made: .*\/f is a file/,
+    message: /realtune personalize: --out .*\/f\/id\.safetensors: its folder .*\/f is a file, not a directory/,
   },
   {
     item: 7,
