@@ -99,7 +99,8 @@ export async function run(argv: string[]): Promise<void> {
   });
   const numbers = Object.entries(result.numbers).map(([g, n]) => `${g} ${n}`).join(', ');
   console.log(`personalize: ${result.file} in ${result.seconds.total.toFixed(1)} s (${numbers} numbers, ${(result.bytes / 1024).toFixed(0)} KiB); prompt "${result.prompt}"`);
-  console.log(`  realtune sample --lora ${path.relative(process.cwd(), result.file!) || result.file} --prompt "a photo of [V] person, running, in front of a green park, lit from the left" --out grid.png`);
+  const shown = path.relative(process.cwd(), result.file!);
+  console.log(`  realtune sample --lora ${shown.startsWith('..') ? result.file : shown} --prompt "a photo of [V] person, running, in front of a green park, lit from the left" --out grid.png`);
 }
 
 async function runPreopt(argv: string[]): Promise<void> {

@@ -109,7 +109,7 @@ describe('npm pack, installed into a project with no compiler', () => {
     const files = packed.files.map((f) => f.path);
     const allowed = [/^package\.json$/, /^README\.md$/, /^LICENSE/, /^dist\/[^/]+\.(js|cjs|d\.ts|d\.cts)$/, /^bin\/realtune\.js$/, /^models\//, /^prebuilds\//, /^binding\.gyp$/, /^scripts\/sources\.cjs$/, /^csrc\/(cpu\/|napi\/)?[^/]+\.(cc|h)$/];
     expect(files.filter((f) => !allowed.some((pattern) => pattern.test(f)))).toEqual([]);
-    const required = ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/cli.js', 'bin/realtune.js', cpuPrebuilt, 'models/base-tiny/model.safetensors', 'models/eval/scorer.safetensors'];
+    const required = ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/cli.js', 'bin/realtune.js', cpuPrebuilt, 'models/base-tiny/model.safetensors', 'models/eval/scorer.safetensors', 'models/hypernet-tiny/hypernet.safetensors'];
     if (withCuda) required.push(cudaPrebuilt);
     for (const file of required) expect(files, file).toContain(file);
     // The cpu sources binding.gyp builds from when no prebuilt binary fits (`npm rebuild realtune`).
@@ -190,6 +190,10 @@ console.log(JSON.stringify({ sum: Array.from(sum.toArray()), addon: found.addon,
       'realtune sample',
     );
     expect(readFileSync(out).subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    // personalize with the shipped hypernetwork, found from the installed package (the sample as the reference).
+    const id = path.join(consumer, 'id.safetensors');
+    const log = ok(inConsumer(bin, ['personalize', '--ref', out, '--steps', '1', '--out', id, '--quiet']), 'realtune personalize');
+    expect(log).toMatch(/personalize: .*id\.safetensors in [0-9.]+ s \(identity 8400, relax \d+ numbers/);
   });
 
   it('with no binary for the platform, the error says what was tried and how to build one', () => {

@@ -20,6 +20,7 @@ import { loadEvaluator, shippedEvaluator, type AttributeClassifier } from '../..
 import { adapterTensors, describeAdapters, saveAdapterFile, weightsHash, type AdapterGroup } from '../../nn/adapter_file.js';
 import { attachLora, bakeAdapters, detachAdapters } from '../../nn/lora.js';
 import { checkOutputFile } from '../../io/output_paths.js';
+import { packageRoot } from '../../native.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { fitIdentity } from './fit.js';
@@ -27,7 +28,7 @@ import { identityPrompt, identitySubject, loadReferenceImage, type Scene } from 
 import { attachIdentityLidb, checkHypernetFits, defaultLidbShape, loadHypernet, personalizedLayers, type HypernetFile } from './lidb.js';
 
 /** The hypernetwork shipped for models/base-tiny. */
-export const shippedHypernet = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..', 'models', 'hypernet-tiny', 'hypernet.safetensors');
+export const shippedHypernet = path.join(packageRoot, 'models', 'hypernet-tiny', 'hypernet.safetensors');
 
 export interface PersonalizeSettings {
   /** Finetune steps after the prediction (0: the hypernetwork's prediction alone). */
