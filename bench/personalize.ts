@@ -26,9 +26,9 @@ import { TextToImage } from '../lib/models/text_to_image.js';
 import { dreamBooth } from '../lib/train/personalize/dreambooth.js';
 import { identityInScene, identityPrompt, identitySeeds, identityViews, personalIdentity, recontextScenes } from '../lib/train/personalize/identities.js';
 import { loadHypernet } from '../lib/train/personalize/lidb.js';
-import { measureIdentity, type Evaluators } from '../lib/train/personalize/measure.js';
-import { autoPrompt, personalize, shippedHypernet } from '../lib/train/personalize/personalize.js';
-import { fromArray, type Tensor } from '../lib/tensor.js';
+import { measureIdentity, measureImages, type Evaluators, type IdentityMeasure } from '../lib/train/personalize/measure.js';
+import { autoPrompt, personalize, shippedHypernet, type PersonalizeOptions } from '../lib/train/personalize/personalize.js';
+import { fromArray } from '../lib/tensor.js';
 import { flagValue, machineInfo, median, printTable, type MachineInfo } from './harness.js';
 
 interface Row {
@@ -77,7 +77,7 @@ export async function run(args: string[]): Promise<PersonalizeBenchResult> {
     for (let index = 0; index < count; index++) {
       const identity = personalIdentity('heldOut', index);
       const reference = identityViews('heldOut', index, 1, size)[0]!;
-      const record = (method: string, m: { identity: number; adherenceMean: number; diversity: number; images: Tensor<'f32'> }, seconds: number, bytes: number): void => {
+      const record = (method: string, m: IdentityMeasure, seconds: number, bytes: number): void => {
         const a = acc.get(method)!;
         a.identity.push(m.identity);
         a.adherence.push(m.adherenceMean);
@@ -123,16 +123,16 @@ export async function run(args: string[]): Promise<PersonalizeBenchResult> {
         record(`DreamBooth (${dreamSteps} steps)`, measureIdentity(copy, evaluators, measure), seconds, 4 * result.numbers);
         copy.dispose();
       }
-      const variants: [string, Parameters<typeof personalize>[0]][] = [
+      const variants: [string, Partial<PersonalizeOptions>][] = [
         ['LiDB from zero (40 steps)', { method: 'lidb', steps: 40 }],
         [`LiDB from zero (${dreamSteps} steps)`, { method: 'lidb', steps: dreamSteps }],
         ['hypernetwork only', { steps: 0 }],
         ['HyperDreamBooth (r=4, 40 steps)', { steps: 40, rank: 4 }],
         ['HyperDreamBooth (r=1, 40 steps)', { steps: 40, rank: 1 }],
-      ].map(([name, o]) => [name as string, { base: model, reference: reference.pixels, hypernet, prompt, seed: index, ...(o as object) } as Parameters<typeof personalize>[0]]);
+      ];
       for (const [name, options] of variants) {
         const file = path.join(tmp, `id-${index}.safetensors`);
-        const result = await personalize({ ...options, out: file });
+        const result = await personalize({ base: model, reference: reference.pixels, hypernet, prompt, seed: index, ...options, out: file });
         record(name, measureIdentity(model, evaluators, { ...measure, lora: file }), result.seconds.total, result.bytes);
       }
     }
@@ -169,11 +169,4 @@ export async function run(args: string[]): Promise<PersonalizeBenchResult> {
     console.log('wrote the table into README.md');
   }
   return { machine, command, identities: count, contexts, n, rows };
-}
-
-/** Measures given images like measureIdentity measures generated ones. */
-function measureImages(evaluators: Evaluators, reference: Float32Array, prompts: readonly string[], n: number, images: Tensor<'f32'>): { identity: number; adherenceMean: number; diversity: number; images: Tensor<'f32'> } {
-  const fake = { generate: () => images, imageSize: images.shape[2]!, channels: 3 } as unknown as TextToImage;
-  const m = measureIdentity(fake, evaluators, { reference, prompts, n });
-  return m;
 }

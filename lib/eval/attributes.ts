@@ -115,3 +115,27 @@ export function attributesFromPrompt(prompt: string): Record<string, number> {
   set('light', /lit from (?:the )?(left|right|above|front)/.exec(text)?.[1]);
   return out;
 }
+
+/**
+ * Per head, the share of images whose predicted class is what their prompt asks for, over the
+ * images whose prompt names that attribute (heads no prompt names are absent). `predictions` is
+ * the classifier's [head][image]; images come `perPrompt` per prompt, prompt-major.
+ */
+export function promptAdherence(prompts: readonly string[], predictions: readonly (readonly number[])[], perPrompt = 1): Record<string, number> {
+  const asked = prompts.map(attributesFromPrompt);
+  const adherence: Record<string, number> = {};
+  ATTRIBUTE_HEADS.forEach((h, k) => {
+    let hits = 0;
+    let total = 0;
+    asked.forEach((a, p) => {
+      const want = a[h.name];
+      if (want === undefined) return;
+      for (let s = 0; s < perPrompt; s++) {
+        total++;
+        if (predictions[k]![p * perPrompt + s] === want) hits++;
+      }
+    });
+    if (total > 0) adherence[h.name] = hits / total;
+  });
+  return adherence;
+}

@@ -1,7 +1,7 @@
 // Measuring images: the evaluator networks (attribute classifier, identity embedder, caption
 // scorer), the network-free measures (Fréchet distance, hue distance, sharpness, channel drift),
 // the ONNX adapter for a user's own scorer or feature extractor, and the report of a checkpoint.
-export { ATTRIBUTE_HEADS, ATTRIBUTE_NAMES, attributeLabels, attributesFromPrompt, type AttributeHead } from './attributes.js';
+export { ATTRIBUTE_HEADS, ATTRIBUTE_NAMES, attributeLabels, attributesFromPrompt, promptAdherence, type AttributeHead } from './attributes.js';
 export {
   AttributeClassifier,
   IdentityEmbedder,

@@ -17,6 +17,7 @@ import { packageRoot } from '../native.js';
 import * as F from '../autograd/functions.js';
 import { noGrad, type Input, type Variable } from '../autograd/variable.js';
 import { atomicWriteFile } from '../io/atomic.js';
+import { parseJsonMetadata } from '../io/json_fields.js';
 import { encodeSafetensors, loadSafetensors } from '../io/safetensors.js';
 import { LayerNorm, Linear } from '../nn/layers.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -236,15 +237,6 @@ export function saveEvaluator(file: string, evaluator: Evaluator, provenance: Re
   atomicWriteFile(file, encodeSafetensors(evaluator.stateDict(), { metadata }));
 }
 
-function parseJsonField(file: string, field: string, text: string | undefined): unknown {
-  if (text === undefined) throw new Error(`evaluator ${file}: metadata has no ${field}`);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new Error(`evaluator ${file}: metadata field ${field} is not valid JSON (${(err as Error).message})`);
-  }
-}
-
 /** Reads an evaluator file written by saveEvaluator; `kind`, when given, must match. */
 export function loadEvaluator<K extends EvaluatorKind>(file: string, kind?: K): K extends 'attributes' ? AttributeClassifier : K extends 'identity' ? IdentityEmbedder : K extends 'scorer' ? CaptionScorer : Evaluator {
   if (!existsSync(file)) throw new Error(`evaluator ${file} does not exist (the shipped ones are in models/eval; scripts/train-evaluators.sh makes them)`);
@@ -253,7 +245,7 @@ export function loadEvaluator<K extends EvaluatorKind>(file: string, kind?: K): 
     if (metadata.format !== evaluatorFormat) throw new Error(`evaluator ${file}: metadata format is ${JSON.stringify(metadata.format)}, expected ${evaluatorFormat}`);
     const found = metadata.kind as EvaluatorKind;
     if (kind !== undefined && found !== kind) throw new Error(`evaluator ${file} is a ${JSON.stringify(found)} evaluator, expected ${JSON.stringify(kind)}`);
-    const config = parseJsonField(file, 'config', metadata.config) as Record<string, unknown>;
+    const config = parseJsonMetadata(`evaluator ${file}`, 'config', metadata.config) as Record<string, unknown>;
     let evaluator: Evaluator;
     try {
       if (found === 'attributes') {
@@ -264,7 +256,7 @@ export function loadEvaluator<K extends EvaluatorKind>(file: string, kind?: K): 
         evaluator = new IdentityEmbedder(config as unknown as ImageEncoderConfig & { embedding: number });
       } else if (found === 'scorer') {
         checkImageEncoderConfig((config as unknown as CaptionScorerConfig).image, `evaluator ${file}`);
-        const tokenizer = Tokenizer.fromJSON(parseJsonField(file, 'tokenizer', metadata.tokenizer) as Parameters<typeof Tokenizer.fromJSON>[0]);
+        const tokenizer = Tokenizer.fromJSON(parseJsonMetadata(`evaluator ${file}`, 'tokenizer', metadata.tokenizer) as Parameters<typeof Tokenizer.fromJSON>[0]);
         evaluator = new CaptionScorer(config as unknown as CaptionScorerConfig, tokenizer);
       } else {
         throw new Error(`evaluator ${file}: metadata kind is ${JSON.stringify(found)}, expected attributes, identity or scorer`);

@@ -15,7 +15,7 @@ import { captionFor, figureAttributesAt } from '../data/figures.js';
 import { fromArray, type Tensor } from '../tensor.js';
 import { loraSources, openAdapterFiles, type AdapterFile, type LoraSelection, type LoraSource, type OpenedAdapterFiles } from '../nn/adapter_file.js';
 import type { TextToImage } from '../models/text_to_image.js';
-import { ATTRIBUTE_HEADS, attributesFromPrompt } from './attributes.js';
+import { promptAdherence } from './attributes.js';
 import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from './metrics.js';
 import { loadEvaluator, shippedEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';
 import { onnxFeatureExtractor, onnxScorer, type FeatureExtractor, type Scorer } from './onnx.js';
@@ -177,20 +177,7 @@ export async function evaluateModel(model: TextToImage, options: EvaluateOptions
     const fd = frechetDistance(classifier.evaluator.features(generated), realFeatures);
     const fdRealFloor = frechetDistance(classifier.evaluator.features(otherReal.images), realFeatures);
 
-    const predictions = classifier.evaluator.predict(generated);
-    const adherence: Record<string, number> = {};
-    const asked = real.prompts.map(attributesFromPrompt);
-    ATTRIBUTE_HEADS.forEach((h, k) => {
-      let hits = 0;
-      let total = 0;
-      asked.forEach((a, i) => {
-        const want = a[h.name];
-        if (want === undefined) return;
-        total++;
-        if (predictions[k]![i] === want) hits++;
-      });
-      if (total > 0) adherence[h.name] = hits / total;
-    });
+    const adherence = promptAdherence(real.prompts, classifier.evaluator.predict(generated));
     const values = Object.values(adherence);
     const mean = (xs: ArrayLike<number>) => Array.from(xs).reduce((s, x) => s + x, 0) / xs.length;
     const onnx: Partial<EvaluationReport> = {};

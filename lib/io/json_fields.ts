@@ -9,6 +9,19 @@ function describe(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
+/**
+ * A JSON value stored as text in a file's metadata (safetensors' __metadata__ is strings only);
+ * `where` starts the errors ("evaluator models/eval/x.safetensors").
+ */
+export function parseJsonMetadata(where: string, field: string, text: string | undefined): unknown {
+  if (text === undefined) throw new Error(`${where}: metadata has no ${field}`);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${where}: metadata field ${field} is not valid JSON (${(err as Error).message})`);
+  }
+}
+
 export class JsonFields {
   /** `where` starts every error: the op and the file, e.g. "TextToImage.load: /x/state.json". */
   constructor(readonly where: string) {}

@@ -13,6 +13,13 @@ import type { Tensor } from '../../tensor.js';
 /** Settings that shape every step of a run, as JSON; `steps` is not among them (extending a run is what resuming is for). */
 export type JsonSettings = Record<string, unknown>;
 
+/** `defaults` with each of its keys that `options` gives (not undefined) taken from `options`. */
+export function settingsWithDefaults<T extends object>(defaults: T, options: Partial<T>): T {
+  const out = { ...defaults };
+  for (const key of Object.keys(defaults) as (keyof T)[]) if (options[key] !== undefined) out[key] = options[key] as T[keyof T];
+  return out;
+}
+
 /** What a training checkpoint's state.json holds under `trainer`, besides the tensors. */
 export interface TrainerState {
   step: number;

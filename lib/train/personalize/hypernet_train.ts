@@ -20,6 +20,7 @@ import { tidy } from '../../scope.js';
 import { fromArray } from '../../tensor.js';
 import { runTraining, type StepReport } from '../loop/engine.js';
 import { parameterCheckpoints } from '../loop/param_checkpoint.js';
+import { settingsWithDefaults } from '../loop/state.js';
 import { diffusionLoss } from '../objectives/diffusion.js';
 import { identityViews, type IdentityView } from './identities.js';
 import { attachIdentityLidb, personalizedLayerNames, saveHypernet } from './lidb.js';
@@ -75,7 +76,7 @@ export interface HypernetTrainOptions extends Partial<HypernetTrainSettings> {
 
 export async function trainHypernet(options: HypernetTrainOptions): Promise<{ file: string; losses: number[]; step: number }> {
   const op = 'train-hypernet';
-  const s: HypernetTrainSettings = { ...hypernetTrainDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => k in hypernetTrainDefaults && v !== undefined)) };
+  const s = settingsWithDefaults(hypernetTrainDefaults, options);
   for (const key of ['identitiesPerStep', 'batch', 'refinements'] as const) {
     if (!Number.isInteger(s[key]) || s[key] < 1) throw new RangeError(`${op}: ${key} must be an integer >= 1, got ${s[key]}`);
   }
@@ -91,6 +92,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
     if (layers.join(',') !== record.layers.join(',')) throw new Error(`${op}: ${options.preopt} has weights for other layers than ${options.base} has`);
     const { a, b } = record.settings.lidb;
     const encoderInit = options.encoderInit ?? shippedEvaluator('attributes');
+    const encoderName = encoderInit === 'none' ? 'none' : path.basename(encoderInit);
     const pretrained = encoderInit === 'none' ? undefined : loadEvaluator(encoderInit);
     let config: HyperNetworkConfig;
     try {
@@ -100,10 +102,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
         config = { ...config, encoder: { ...pretrained.encoder.config } };
       }
       hypernet = new HyperNetwork(config, { seed: s.seed });
-      if (pretrained !== undefined) {
-        const weights = Object.fromEntries(Object.entries(pretrained.stateDict()).filter(([k]) => k.startsWith('encoder.')).map(([k, t]) => [k.slice('encoder.'.length), t]));
-        hypernet.encoder.loadStateDict(weights);
-      }
+      if (pretrained !== undefined) hypernet.encoder.loadStateDict((pretrained.encoder as ImageEncoder).stateDict());
     } finally {
       pretrained?.dispose();
     }
@@ -135,7 +134,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
         ...(options.stopAt !== undefined ? { stopAt: options.stopAt } : {}),
         ...(options.onStep ? { onStep: options.onStep } : {}),
       },
-      settings: { ...s, preopt: path.resolve(options.preopt), identities: weights.length, config: JSON.parse(JSON.stringify(config)), encoderInit: encoderInit === 'none' ? 'none' : path.basename(encoderInit) },
+      settings: { ...s, preopt: path.resolve(options.preopt), identities: weights.length, config: JSON.parse(JSON.stringify(config)), encoderInit: encoderName },
       parameters,
       micro: ({ streams, accumulate }) => {
         const fresh = s.freshShare > 0 && streams.host.next() < s.freshShare;
@@ -173,7 +172,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
       finish: () => net.eval(),
     });
     const file = path.join(options.out, 'hypernet.safetensors');
-    saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderInit === 'none' ? 'none' : path.basename(encoderInit), identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
+    saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderName, identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
     return { file, losses: result.losses, step: result.step };
   } finally {
     hypernet?.dispose();

@@ -37,17 +37,20 @@ export interface IdentityView {
   attributes: FigureAttributes;
 }
 
+/** A rendered figure with its [V] prompt. */
+function viewOf(attributes: FigureAttributes, size: number): IdentityView {
+  return { pixels: renderFigure(attributes, size), prompt: identityPrompt(attributes), attributes };
+}
+
 /** View `view` of a person: their identity in a scene, pose and light of its own, with its [V] prompt. */
 export function identityView(identity: IdentityAttributes, identitySeed: number, view: number, size: number): IdentityView {
-  const attributes = sampleFigureAttributes(mixSeed(identitySeed, 0x5ce, view), { fixed: identity });
-  return { pixels: renderFigure(attributes, size), prompt: identityPrompt(attributes), attributes };
+  return viewOf(sampleFigureAttributes(mixSeed(identitySeed, 0x5ce, view), { fixed: identity }), size);
 }
 
 /** The person in a given scene (pose, background, light); `seed` draws the rest (joints, offset, details). */
 export function identityInScene(identity: IdentityAttributes, scene: Scene, seed: number, size: number): IdentityView {
   const sampled = sampleFigureAttributes(seed, { fixed: identity, pose: scene.pose });
-  const attributes = { ...sampled, background: scene.background, backgroundColor: scene.backgroundColor, lightDir: scene.lightDir };
-  return { pixels: renderFigure(attributes, size), prompt: identityPrompt(attributes), attributes };
+  return viewOf({ ...sampled, background: scene.background, backgroundColor: scene.backgroundColor, lightDir: scene.lightDir }, size);
 }
 
 /** The reference image of a training or held-out identity (view 0) and its further views. */

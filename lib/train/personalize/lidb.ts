@@ -12,7 +12,9 @@
 //   hypernetwork    safetensors of the network with metadata: its config, the base's weightsHash,
 //                   the LiDB seed, a, b and the layer names it predicts in order.
 import { existsSync } from 'node:fs';
+import type { Variable } from '../../autograd/variable.js';
 import { atomicWriteFile } from '../../io/atomic.js';
+import { parseJsonMetadata } from '../../io/json_fields.js';
 import { encodeSafetensors, loadSafetensors } from '../../io/safetensors.js';
 import type { DiT } from '../../nn/dit.js';
 import { checkHyperNetworkConfig, HyperNetwork, type HyperNetworkConfig } from '../../nn/hypernet.js';
@@ -44,10 +46,12 @@ export function attachIdentityLidb(dit: DiT, shape: LidbShape): LidbAdapter[] {
   return [...attachLidb(dit, { pattern: personalizedLayers, seed: shape.seed, a: shape.a, b: shape.b }).values()];
 }
 
-/** Trainable numbers and bytes (float32) of one identity's LiDB weights. */
-export function lidbSize(layers: number, shape: LidbShape): { numbers: number; bytes: number } {
-  const numbers = layers * (shape.a + shape.b);
-  return { numbers, bytes: 4 * numbers };
+/** The trained parameters of `adapters` (one per layer of `layers`, in order), named `<layer>.aTrain` / `.bTrain`. */
+export function lidbParameters(adapters: readonly LidbAdapter[], layers: readonly string[]): [string, Variable][] {
+  return adapters.flatMap((a, i) => [
+    [`${layers[i]}.aTrain`, a.aTrain],
+    [`${layers[i]}.bTrain`, a.bTrain],
+  ]);
 }
 
 export const hypernetFormat = 'realtune-hypernetwork';
@@ -77,23 +81,14 @@ export interface HypernetFile {
   meta: HypernetMeta;
 }
 
-function parseField(file: string, field: string, text: string | undefined): unknown {
-  if (text === undefined) throw new Error(`hypernetwork ${file}: metadata has no ${field}`);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new Error(`hypernetwork ${file}: metadata field ${field} is not valid JSON (${(err as Error).message})`);
-  }
-}
-
 /** Reads a hypernetwork written by saveHypernet; errors name the file and the field. */
 export function loadHypernet(file: string): HypernetFile {
   if (!existsSync(file)) throw new Error(`hypernetwork ${file} does not exist (the shipped one is models/hypernet-tiny/hypernet.safetensors)`);
   const { tensors, metadata } = loadSafetensors(file, { dtype: 'f32' });
   try {
     if (metadata.format !== hypernetFormat) throw new Error(`hypernetwork ${file}: metadata format is ${JSON.stringify(metadata.format)}, expected ${hypernetFormat}`);
-    const config = parseField(file, 'config', metadata.config) as HyperNetworkConfig;
-    const meta = parseField(file, 'meta', metadata.meta) as HypernetMeta;
+    const config = parseJsonMetadata(`hypernetwork ${file}`, 'config', metadata.config) as HyperNetworkConfig;
+    const meta = parseJsonMetadata(`hypernetwork ${file}`, 'meta', metadata.meta) as HypernetMeta;
     if (typeof meta !== 'object' || meta === null || typeof meta.base !== 'string' || !Array.isArray(meta.layers) || typeof meta.lidb !== 'object' || meta.lidb === null) {
       throw new Error(`hypernetwork ${file}: metadata field meta must be { base, lidb, layers }, got ${metadata.meta}`);
     }

@@ -4,7 +4,7 @@
 //   adherence    share of images whose classified pose, background and light match the prompt
 //   diversity    mean pairwise cosine distance of the classifier's features among the images
 //                of one prompt (different seeds): 0 when every sample is the same image
-import { ATTRIBUTE_HEADS, attributesFromPrompt } from '../../eval/attributes.js';
+import { promptAdherence } from '../../eval/attributes.js';
 import type { AttributeClassifier, IdentityEmbedder } from '../../eval/networks.js';
 import type { LoraSource } from '../../nn/adapter_file.js';
 import type { TextToImage } from '../../models/text_to_image.js';
@@ -44,60 +44,55 @@ const dot = (a: Float32Array, i: number, b: Float32Array, j: number, dim: number
   return s;
 };
 
+/** Generates the person in the prompts' contexts (options.lora applied) and measures the images. */
 export function measureIdentity(model: TextToImage, evaluators: Evaluators, options: MeasureOptions): IdentityMeasure {
-  const { prompts, n } = options;
-  const size = model.imageSize;
   const images = model.generate({
-    prompts,
-    n,
+    prompts: options.prompts,
+    n: options.n,
     steps: options.steps ?? 25,
     cfg: options.cfg ?? 5,
     seed: options.seed ?? 0,
     ...(options.lora !== undefined ? { lora: options.lora } : {}),
   });
   try {
-    const reference = fromArray(options.reference, [1, model.channels, size, size]);
-    const ref = evaluators.identity.embed(reference);
-    reference.dispose();
-    const emb = evaluators.identity.embed(images);
-    let identity = 0;
-    for (let i = 0; i < emb.count; i++) identity += dot(emb.data, i, ref.data, 0, emb.dim);
-    identity /= emb.count;
-
-    const predictions = evaluators.attributes.predict(images);
-    const adherence: Record<string, number> = {};
-    ATTRIBUTE_HEADS.forEach((h, k) => {
-      let hits = 0;
-      let total = 0;
-      prompts.forEach((p, pi) => {
-        const want = attributesFromPrompt(p)[h.name];
-        if (want === undefined) return;
-        for (let s = 0; s < n; s++) {
-          total++;
-          if (predictions[k]![pi * n + s] === want) hits++;
-        }
-      });
-      if (total > 0) adherence[h.name] = hits / total;
-    });
-    const values = Object.values(adherence);
-
-    const features = evaluators.attributes.features(images);
-    const norms = Array.from({ length: features.count }, (_, i) => Math.sqrt(dot(features.data, i, features.data, i, features.dim)) || 1);
-    let distance = 0;
-    let pairs = 0;
-    for (let p = 0; p < prompts.length; p++) {
-      for (let s = 0; s < n; s++) {
-        for (let u = s + 1; u < n; u++) {
-          const i = p * n + s;
-          const j = p * n + u;
-          distance += 1 - dot(features.data, i, features.data, j, features.dim) / (norms[i]! * norms[j]!);
-          pairs++;
-        }
-      }
-    }
-    return { identity, adherence, adherenceMean: values.reduce((s, v) => s + v, 0) / Math.max(1, values.length), diversity: pairs > 0 ? distance / pairs : 0, images };
+    return measureImages(evaluators, options.reference, options.prompts, options.n, images);
   } catch (err) {
     images.dispose();
     throw err;
   }
+}
+
+/**
+ * The measures of `images` [prompts * n, C, H, W] (prompt-major) against `reference`: what
+ * measureIdentity reports for generated images, for any set (e.g. real views of the person).
+ * The result holds `images`.
+ */
+export function measureImages(evaluators: Evaluators, reference: Float32Array, prompts: readonly string[], n: number, images: Tensor<'f32'>): IdentityMeasure {
+  const [, channels, size] = images.shape as [number, number, number, number];
+  const referenceTensor = fromArray(reference, [1, channels, size, size]);
+  const ref = evaluators.identity.embed(referenceTensor);
+  referenceTensor.dispose();
+  const emb = evaluators.identity.embed(images);
+  let identity = 0;
+  for (let i = 0; i < emb.count; i++) identity += dot(emb.data, i, ref.data, 0, emb.dim);
+  identity /= emb.count;
+
+  const adherence = promptAdherence(prompts, evaluators.attributes.predict(images), n);
+  const values = Object.values(adherence);
+
+  const features = evaluators.attributes.features(images);
+  const norms = Array.from({ length: features.count }, (_, i) => Math.sqrt(dot(features.data, i, features.data, i, features.dim)) || 1);
+  let distance = 0;
+  let pairs = 0;
+  for (let p = 0; p < prompts.length; p++) {
+    for (let s = 0; s < n; s++) {
+      for (let u = s + 1; u < n; u++) {
+        const i = p * n + s;
+        const j = p * n + u;
+        distance += 1 - dot(features.data, i, features.data, j, features.dim) / (norms[i]! * norms[j]!);
+        pairs++;
+      }
+    }
+  }
+  return { identity, adherence, adherenceMean: values.reduce((s, v) => s + v, 0) / Math.max(1, values.length), diversity: pairs > 0 ? distance / pairs : 0, images };
 }

@@ -18,14 +18,16 @@ import { noGrad } from '../../autograd/variable.js';
 import { ATTRIBUTE_HEADS } from '../../eval/attributes.js';
 import { loadEvaluator, shippedEvaluator, type AttributeClassifier } from '../../eval/networks.js';
 import { adapterTensors, describeAdapters, saveAdapterFile, weightsHash, type AdapterGroup } from '../../nn/adapter_file.js';
-import { attachLora, bakeAdapters, detachAdapters } from '../../nn/lora.js';
+import { attachLora, bakeAdapters, detachAdapters, findLinears } from '../../nn/lora.js';
 import { checkOutputFile } from '../../io/output_paths.js';
 import { packageRoot } from '../../native.js';
 import { TextToImage } from '../../models/text_to_image.js';
+import { tidy } from '../../scope.js';
 import { fromArray, type Tensor } from '../../tensor.js';
+import { settingsWithDefaults } from '../loop/state.js';
 import { fitIdentity } from './fit.js';
 import { identityPrompt, identitySubject, loadReferenceImage, type Scene } from './identities.js';
-import { attachIdentityLidb, checkHypernetFits, defaultLidbShape, loadHypernet, personalizedLayers, type HypernetFile } from './lidb.js';
+import { attachIdentityLidb, checkHypernetFits, defaultLidbShape, lidbParameters, loadHypernet, personalizedLayerNames, personalizedLayers, type HypernetFile } from './lidb.js';
 
 /** The hypernetwork shipped for models/base-tiny. */
 export const shippedHypernet = path.join(packageRoot, 'models', 'hypernet-tiny', 'hypernet.safetensors');
@@ -102,7 +104,7 @@ async function referencePixels(reference: ReferenceSource, size: number): Promis
 /** Makes an identity from one image; writes the identity file when options.out is given. */
 export async function personalize(options: PersonalizeOptions): Promise<PersonalizeResult> {
   const op = 'personalize';
-  const s: PersonalizeSettings = { ...personalizeDefaults, ...Object.fromEntries(Object.entries(options).filter(([k, v]) => k in personalizeDefaults && v !== undefined)) };
+  const s = settingsWithDefaults(personalizeDefaults, options);
   const method = options.method ?? 'hyperdreambooth';
   if (method === 'lidb' && options.lr === undefined) s.lr = lidbFromZeroLr;
   if (method !== 'hyperdreambooth' && method !== 'lidb') throw new RangeError(`${op}: method must be 'hyperdreambooth' or 'lidb', got ${JSON.stringify(method)}`);
@@ -115,7 +117,8 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   const model = typeof options.base === 'string' ? TextToImage.load(options.base) : options.base;
   const ownedHypernet = method === 'hyperdreambooth' && (options.hypernet === undefined || typeof options.hypernet === 'string');
   let hypernet: HypernetFile | undefined;
-  const saved = owned ? undefined : new Map([...model.dit.namedParameters()].map(([name, p]) => [name, p.value.clone()] as const));
+  // Merging theta_hat changes the personalised layers' weights only: a model passed in gets them back.
+  const saved = owned ? undefined : findLinears(model.dit, personalizedLayers).map(([, linear]) => [linear, linear.weight.value.clone()] as const);
   try {
     const base = weightsHash(model.dit);
     const size = model.imageSize;
@@ -141,10 +144,13 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
     const groups: AdapterGroup[] = [];
     const tensors: Record<string, Tensor> = {};
     const numbers: Record<string, number> = {};
-    const keepIdentity = (): void => {
-      groups.push(describeAdapters(model.dit, { name: 'identity', pattern: personalizedLayers, lidbSeed: lidbShape.seed }));
-      for (const [key, t] of Object.entries(adapterTensors(model.dit, personalizedLayers, 'identity'))) tensors[key] = t.clone();
-      numbers.identity = adapters.reduce((n, a) => n + a.a + a.b, 0);
+    /** Copies the attached adapters into the file's tensors as group `name`. */
+    const keepGroup = (name: string, lidbSeed?: number): void => {
+      groups.push(describeAdapters(model.dit, { name, pattern: personalizedLayers, ...(lidbSeed !== undefined ? { lidbSeed } : {}) }));
+      for (const [key, t] of Object.entries(adapterTensors(model.dit, personalizedLayers, name))) {
+        tensors[key] = t.clone();
+        numbers[name] = (numbers[name] ?? 0) + t.size;
+      }
     };
     let losses: number[] = [];
     let predictSeconds = 0;
@@ -152,29 +158,28 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
     const fit = { steps: s.steps, batch: s.batch, lr: s.lr, seed: s.seed, augment: { cropScale: 0.92, maxRotation: 4 } };
     if (method === 'hyperdreambooth') {
       const predictStart = performance.now();
-      noGrad(() => {
-        const theta = hypernet!.hypernet.forward(fromArray(pixels, [1, 3, size, size]));
-        hypernet!.hypernet.split(theta).forEach((w, i) => {
-          adapters[i]!.aTrain.value.copy_(w.aTrain.value);
-          adapters[i]!.bTrain.value.copy_(w.bTrain.value);
-        });
-      });
+      tidy(() =>
+        noGrad(() => {
+          const theta = hypernet!.hypernet.forward(fromArray(pixels, [1, 3, size, size]));
+          hypernet!.hypernet.split(theta).forEach((w, i) => {
+            adapters[i]!.aTrain.value.copy_(w.aTrain.value);
+            adapters[i]!.bTrain.value.copy_(w.bTrain.value);
+          });
+        }),
+      );
       predictSeconds = (performance.now() - predictStart) / 1000;
-      keepIdentity();
+      keepGroup('identity', lidbShape.seed);
       if (s.steps > 0) {
         // Merge theta_hat, then relax it with a zero-initialised rank-r LoRA on the same layers.
         bakeAdapters(model.dit, personalizedLayers);
         const lora = attachLora(model.dit, { pattern: personalizedLayers, rank: s.rank });
         const parameters = [...lora.entries()].flatMap(([layer, a]) => [[`${layer}.down`, a.down], [`${layer}.up`, a.up]] as [string, typeof a.down][]);
         losses = await fitIdentity(op, model, parameters, examples, fit);
-        groups.push(describeAdapters(model.dit, { name: 'relax', pattern: personalizedLayers }));
-        for (const [key, t] of Object.entries(adapterTensors(model.dit, personalizedLayers, 'relax'))) tensors[key] = t.clone();
-        numbers.relax = [...lora.values()].reduce((n, a) => n + a.down.value.size + a.up.value.size, 0);
+        keepGroup('relax');
       }
     } else {
-      const parameters = adapters.flatMap((a, i) => [[`${i}.aTrain`, a.aTrain], [`${i}.bTrain`, a.bTrain]] as [string, typeof a.aTrain][]);
-      losses = await fitIdentity(op, model, parameters, examples, fit);
-      keepIdentity();
+      losses = await fitIdentity(op, model, lidbParameters(adapters, personalizedLayerNames(model.dit)), examples, fit);
+      keepGroup('identity', lidbShape.seed);
     }
     detachAdapters(model.dit, personalizedLayers);
     const bytes = Object.values(tensors).reduce((n, t) => n + 4 * t.size, 0);
@@ -196,12 +201,9 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
       // A model passed in leaves as it came: no adapters, its own weights (the merge is undone).
       detachAdapters(model.dit, personalizedLayers);
       noGrad(() => {
-        for (const [name, p] of model.dit.namedParameters()) {
-          const original = saved!.get(name);
-          if (original !== undefined) p.value.copy_(original);
-        }
+        for (const [linear, original] of saved!) linear.weight.value.copy_(original);
       });
-      for (const t of saved!.values()) t.dispose();
+      for (const [, original] of saved!) original.dispose();
     }
   }
 }

@@ -11,12 +11,12 @@ import path from 'node:path';
 import { noGrad } from '../../autograd/variable.js';
 import { writeJsonAtomic } from '../../io/atomic.js';
 import { adapterTensors, describeAdapters, readAdapterFile, saveAdapterFile, weightsHash } from '../../nn/adapter_file.js';
-import type { LidbAdapter } from '../../nn/lidb.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import type { Tensor } from '../../tensor.js';
+import { settingsWithDefaults } from '../loop/state.js';
 import { fitIdentity } from './fit.js';
 import { identityViews } from './identities.js';
-import { attachIdentityLidb, defaultLidbShape, personalizedLayerNames, personalizedLayers, type LidbShape } from './lidb.js';
+import { attachIdentityLidb, defaultLidbShape, lidbParameters, personalizedLayerNames, personalizedLayers, type LidbShape } from './lidb.js';
 
 export const preoptFormat = 'realtune-preopt';
 
@@ -85,15 +85,7 @@ export function readPreoptRecord(dir: string): PreoptRecord {
 /** Fits LiDB weights for every training identity not yet done; returns how many are done. */
 export async function preoptimize(options: PreoptOptions): Promise<{ dir: string; done: number; fitted: number; seconds: number }> {
   const op = 'preopt';
-  const settings: PreoptSettings = {
-    identities: options.identities ?? preoptDefaults.identities,
-    views: options.views ?? preoptDefaults.views,
-    steps: options.steps ?? preoptDefaults.steps,
-    batch: options.batch ?? preoptDefaults.batch,
-    lr: options.lr ?? preoptDefaults.lr,
-    seed: options.seed ?? preoptDefaults.seed,
-    lidb: options.lidb ?? defaultLidbShape,
-  };
+  const settings: PreoptSettings = { ...settingsWithDefaults(preoptDefaults, options), lidb: options.lidb ?? defaultLidbShape };
   checkSettings(op, settings);
   const started = performance.now();
   const model = TextToImage.load(options.base);
@@ -114,7 +106,7 @@ export async function preoptimize(options: PreoptOptions): Promise<{ dir: string
     writeJsonAtomic(recordFile, record);
     const adapters = attachIdentityLidb(model.dit, settings.lidb);
     const initial = adapters.map((a) => [a.aTrain.value.clone(), a.bTrain.value.clone()] as const);
-    const parameters = adapters.flatMap((a, i) => [[`${layers[i]}.aTrain`, a.aTrain], [`${layers[i]}.bTrain`, a.bTrain]] as [string, LidbAdapter['aTrain']][]);
+    const parameters = lidbParameters(adapters, layers);
     let done = 0;
     let fitted = 0;
     try {
