@@ -110,19 +110,18 @@ export function numericGradient(
   h = 1e-6,
 ): Float64Array {
   const grad = new Float64Array(x.length);
-  const dot = (y: ArrayLike<number>): number => {
-    let s = 0;
-    for (let i = 0; i < y.length; i++) s += y[i]! * dy[i]!;
-    return s;
-  };
   for (let i = 0; i < x.length; i++) {
     const saved = x[i]!;
     x[i] = saved + h;
-    const plus = dot(f());
+    const plus = Float64Array.from(f());
     x[i] = saved - h;
-    const minus = dot(f());
+    const minus = f();
     x[i] = saved;
-    grad[i] = (plus - minus) / (2 * h);
+    // Differences per output before the dot product: outputs that x[i] does not move cancel
+    // exactly, instead of leaving the roundoff of their whole sum over 2h in every element.
+    let s = 0;
+    for (let j = 0; j < plus.length; j++) s += (plus[j]! - minus[j]!) * dy[j]!;
+    grad[i] = s / (2 * h);
   }
   return grad;
 }
