@@ -637,7 +637,8 @@ Output warp_exchange(int order) {
   return as_output(out.host());
 }
 
-// Thread 0 overwrites a value the other threads of the block read, with no barrier between.
+// Thread 0 overwrites a value the other threads of the block read, with no barrier between: the
+// report comes from whichever of the two accesses the schedule runs second.
 __global__ void write_after_read_kernel(dptr<float> out) {
   __shared__ float value;
   if (threadIdx.x == 0) value = 1.f;
