@@ -79,14 +79,19 @@ describe('npm pack, installed into a project with no compiler', () => {
   beforeAll(() => {
     const started = Date.now();
     execFileSync(process.execPath, [path.join(root, 'scripts', 'prebuilds.mjs'), buildDir], { cwd: root, encoding: 'utf8' });
-    // npm pack runs `prepare` (tsup), so dist/ is the build of this checkout.
-    const out = execFileSync(process.execPath, [npmCli(), 'pack', '--json', '--pack-destination', work], {
+    // dist/ is built here (what `prepare` runs), and `npm pack` runs no scripts, so its stdout is
+    // only the JSON: a script's output (tsup's, coloured under FORCE_COLOR) would precede it.
+    execFileSync(process.execPath, [path.join(root, 'node_modules', 'tsup', 'dist', 'cli-default.js')], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const out = execFileSync(process.execPath, [npmCli(), 'pack', '--json', '--ignore-scripts', '--pack-destination', work], {
       cwd: root,
       encoding: 'utf8',
       maxBuffer: 1 << 26,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    packed = (JSON.parse(out.slice(out.indexOf('['))) as PackResult[])[0]!;
+    packed = (JSON.parse(out) as PackResult[])[0]!;
     tarball = path.join(work, packed.filename);
     console.log(
       `realtune pack: ${packed.filename} ${(packed.size / 2 ** 20).toFixed(1)} MiB packed, ` +
