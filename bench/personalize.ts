@@ -29,6 +29,7 @@ import { loadHypernet } from '../lib/train/personalize/lidb.js';
 import { measureIdentity, measureImages, type Evaluators, type IdentityMeasure } from '../lib/train/personalize/measure.js';
 import { autoPrompt, personalize, shippedHypernet, type PersonalizeOptions } from '../lib/train/personalize/personalize.js';
 import { fromArray } from '../lib/tensor.js';
+import { dsdNote, withDsdRows } from './dsd.js';
 import { flagValue, machineInfo, median, printTable, type MachineInfo } from './harness.js';
 
 interface Row {
@@ -164,8 +165,13 @@ export async function run(args: string[]): Promise<PersonalizeBenchResult> {
     const start = text.indexOf(markerStart);
     const end = text.indexOf(markerEnd);
     if (start < 0 || end < start) throw new Error(`bench personalize: README.md has no ${markerStart} ... ${markerEnd} section`);
-    const body = `${markerStart}\n${count} held-out identities x ${contexts} new contexts x ${n} seeds, ${machine.cpu}, ${machine.threads} threads; made by \`${command}\`.\n\n${table}\n${markerEnd}`;
-    atomicWriteFile(readme, text.slice(0, start) + body + text.slice(end + markerEnd.length));
+    // The DSD rows (npm run bench -- dsd) stay, below this table's rows.
+    const old = text.slice(start, end).split('\n');
+    const dsdRows = old.filter((l) => l.startsWith('| DSD'));
+    const dsdNoteLine = old.find((l) => l.startsWith(dsdNote));
+    let body = `${markerStart}\n${count} held-out identities x ${contexts} new contexts x ${n} seeds, ${machine.cpu}, ${machine.threads} threads; made by \`${command}\`.\n\n${table}\n`;
+    if (dsdRows.length > 0 && dsdNoteLine !== undefined) body = withDsdRows(body, dsdRows, dsdNoteLine);
+    atomicWriteFile(readme, text.slice(0, start) + body + markerEnd + text.slice(end + markerEnd.length));
     console.log('wrote the table into README.md');
   }
   return { machine, command, identities: count, contexts, n, rows };

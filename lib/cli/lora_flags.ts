@@ -11,7 +11,7 @@ export const loraFlags: FlagSpecs = {
   'lora-scale': { kind: 'number', min: 0, help: "multiplies every adapter group's saved scale (1 when not given)" },
   'text-lora-steps': { kind: 'string', help: "sampling timesteps LO-HI (e.g. 900-1000), or all, at which the group named text applies" },
   'hard-lora-blocks': { kind: 'string', choices: ['last-half', 'all'], help: 'DiT blocks the group named hard applies to' },
-  'allow-other-base': { kind: 'boolean', help: 'apply adapter files trained on other base weights than the checkpoint' },
+  'allow-other-base': { kind: 'boolean', help: 'apply adapter files (--lora, or sample --dsd) trained on other base weights than the checkpoint' },
 };
 
 /** The group each rule flag overrides. */

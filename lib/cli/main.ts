@@ -39,8 +39,12 @@ const commands: Record<string, Command> = {
     summary: 'HyperDreamBooth: an identity from one image (--ref IMAGE --out id.safetensors); preopt; train-hypernet (--help)',
     run: async (args) => (await import('./personalize.js')).run(args),
   },
+  dsd: {
+    summary: 'Diffusion Self-Distillation: pairs (self-generated, curated); train (the DSD adapter) (--help)',
+    run: async (args) => (await import('./dsd.js')).run(args),
+  },
   sample: {
-    summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png (--help)',
+    summary: 'images from a checkpoint with guidance: --ckpt DIR --prompt "..." --out grid.png; --dsd F --ref IMAGE (--help)',
     run: async (args) => (await import('./sample.js')).run(args),
   },
   'train-evaluator': {

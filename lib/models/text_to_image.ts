@@ -23,7 +23,7 @@ import * as F from '../autograd/functions.js';
 import { noGrad, Variable, type Input } from '../autograd/variable.js';
 import { NoiseSchedule, type BetaScheduleKind } from '../diffusion/schedule.js';
 import { sample, sdedit, type SamplerKind } from '../diffusion/sampler.js';
-import { DiT, ditConfig, type DiTConfig, type DiTPreset, type TextCondition } from '../nn/dit.js';
+import { DiT, ditConfig, type DiTConfig, type DiTForwardOptions, type DiTPreset, type TextCondition } from '../nn/dit.js';
 import {
   appliesAt,
   loraSources,
@@ -203,13 +203,13 @@ export class TextToImage {
   }
 
   /** The network's output for x_t [B, C, H, W] (eps or v, see `prediction`), one timestep per sample or one for all. */
-  predict(xt: Input, t: number | readonly number[], text: TextCondition): Variable {
-    return this.dit.forward(xt, t, text);
+  predict(xt: Input, t: number | readonly number[], text: TextCondition, options: DiTForwardOptions = {}): Variable {
+    return this.dit.forward(xt, t, text, options);
   }
 
   /** eps_theta(x_t, t, c), whatever the network predicts. */
-  predictEps(xt: Input, t: number | readonly number[], text: TextCondition): Variable {
-    const out = this.dit.forward(xt, t, text);
+  predictEps(xt: Input, t: number | readonly number[], text: TextCondition, options: DiTForwardOptions = {}): Variable {
+    const out = this.dit.forward(xt, t, text, options);
     if (this.prediction === 'epsilon') return out;
     const value = xt instanceof Variable ? xt.value : xt;
     // eps = sqrt(abar) v + sqrt(1 - abar) x_t; x_t is a constant of the graph here. The

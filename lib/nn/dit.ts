@@ -262,6 +262,12 @@ export interface DiTForwardOptions {
    * each other in self-attention. Each frame keeps its own timestep and text. Default 1.
    */
   frames?: number;
+  /**
+   * Added to the token embeddings (after patches and positions) [B, N, width]: how extra
+   * conditioning enters per token (Diffusion Self-Distillation's frame embedding and condition
+   * projection, lib/nn/dsd.ts).
+   */
+  tokens?: Input;
 }
 
 export class DiT extends Module {
@@ -386,6 +392,13 @@ export class DiT extends Module {
     const n = gridH * gridW;
     const positions = this.#pos ?? this.#positionTable();
     let tokens = F.add(this.patch.forward(this.patchify(x)), F.expand(F.reshape(positions, [1, n, width]), [b, n, width]));
+    if (options.tokens !== undefined) {
+      const extra = options.tokens;
+      if (extra.shape.length !== 3 || extra.shape[0] !== b || extra.shape[1] !== n || extra.shape[2] !== width) {
+        throw new RangeError(`DiT: options.tokens has shape ${shapeString(extra.shape)}, expected [${b}, ${n}, ${width}] (batch, tokens, width)`);
+      }
+      tokens = F.add(tokens, extra);
+    }
     const cond = F.silu(this.conditioning(t, text.pooled, b, x.device));
     const context = this.textProj.forward(text.tokens);
     for (const block of this.blocks) tokens = block.forward(tokens, cond, context, text.lengths, frames);

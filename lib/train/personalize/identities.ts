@@ -22,8 +22,11 @@ export function identityPrompt(scene: Scene): string {
   return `${identitySubject}, ${scenePhrase(scene)}`;
 }
 
-/** Seed domains: training identities (pre-optimisation, the hypernetwork) and held-out ones (the benchmark). */
-export const identitySeeds = { train: 0x7e50, heldOut: 0x4e1d } as const;
+/**
+ * Seed domains: training identities (pre-optimisation, the hypernetwork, DSD's real pairs),
+ * held-out ones (the benchmarks) and the people DSD's self-generated pairs describe in words.
+ */
+export const identitySeeds = { train: 0x7e50, heldOut: 0x4e1d, dsd: 0xd5d0 } as const;
 
 /** Identity i of a domain. */
 export function personalIdentity(domain: keyof typeof identitySeeds, index: number): IdentityAttributes {
