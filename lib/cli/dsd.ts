@@ -27,6 +27,7 @@ export const dsdPairsFlags: FlagSpecs = {
   seed: { kind: 'int', min: 0, default: p.seed, help: 'seed' },
   threshold: { kind: 'number', min: -1, max: 1, default: p.threshold, help: "keep a pair when the curator's cosine is at least this" },
   'no-curation': { kind: 'boolean', help: 'keep every pair (the ablation)' },
+  pool: { kind: 'string', help: "the image store (default OUT/pool); another pairs directory's pool curates its images again without drawing them" },
   curator: { kind: 'string', default: 'identity', help: 'identity (the shipped identity embedder), an identity-embedder .safetensors, or an .onnx feature extractor' },
   ...common,
 };
@@ -94,6 +95,7 @@ async function runPairs(argv: string[]): Promise<void> {
       cfg: Number(flags.cfg),
       seed: Number(flags.seed),
       threshold: flags['no-curation'] ? null : Number(flags.threshold),
+      ...(flags.pool !== undefined ? { pool: path.resolve(String(flags.pool)) } : {}),
       log: (line) => console.log(line),
       onProgress: (done, total) => progress.update('images', done, total),
     });

@@ -5,15 +5,17 @@
 // and self-attention runs over both frames' tokens together (DiT's `frames: 2`, one fused
 // attention over the concatenated sequence). Both frames get the same noisy target x_t, timestep
 // and text; what differs is added to their token embeddings:
-//   condition frame  frame[0] + condition(patchify(reference))   (the clean reference image)
+//   condition frame  frame[0] + condition(patchify(reference)) + gate * embed(reference)
 //   target frame     frame[1]
-// `condition` (a Linear per patch, no bias) and `frame` start at zero, so at step 0 the two
+// where embed is the base's own patch embedding (without its bias) of the clean reference. The
+// condition projection (a Linear per patch, no bias), the per-channel gate and the frame
+// embeddings start at zero, so at step 0 the two
 // frames carry identical tokens, joint attention over two copies of a sequence equals attention
 // over one, and the model is exactly the base model. Training (lib/train/dsd/) teaches the
 // condition frame to reproduce the reference (the identity mapping) and the target frame the
 // new context, with a LoRA on the denoiser; the target frame can only learn the person from the
 // condition frame's tokens. A reference of zeros is "no image" (the image-unconditional branch
-// of guidance), since the projection has no bias.
+// of guidance), since neither path has a bias.
 import * as F from '../autograd/functions.js';
 import type { Input, Variable } from '../autograd/variable.js';
 import { shapeString, zeros } from '../tensor.js';
@@ -24,6 +26,8 @@ import { Module } from './module.js';
 export class DsdConditioner extends Module {
   /** Patch pixels of the reference -> token width, zero at the start. */
   readonly condition: Linear;
+  /** Per-channel gate [width] on the reference's patches as the base embeds them, zero at the start. */
+  readonly gate: Variable;
   /** One embedding per frame [2, width], zero at the start. */
   readonly frame: Variable;
 
@@ -33,6 +37,7 @@ export class DsdConditioner extends Module {
   ) {
     super();
     this.condition = this.addModule('condition', new Linear(patchFeatures, width, { bias: false, init: 'zeros' }));
+    this.gate = this.addParameter('gate', zeros([width]));
     this.frame = this.addParameter('frame', zeros([2, width]));
   }
 
@@ -58,8 +63,13 @@ export class DsdConditioner extends Module {
    */
   tokens(dit: DiT, references: Input): Variable {
     this.checkFits(dit, 'DsdConditioner.tokens');
-    const condition = this.condition.forward(dit.patchify(references));
-    const [b, n, w] = condition.shape as [number, number, number];
+    const patches = dit.patchify(references);
+    const learned = this.condition.forward(patches);
+    const [b, n, w] = learned.shape as [number, number, number];
+    // The reference in the base's own token space (its patch embedding without the bias, so that
+    // zeros stay zeros), gated per channel: the frames' joint attention can read it from step 1.
+    const embedded = F.sub(dit.patch.forward(patches), F.expand(F.reshape(dit.patch.bias!, [1, 1, w]), [b, n, w]));
+    const condition = F.add(learned, F.mul(embedded, F.expand(F.reshape(this.gate, [1, 1, w]), [b, n, w])));
     const [first, second] = F.split(this.frame, [1, 1], 0) as [Variable, Variable];
     const frameTokens = (f: Variable): Variable => F.expand(F.reshape(f, [1, 1, w]), [b, n, w]);
     const conditionFrame = F.add(condition, frameTokens(first));

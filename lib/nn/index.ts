@@ -78,3 +78,4 @@ export {
   type BlockDropout,
 } from './dit.js';
 export * as init from './init.js';
+export { DsdConditioner, twoFrames, splitFrames } from './dsd.js';

@@ -188,6 +188,13 @@ describe('pairs', () => {
     const loaded = await loadSelfPairs(dir, 32, model.weightsHash());
     expect(loaded.length).toBe(again.kept);
     expect(loaded[0]!.reference.length).toBe(3 * 32 * 32);
+    // Another pairs directory curating the same images: nothing drawn again.
+    const uncuratedDir = path.join(scratch, 'pairs-uncurated');
+    const uncurated = await makeSelfPairs(model, uncuratedDir, curator, { ...options, threshold: null, pool: path.join(dir, 'pool') });
+    expect(uncurated.kept).toBe(24);
+    expect(existsSync(path.join(uncuratedDir, 'pool'))).toBe(false);
+    expect(readFileSync(path.join(dir, 'pool', 'index.jsonl'), 'utf8')).toBe(index);
+    expect((await loadSelfPairs(uncuratedDir, 32)).length).toBe(24);
     // A curator that rejects every pair: the count in the error.
     const apart = functionCurator('apart', (images) => {
       const count = images.shape[0]!;
@@ -234,6 +241,10 @@ describe('training', () => {
     const inMemory = dsdGenerate(straightModel, straight.dsd, { cfgText: 4, cfgImage: 1.5 }, sampleOptions).toArray();
     straight.dsd.detach();
     rest.dsd.detach();
+    // Only the adapter trained: the base's weights and their trainable flags are as they were.
+    const baseHash = TextToImage.load(baseDir).weightsHash();
+    expect(straightModel.weightsHash()).toBe(baseHash);
+    expect(straightModel.dit.parameters().every((p) => p.requiresGrad)).toBe(true);
     const fresh = TextToImage.load(baseDir);
     const loaded = loadDsd(straight.file!, fresh);
     expect(loaded.meta.rank).toBe(2);

@@ -8,8 +8,8 @@
 // target) that show the same person: the identity embedder's cosine at or above a threshold by
 // default, pluggable (an ONNX embedder, any function) since the paper uses a vision-language
 // model. The images are an ImageStore (lib/train/curriculum/store.ts: PNGs + index.jsonl,
-// resumable, refused when made by another base or with other settings); the curated pairs are
-// written to pairs.jsonl next to it, with what made them in pairs.json.
+// resumable, refused when made by another base or with other settings), dir/pool unless another
+// is named; the curated pairs are written to dir/pairs.jsonl, with what made them in pairs.json.
 //
 // Real pairs (optional): two rendered views of figures of the same person (the `figures` data),
 // from the training identities' seed domain, never the held-out one.
@@ -81,6 +81,8 @@ export interface SelfPairOptions {
   seed: number;
   /** Keep an ordered pair when the curator's cosine is at least this; null keeps every pair (no curation). */
   threshold: number | null;
+  /** The image store (default dir/pool); another pairs directory's pool curates the same images again. */
+  pool?: string;
   log?: (line: string) => void;
   onProgress?: (done: number, total: number) => void;
 }
@@ -136,10 +138,11 @@ export async function makeSelfPairs(model: TextToImage, dir: string, curator: Pa
   if (options.threshold !== null && !(options.threshold >= -1 && options.threshold <= 1)) throw new RangeError(`${op}: threshold must be a cosine in [-1, 1] (or null: no curation), got ${options.threshold}`);
   const people = Array.from({ length: identities }, (_, i) => personalIdentity('dsd', i));
   const prompts = people.flatMap((person, i) => Array.from({ length: views }, (_, v) => describedPrompt(person, selfScene(options.seed, i, v))));
+  const poolDir = path.resolve(options.pool ?? path.join(dir, 'pool'));
   const scorer = captionPoolScorer();
   let store;
   try {
-    store = await generatePools(model, prompts, path.join(dir, 'pool'), scorer, {
+    store = await generatePools(model, prompts, poolDir, scorer, {
       poolSize: 1,
       promptsPerBatch: 32,
       steps: options.steps,
@@ -186,6 +189,7 @@ export async function makeSelfPairs(model: TextToImage, dir: string, curator: Pa
   writeJsonAtomic(path.join(dir, pairsSummary), {
     format: 'realtune-dsd-pairs',
     base: store.header.base,
+    pool: path.relative(dir, poolDir),
     curator: curator.name,
     threshold: options.threshold,
     identities,
@@ -208,7 +212,7 @@ export async function loadSelfPairs(dir: string, size: number, expectedBase?: st
   const op = 'dsd';
   const summaryFile = path.join(dir, pairsSummary);
   if (!existsSync(summaryFile)) throw new Error(`${op}: ${dir} holds no ${pairsSummary}; make the pairs first with \`realtune dsd pairs --out ${dir}\``);
-  let summary: { format?: string; base?: string };
+  let summary: { format?: string; base?: string; pool?: string };
   try {
     summary = JSON.parse(readFileSync(summaryFile, 'utf8')) as typeof summary;
   } catch (err) {
@@ -218,12 +222,13 @@ export async function loadSelfPairs(dir: string, size: number, expectedBase?: st
   if (expectedBase !== undefined && summary.base !== expectedBase) {
     throw new Error(`${op}: the pairs in ${dir} were made by another base model (weights ${String(summary.base).slice(0, 12)}, this one is ${expectedBase.slice(0, 12)}); make them again with this base`);
   }
+  const poolDir = path.resolve(dir, summary.pool ?? 'pool');
   const lines = readFileSync(path.join(dir, pairsIndex), 'utf8').split('\n').filter((l) => l.trim() !== '');
   const cache = new Map<string, Promise<Float32Array>>();
   const image = (file: string): Promise<Float32Array> => {
     let p = cache.get(file);
     if (p === undefined) {
-      p = loadImage(path.join(dir, 'pool', file), { size });
+      p = loadImage(path.join(poolDir, file), { size });
       cache.set(file, p);
     }
     return p;

@@ -102,6 +102,12 @@ export async function trainDsd(options: TrainDsdOptions): Promise<TrainDsdResult
   // Given the same out again, the run goes on from its checkpoint.
   const ownCheckpoint = options.out === undefined ? undefined : path.join(options.out, 'checkpoint');
   const resume = options.resume ?? (ownCheckpoint !== undefined && existsSync(path.join(ownCheckpoint, 'state.json')) ? ownCheckpoint : undefined);
+  // Only the adapter trains: the base's weights get no gradients (and cost no weight-gradient GEMMs).
+  const trainable = model.dit.parameters().map((p) => [p, p.requiresGrad] as const);
+  model.dit.freeze();
+  const restoreTrainable = (): void => {
+    for (const [p, flag] of trainable) p.requiresGrad = flag;
+  };
   const dsd = attachDsd(model, { rank: s.rank, seed: s.seed });
   const parameters = (): ReturnType<DsdAdapter['parameters']> => dsd.parameters();
   try {
@@ -165,5 +171,7 @@ export async function trainDsd(options: TrainDsdOptions): Promise<TrainDsdResult
   } catch (err) {
     dsd.detach();
     throw err;
+  } finally {
+    restoreTrainable();
   }
 }
