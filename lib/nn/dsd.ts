@@ -5,20 +5,21 @@
 // and self-attention runs over both frames' tokens together (DiT's `frames: 2`, one fused
 // attention over the concatenated sequence). Both frames get the same noisy target x_t, timestep
 // and text; what differs is added to their token embeddings:
-//   condition frame  frame[0] + condition(patchify(reference)) + gate * embed(reference)
+//   condition frame  frame[0] + condition(patchify(reference)) + gate * (embed(reference) - embed(x_t))
 //   target frame     frame[1]
-// where embed is the base's own patch embedding (without its bias) of the clean reference. The
+// where embed is the base's own patch embedding (without its bias): the gate moves the condition
+// frame's input from x_t toward the clean reference (at gate 1 it is the reference). The
 // condition projection (a Linear per patch, no bias), the per-channel gate and the frame
 // embeddings start at zero, so at step 0 the two
 // frames carry identical tokens, joint attention over two copies of a sequence equals attention
 // over one, and the model is exactly the base model. Training (lib/train/dsd/) teaches the
 // condition frame to reproduce the reference (the identity mapping) and the target frame the
 // new context, with a LoRA on the denoiser; the target frame can only learn the person from the
-// condition frame's tokens. A reference of zeros is "no image" (the image-unconditional branch
-// of guidance), since neither path has a bias.
+// condition frame's tokens. A pair without a reference ("no image", the image-unconditional
+// branch of guidance) gets the frame embeddings only.
 import * as F from '../autograd/functions.js';
 import type { Input, Variable } from '../autograd/variable.js';
-import { shapeString, zeros } from '../tensor.js';
+import { fromArray, shapeString, zeros } from '../tensor.js';
 import type { DiT } from './dit.js';
 import { Linear } from './layers.js';
 import { Module } from './module.js';
@@ -59,17 +60,25 @@ export class DsdConditioner extends Module {
 
   /**
    * The token additions [2B, N, width] of B pairs for dit.forward's `tokens`, pair-major
-   * (condition frame, target frame): references [B, C, H, W] in [-1, 1], zeros for "no image".
+   * (condition frame, target frame): references [B, C, H, W] in [-1, 1], the noisy target x_t
+   * both frames are fed [B, C, H, W], and per pair whether it has a reference (false: "no
+   * image", the image-unconditional branch; its reference must be zeros).
    */
-  tokens(dit: DiT, references: Input): Variable {
+  tokens(dit: DiT, references: Input, noisy: Input, present: readonly boolean[]): Variable {
     this.checkFits(dit, 'DsdConditioner.tokens');
+    if (present.length !== references.shape[0] || noisy.shape.join() !== references.shape.join()) {
+      throw new RangeError(`DsdConditioner.tokens: references ${shapeString(references.shape)}, noisy ${shapeString(noisy.shape)} and ${present.length} presence flags do not describe one batch`);
+    }
     const patches = dit.patchify(references);
     const learned = this.condition.forward(patches);
     const [b, n, w] = learned.shape as [number, number, number];
-    // The reference in the base's own token space (its patch embedding without the bias, so that
-    // zeros stay zeros), gated per channel: the frames' joint attention can read it from step 1.
-    const embedded = F.sub(dit.patch.forward(patches), F.expand(F.reshape(dit.patch.bias!, [1, 1, w]), [b, n, w]));
-    const condition = F.add(learned, F.mul(embedded, F.expand(F.reshape(this.gate, [1, 1, w]), [b, n, w])));
+    // In the base's own token space (its patch embedding without the bias), the condition frame
+    // moves from the noisy target toward the clean reference by the per-channel gate:
+    // patch((1 - g) x_t + g reference), so that at g = 1 it is the reference image itself.
+    const embed = (x: Input): Variable => F.sub(dit.patch.forward(dit.patchify(x)), F.expand(F.reshape(dit.patch.bias!, [1, 1, w]), [b, n, w]));
+    const mask = F.expand(F.reshape(fromArray(present.map((p) => (p ? 1 : 0)), [b]), [b, 1, 1]), [b, n, w]);
+    const toward = F.mul(F.sub(embed(references), embed(noisy)), mask);
+    const condition = F.add(learned, F.mul(toward, F.expand(F.reshape(this.gate, [1, 1, w]), [b, n, w])));
     const [first, second] = F.split(this.frame, [1, 1], 0) as [Variable, Variable];
     const frameTokens = (f: Variable): Variable => F.expand(F.reshape(f, [1, 1, w]), [b, n, w]);
     const conditionFrame = F.add(condition, frameTokens(first));

@@ -74,7 +74,7 @@ describe('the two-frame model', () => {
     const dsd = attachDsd(model, { rank: 2 });
     const refs = fromArray(new Float32Array([...reference(0), ...reference(1)]), [2, 3, 32, 32]);
     const [first, second] = noGrad(() => {
-      const out = model.predict(twoFrames(x), [100, 100, 700, 700], model.encodePrompts(prompts.flatMap((p) => [p, p])), { frames: 2, tokens: dsd.conditioner.tokens(model.dit, refs) });
+      const out = model.predict(twoFrames(x), [100, 100, 700, 700], model.encodePrompts(prompts.flatMap((p) => [p, p])), { frames: 2, tokens: dsd.conditioner.tokens(model.dit, refs, x, [true, true]) });
       return splitFrames(out).map((v) => v.value.toArray());
     });
     expectClose(second!, baseOut, { atol: 2e-6, rtol: 1e-5 });
@@ -86,7 +86,7 @@ describe('the two-frame model', () => {
     model.dispose();
   });
 
-  it('passes the reference to the target frame through joint attention only; a reference of zeros is no image', () => {
+  it('passes the reference to the target frame through joint attention only; a pair without a reference gets the frame embeddings only', () => {
     const model = TextToImage.load(baseDir);
     const dsd = attachDsd(model, { rank: 2 });
     perturb(dsd);
@@ -94,7 +94,7 @@ describe('the two-frame model', () => {
     const text = () => model.encodePrompts([prompts[0]!, prompts[0]!]);
     const target = (ref: Float32Array, frames: number): Float32Array =>
       noGrad(() => {
-        const tokens = dsd.conditioner.tokens(model.dit, fromArray(ref, [1, 3, 32, 32]));
+        const tokens = dsd.conditioner.tokens(model.dit, fromArray(ref, [1, 3, 32, 32]), x, [true]);
         const out = model.predict(twoFrames(x), [300, 300], text(), { frames, tokens });
         return splitFrames(out)[1].value.toArray();
       });
@@ -103,8 +103,8 @@ describe('the two-frame model', () => {
     expect(Math.max(...a.map((v, i) => Math.abs(v - b[i]!)))).toBeGreaterThan(1e-4);
     // Frames processed apart: the target frame cannot see the reference.
     expectClose(target(reference(0), 1), target(reference(1), 1), { atol: 0, rtol: 0 });
-    // No image: the condition projection adds nothing, only the frame embedding.
-    const none = noGrad(() => dsd.conditioner.tokens(model.dit, fromArray(new Float32Array(3 * 32 * 32), [1, 3, 32, 32])).value.toArray());
+    // No image: the condition adds nothing, only the frame embeddings.
+    const none = noGrad(() => dsd.conditioner.tokens(model.dit, fromArray(new Float32Array(3 * 32 * 32), [1, 3, 32, 32]), x, [false]).value.toArray());
     const frame = dsd.conditioner.frame.value.toArray();
     const width = 32;
     for (let f = 0; f < 2; f++) for (let k = 0; k < 16 * width; k++) expect(none[f * 16 * width + k]).toBe(frame[f * width + (k % width)]);
@@ -131,7 +131,7 @@ describe('the DSD objective', () => {
     const [condOut, targetOut] = noGrad(() => {
       const out = model.predict(twoFrames(fromArray(xt, [2, 3, 32, 32])), [250, 250, 800, 800], model.encodePrompts(prompts.flatMap((p) => [p, p])), {
         frames: 2,
-        tokens: dsd.conditioner.tokens(model.dit, fromArray(batch.references, [2, 3, 32, 32])),
+        tokens: dsd.conditioner.tokens(model.dit, fromArray(batch.references, [2, 3, 32, 32]), fromArray(xt, [2, 3, 32, 32]), batch.withReference),
       });
       return splitFrames(out).map((v) => v.value.toArray());
     });

@@ -72,19 +72,19 @@ export function dsdGenerate(model: TextToImage, dsd: DsdAdapter, guidance: DsdGu
         references.set(ref, i * per);
         references.set(ref, (batch + i) * per);
       }
-      const [text, tokens] = tidy(() => {
+      const present = Array.from({ length: 3 * batch }, (_, i) => i < 2 * batch);
+      const text = tidy(() => {
         const encoded = model.encodePrompts(prompts3.flatMap((p) => [p, p]));
-        const t = { tokens: encoded.tokens.value, pooled: encoded.pooled.value, lengths: encoded.lengths };
-        const refTensor = fromArray(references, [3 * batch, model.channels, size, size]);
-        const add = dsd.conditioner.tokens(model.dit, refTensor).value;
-        return [t, add] as const;
+        return { tokens: encoded.tokens.value, pooled: encoded.pooled.value, lengths: encoded.lengths };
       });
-      for (const t of [text.tokens, text.pooled, text.lengths, tokens]) keep(t);
+      for (const t of [text.tokens, text.pooled, text.lengths]) keep(t);
+      const refTensor = fromArray(references, [3 * batch, model.channels, size, size]);
       try {
         const predict = (xt: Tensor<'f32'>, t: number): Tensor<'f32'> =>
           tidy(() => {
-            const stacked = twoFrames(F.concat([xt, xt, xt], 0)).value;
-            const out = splitFrames(model.predictEps(stacked, t, text, { frames: 2, tokens }))[1].value;
+            const x3 = F.concat([xt, xt, xt], 0).value;
+            const tokens = dsd.conditioner.tokens(model.dit, refTensor, x3, present);
+            const out = splitFrames(model.predictEps(twoFrames(x3).value, t, text, { frames: 2, tokens }))[1].value;
             const full = out.slice(0, batch);
             const noText = out.slice(batch, 2 * batch);
             const none = out.slice(2 * batch, 3 * batch).clone();
@@ -99,7 +99,7 @@ export function dsdGenerate(model: TextToImage, dsd: DsdAdapter, guidance: DsdGu
           ...(options.onStep ? { onStep: (index: number) => options.onStep!(index, steps) } : {}),
         });
       } finally {
-        for (const t of [text.tokens, text.pooled, text.lengths, tokens]) t.dispose();
+        for (const t of [text.tokens, text.pooled, text.lengths, refTensor]) t.dispose();
       }
     });
   } finally {

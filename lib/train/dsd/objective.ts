@@ -53,7 +53,7 @@ export function dsdLoss(model: TextToImage, dsd: DsdAdapter, batch: DsdBatch, no
   const xt = qSample(x0, [...batch.timesteps], eps, model.schedule);
   const timesteps2 = batch.timesteps.flatMap((t) => [t, t]);
   const text = model.encodePrompts(batch.prompts.flatMap((p) => [p, p]));
-  const out = model.predict(twoFrames(xt), timesteps2, text, { frames: 2, tokens: dsd.conditioner.tokens(model.dit, references) });
+  const out = model.predict(twoFrames(xt), timesteps2, text, { frames: 2, tokens: dsd.conditioner.tokens(model.dit, references, xt, batch.withReference) });
   const [conditionOut, targetOut] = splitFrames(out);
   const target = F.mse(targetOut, model.target(x0, eps, [...batch.timesteps]));
 

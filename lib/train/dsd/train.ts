@@ -36,9 +36,9 @@ export interface DsdTrainSettings {
 }
 
 export const dsdTrainDefaults: DsdTrainSettings = {
-  steps: 1500,
+  steps: 1000,
   batch: 16,
-  lr: 1e-3,
+  lr: 3e-3,
   rank: 16,
   identityWeight: 1,
   dropText: 0.1,
