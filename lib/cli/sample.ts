@@ -5,9 +5,7 @@ import { isCheckpoint } from '../io/checkpoint.js';
 import { checkOutputFile } from '../io/output_paths.js';
 import { TextToImage } from '../models/text_to_image.js';
 import type { Tensor } from '../tensor.js';
-import { loadDsd } from '../train/dsd/adapter.js';
-import { dsdGenerate } from '../train/dsd/generate.js';
-import { loadReferenceImage } from '../train/personalize/identities.js';
+import { dsdSample } from '../train/dsd/generate.js';
 import { writeLabelledGrid } from '../train/data.js';
 import { checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
@@ -94,23 +92,19 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 /** --dsd: the reference's person in the prompts' contexts (lib/train/dsd/generate.ts). */
-async function sampleDsd(model: TextToImage, flags: Record<string, unknown>, prompts: string[], n: number, steps: number, tick: () => void): Promise<Tensor<'f32'>> {
-  const reference = await loadReferenceImage(path.resolve(String(flags.ref)), model.imageSize, 'sample');
-  for (const c of reference.conversions) console.log(`sample: --ref ${String(flags.ref)}: ${c}`);
-  const dsd = loadDsd(path.resolve(String(flags.dsd)), model, { allowOtherBase: Boolean(flags['allow-other-base']) });
-  try {
-    return dsdGenerate(model, dsd, dsd.meta, {
-      prompts,
-      references: reference.pixels,
-      n,
-      steps,
-      cfgText: Number(flags.cfg),
-      seed: Number(flags.seed),
-      ...(flags['cfg-image'] !== undefined ? { cfgImage: Number(flags['cfg-image']) } : {}),
-      ...(flags.negative !== undefined ? { negative: String(flags.negative) } : {}),
-      onStep: tick,
-    });
-  } finally {
-    dsd.detach();
-  }
+function sampleDsd(model: TextToImage, flags: Record<string, unknown>, prompts: string[], n: number, steps: number, tick: () => void): Promise<Tensor<'f32'>> {
+  return dsdSample(model, {
+    adapter: path.resolve(String(flags.dsd)),
+    reference: path.resolve(String(flags.ref)),
+    allowOtherBase: Boolean(flags['allow-other-base']),
+    log: (line) => console.log(`sample: ${line}`),
+    prompts,
+    n,
+    steps,
+    cfgText: Number(flags.cfg),
+    seed: Number(flags.seed),
+    ...(flags['cfg-image'] !== undefined ? { cfgImage: Number(flags['cfg-image']) } : {}),
+    ...(flags.negative !== undefined ? { negative: String(flags.negative) } : {}),
+    onStep: tick,
+  });
 }

@@ -17,7 +17,7 @@ import { fromArray } from '../../lib/tensor.js';
 import { Generator, randn } from '../../lib/ops/random.js';
 import { loadTrainingData, trainTokenizer } from '../../lib/train/data.js';
 import { attachDsd, loadDsd } from '../../lib/train/dsd/adapter.js';
-import { dsdGenerate } from '../../lib/train/dsd/generate.js';
+import { dsdGenerate, dsdSample } from '../../lib/train/dsd/generate.js';
 import { dsdLoss } from '../../lib/train/dsd/objective.js';
 import { dsdPrompt, functionCurator, loadSelfPairs, makeSelfPairs, realPairs } from '../../lib/train/dsd/pairs.js';
 import { trainDsd } from '../../lib/train/dsd/train.js';
@@ -250,6 +250,9 @@ describe('training', () => {
     expect(loaded.meta.rank).toBe(2);
     expectClose(dsdGenerate(fresh, loaded, { cfgText: 4, cfgImage: 1.5 }, sampleOptions).toArray(), inMemory, { atol: 0, rtol: 0 });
     loaded.detach();
+    // The SDK's one call: the same images, the model left as it was.
+    const viaSdk = await dsdSample(fresh, { adapter: straight.file!, reference: reference(0), prompts, n: 1, steps: 3, seed: 2, cfgText: 4, cfgImage: 1.5 });
+    expectClose(viaSdk.toArray(), inMemory, { atol: 0, rtol: 0 });
     // Detached: the base again.
     expect(fresh.weightsHash()).toBe(TextToImage.load(baseDir).weightsHash());
     for (const m of [straightModel, resumedModel, fresh]) m.dispose();

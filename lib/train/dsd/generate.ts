@@ -12,7 +12,9 @@ import { splitFrames, twoFrames } from '../../nn/dsd.js';
 import { axpy } from '../../ops/elementwise.js';
 import { keep, tidy } from '../../scope.js';
 import { fromArray, type Tensor } from '../../tensor.js';
-import type { DsdAdapter } from './adapter.js';
+import { describeSource } from '../../io/image_decode.js';
+import { loadReferenceImage } from '../personalize/identities.js';
+import { loadDsd, shippedDsd, type DsdAdapter } from './adapter.js';
 
 export interface DsdGenerateOptions {
   /** One prompt per reference (or one for all). */
@@ -104,5 +106,37 @@ export function dsdGenerate(model: TextToImage, dsd: DsdAdapter, guidance: DsdGu
     });
   } finally {
     model.dit.train(wasTraining);
+  }
+}
+
+export interface DsdSampleOptions extends Omit<DsdGenerateOptions, 'references'> {
+  /** The DSD adapter file (default the shipped models/dsd-tiny/dsd.safetensors). */
+  adapter?: string;
+  /** The reference: an image file or its bytes (any format sharp reads; converted as loadReferenceImage does), or CHW pixels in [-1, 1]. */
+  reference: string | Buffer | Float32Array;
+  /** Apply an adapter trained on other base weights (default: that is an error). */
+  allowOtherBase?: boolean;
+  /** Told each conversion made to the reference (resized, alpha dropped, grey to RGB). */
+  log?: (line: string) => void;
+}
+
+/**
+ * The SDK's one call: reads the reference, attaches the adapter to `model` for this call only,
+ * samples with the adapter's guidance defaults (unless given), and leaves `model` as it was.
+ */
+export async function dsdSample(model: TextToImage, options: DsdSampleOptions): Promise<Tensor<'f32'>> {
+  const { adapter, reference, allowOtherBase, log, ...rest } = options;
+  let pixels: Float32Array;
+  if (reference instanceof Float32Array) pixels = reference;
+  else {
+    const loaded = await loadReferenceImage(reference, model.imageSize, 'dsd');
+    for (const c of loaded.conversions) log?.(`dsd: reference ${describeSource(reference)}: ${c}`);
+    pixels = loaded.pixels;
+  }
+  const dsd = loadDsd(adapter ?? shippedDsd, model, { allowOtherBase: allowOtherBase ?? false });
+  try {
+    return dsdGenerate(model, dsd, dsd.meta, { ...rest, references: pixels });
+  } finally {
+    dsd.detach();
   }
 }

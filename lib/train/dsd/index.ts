@@ -2,7 +2,7 @@
 // adapter (LoRA + two-frame conditioner) and its training, and zero-shot sampling from a reference.
 export { DsdAdapter, attachDsd, loadDsd, dsdFormat, dsdLoraPattern, shippedDsd, type DsdShape, type DsdMeta, type LoadDsdOptions } from './adapter.js';
 export { dsdLoss, dsdLossStep, type DsdBatch, type DsdLossTerms } from './objective.js';
-export { dsdGenerate, type DsdGenerateOptions, type DsdGuidance } from './generate.js';
+export { dsdGenerate, dsdSample, type DsdGenerateOptions, type DsdSampleOptions, type DsdGuidance } from './generate.js';
 export {
   dsdPrompt,
   describedPrompt,
