@@ -1,5 +1,6 @@
 // `npx realtune <command>`: each command is a module under lib/cli/ with a `run(args)` function.
 import { info } from '../info.js';
+import { isRankZero } from '../train/loop/dist.js';
 
 interface Command {
   summary: string;
@@ -75,6 +76,8 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   try {
+    // Under mpirun every rank runs the command; rank 0 prints its output, the others only errors.
+    if (!isRankZero()) console.log = () => {};
     await command.run(rest);
   } catch (err) {
     console.error(`realtune ${name}: ${(err as Error).message}`);
