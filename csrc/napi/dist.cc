@@ -12,6 +12,8 @@
 // device; NCCL's unique id is broadcast over MPI. Other device buffers go through host memory.
 #include <dlfcn.h>
 #include <napi.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -54,6 +56,45 @@ double timeout_seconds = 300;
 std::string library_name;
 bool device_comm_ready = false;
 
+// mpirun ends a job whose rank died by sending SIGTERM to the others. A rank waiting in a
+// collective then fails with an error saying so (rather than vanishing without a word); one
+// that is computing says so on stderr and ends as SIGTERM would have ended it.
+volatile sig_atomic_t terminate_requested = 0;
+volatile sig_atomic_t in_collective = 0;
+char terminate_message[256];
+size_t terminate_message_length = 0;
+struct sigaction previous_terminate {};
+
+void on_terminate(int signal) {
+  terminate_requested = 1;
+  if (in_collective) return;
+  ssize_t ignored = write(STDERR_FILENO, terminate_message, terminate_message_length);
+  (void)ignored;
+  // Then what SIGTERM did before (Node resets the terminal and re-raises it).
+  if ((previous_terminate.sa_flags & SA_SIGINFO) == 0 && previous_terminate.sa_handler != SIG_DFL && previous_terminate.sa_handler != SIG_IGN) {
+    previous_terminate.sa_handler(signal);
+  }
+  _exit(128 + SIGTERM);
+}
+
+// Installs on_terminate in front of whatever handled SIGTERM (Node's own handler).
+void handle_terminate() {
+  if (sigaction(SIGTERM, nullptr, &previous_terminate) != 0 || (previous_terminate.sa_flags & SA_SIGINFO) != 0) return;
+  const std::string text = "realtune (rank " + std::to_string(world_rank) + " of " + std::to_string(world_size) +
+                           "): stopped by mpirun, which ends the job when a rank fails or dies (see its message)\n";
+  terminate_message_length = std::min(text.size(), sizeof terminate_message);
+  std::memcpy(terminate_message, text.data(), terminate_message_length);
+  struct sigaction action {};
+  action.sa_handler = on_terminate;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+struct CollectiveScope {
+  CollectiveScope() { in_collective = 1; }
+  ~CollectiveScope() { in_collective = 0; }
+};
+
 constexpr int kThreadFunneled = 1;
 void* const kInPlace = reinterpret_cast<void*>(1);
 // MPI counts are ints: larger buffers go in pieces of this many elements.
@@ -73,8 +114,13 @@ void check(int code, const std::string& what) {
 
 // Waits for a non-blocking collective; past the deadline the other ranks are taken to be gone.
 void wait(MpiHandle request, const std::string& what) {
+  CollectiveScope scope;
   const auto start = std::chrono::steady_clock::now();
   for (long polls = 0;; ++polls) {
+    if (terminate_requested) {
+      fail("data-parallel: rank " + std::to_string(world_rank) + " of " + std::to_string(world_size) + " was stopped by mpirun while waiting for " +
+           what + ": another rank failed or died (see mpirun's message)");
+    }
     int done = 0;
     check(mpi.test(&request, &done, nullptr), what);
     if (done) return;
@@ -193,6 +239,7 @@ RT_BINDING(distInit) {
     check(mpi.comm_set_errhandler(mpi.world, mpi.errors_return), "MPI_Comm_set_errhandler");
     check(mpi.comm_rank(mpi.world, &world_rank), "MPI_Comm_rank");
     check(mpi.comm_size(mpi.world, &world_size), "MPI_Comm_size");
+    handle_terminate();
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("rank", world_rank);

@@ -193,6 +193,10 @@ export async function trainDpo(
       const chosen = sliceOf(batchPairs, shard);
       const shape = [shard.count, model.channels, model.imageSize, model.imageSize];
       const noiseGenerator = shardedGenerator(streams.noise, shard);
+      // The policy's batch is [winners; losers] of this rank's pairs: with dropout in the DiT, a
+      // rank's masks are its contiguous part of the checkpointed dropout stream, not the rows the
+      // one-process run would draw for those pairs (exact across world sizes only without dropout).
+      model.dit.dropoutGenerator = shardedGenerator(streams.dropout, shard);
       const [loss, accuracy] = tidy(() => {
         const winners = fromArray(concatFloat32(chosen.map((p) => p.winner)), shape);
         const losers = fromArray(concatFloat32(chosen.map((p) => p.loser)), shape);

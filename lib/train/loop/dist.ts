@@ -62,6 +62,14 @@ export function launcherEvidence(env: NodeJS.ProcessEnv = process.env): string {
   return '';
 }
 
+/** "rank R of N" from the launcher's environment ("" outside mpirun), for messages that must say which process wrote them. */
+export function rankLabel(env: NodeJS.ProcessEnv = process.env): string {
+  const evidence = launcherEvidence(env);
+  if (evidence === '') return '';
+  const rank = env.OMPI_COMM_WORLD_RANK ?? env.PMI_RANK ?? env.PMIX_RANK ?? '?';
+  return `rank ${rank} of ${evidence.split('=')[1]}`;
+}
+
 const defaultTimeoutSeconds = 300;
 
 /** REALTUNE_DIST_TIMEOUT: how long a collective waits for the other ranks before it fails (seconds). */
@@ -152,7 +160,7 @@ export function wholeBatch(batch: number): Shard {
 /** `comm`'s shard of a micro-batch of `batch` samples; the world size must divide it. */
 export function shardOf(op: string, what: string, batch: number, comm: Pick<Communicator, 'rank' | 'size'>): Shard {
   if (batch % comm.size !== 0) {
-    throw new RangeError(`${op}: ${what} ${batch} cannot be split over ${comm.size} ranks (mpirun -np ${comm.size}); give a ${what} that is a multiple of ${comm.size}, or run ${batch < comm.size ? `at most ${batch}` : 'a divisor of it as the'} number of ranks`);
+    throw new RangeError(`${op}: ${what} ${batch} cannot be split over ${comm.size} ranks (mpirun -np ${comm.size}); give a ${what} that is a multiple of ${comm.size}, or a number of ranks that divides ${batch}`);
   }
   const count = batch / comm.size;
   return { rank: comm.rank, size: comm.size, start: comm.rank * count, count };

@@ -18,7 +18,7 @@ import { loadEvaluator, shippedEvaluator } from '../../eval/networks.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import { tidy } from '../../scope.js';
 import { fromArray } from '../../tensor.js';
-import { inShard, shardedGenerator } from '../loop/dist.js';
+import { inShard, isRankZero, shardedGenerator } from '../loop/dist.js';
 import { runTraining, type StepReport } from '../loop/engine.js';
 import { parameterCheckpoints } from '../loop/param_checkpoint.js';
 import { settingsWithDefaults } from '../loop/state.js';
@@ -177,7 +177,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
       finish: () => net.eval(),
     });
     const file = path.join(options.out, 'hypernet.safetensors');
-    saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderName, identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
+    if (isRankZero()) saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderName, identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
     return { file, losses: result.losses, step: result.step };
   } finally {
     hypernet?.dispose();
