@@ -128,6 +128,40 @@ describe('a DPO stage on 2 ranks', () => {
   });
 });
 
+describe("personalisation's hypernetwork training on 2 ranks", () => {
+  it('gives the loss curve of one process with the same batch of views', () => {
+    const preopt = path.join(scratch, 'preopt');
+    succeeds(oneProcess(['personalize', 'preopt', '--identities', '2', '--views', '2', '--steps', '2', '--batch', '2', '--out', preopt, '--quiet']), 'preopt');
+    const args = ['personalize', 'train-hypernet', '--preopt', preopt, '--steps', '3', '--identities-per-step', '2', '--batch', '2', '--quiet'];
+    const one = path.join(scratch, 'hypernet-1');
+    const two = path.join(scratch, 'hypernet-2');
+    succeeds(oneProcess([...args, '--out', one]), 'train-hypernet, one process');
+    succeeds(ranks(2, [...args, '--out', two]), 'train-hypernet, 2 ranks');
+    expectClose(trainer(two).losses, trainer(one).losses, { rtol: 1e-5, atol: 1e-6 }, 'hypernetwork losses, 2 ranks vs 1 process');
+    expectClose(trainer(two).metrics!.diffusion!, trainer(one).metrics!.diffusion!, { rtol: 1e-5, atol: 1e-6 }, 'diffusion term');
+    expect(existsSync(path.join(two, 'hypernet.safetensors'))).toBe(true);
+  });
+});
+
+describe("the curriculum's data and the evaluation's images on 2 ranks", () => {
+  it('pools, reconstructions and evaluation images are byte for byte those of one process', () => {
+    const script = path.join(root, 'test/train/scripts/dist_data.ts');
+    const one = path.join(scratch, 'data-1');
+    const two = path.join(scratch, 'data-2');
+    const r1 = spawnSync(process.execPath, ['--import', 'tsx', script, one], { cwd: root, encoding: 'utf8', env, timeout: 120_000 });
+    expect(r1.status, r1.stderr).toBe(0);
+    if (mpirunPath === '') throw new Error(installHint);
+    const r2 = spawnSync(mpirunPath, [...mpirunFlags, '-np', '2', process.execPath, '--import', 'tsx', script, two], { cwd: root, encoding: 'utf8', env, timeout: 120_000 });
+    expect(r2.status, r2.stderr).toBe(0);
+    const files = (dir: string): string[] => (readdirSync(dir, { recursive: true }) as string[]).filter((f) => !f.endsWith('images') && !['pools', 'recon'].includes(f)).sort();
+    expect(files(two)).toEqual(files(one));
+    // 3 prompts x 2 samples and 3 images x 7 levels, one unit each, split over the ranks.
+    expect(readFileSync(path.join(one, 'pools', 'index.jsonl'), 'utf8').trim().split('\n')).toHaveLength(6);
+    expect(readFileSync(path.join(one, 'recon', 'index.jsonl'), 'utf8').trim().split('\n')).toHaveLength(21);
+    for (const f of files(one)) expect(readFileSync(path.join(two, f)).equals(readFileSync(path.join(one, f))), f).toBe(true);
+  });
+});
+
 /** Starts a long 2-rank training run in the background; resolves its result when it ends. */
 function longRun(out: string, extraEnv: Record<string, string>): { done: Promise<Run & { seconds: number }>; child: ReturnType<typeof spawn> } {
   const started = performance.now();
