@@ -3,7 +3,8 @@
 //   train (a tiny-DiT training step vs PyTorch), eval (sampler and evaluators, images/s); no
 //   suite runs them all in order; curriculum (HG-DPO's phases: pools and reconstructions in
 //   images/s, each stage in steps/s, reports in images/s); personalize (HyperDreamBooth against
-//   DreamBooth and LiDB on held-out identities: the README's table and grid).
+//   DreamBooth and LiDB on held-out identities: the README's table and grid); dist (2 MPI ranks x
+//   1 thread against 1 process x 2 threads, allreduce time and bytes, the multi-GPU projection).
 // Each suite is a module exporting run(args) (see BenchSuite in bench/harness.ts); register a new
 // one with one line below. --json writes the suite's result (or { suite: result } for all).
 import { flagValue, writeJson, type BenchSuite } from './harness.js';
@@ -15,6 +16,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
   eval: () => import('./eval.js'),
   curriculum: () => import('./curriculum.js'),
   personalize: () => import('./personalize.js'),
+  dist: () => import('./dist.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

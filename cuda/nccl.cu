@@ -23,6 +23,7 @@ using NcclComm = void*;
 using NcclResult = int;
 constexpr int kNcclFloat32 = 7;
 constexpr int kNcclSum = 0;
+constexpr int kNcclAvg = 4;  // NCCL 2.10 and newer
 
 struct Nccl {
   void* library = nullptr;
@@ -78,8 +79,8 @@ void init(const void* id_bytes, size_t bytes, int rank, int size) {
   nccl_check(nccl.comm_init_rank(&nccl.comm, size, id, rank), "ncclCommInitRank");
 }
 
-void allreduce_sum_f32(void* data, size_t count) {
-  nccl_check(nccl.all_reduce(data, data, count, kNcclFloat32, kNcclSum, nccl.comm, nullptr), "ncclAllReduce");
+void allreduce_f32(void* data, size_t count, bool average) {
+  nccl_check(nccl.all_reduce(data, data, count, kNcclFloat32, average ? kNcclAvg : kNcclSum, nccl.comm, nullptr), "ncclAllReduce");
   rt::rt_check(cudaStreamSynchronize(nullptr), "ncclAllReduce (stream synchronize)");
 }
 
@@ -88,7 +89,7 @@ void allreduce_sum_f32(void* data, size_t count) {
 void attach_nccl(rt::Backend& b) {
   b.comm_unique_id = unique_id;
   b.comm_init = init;
-  b.comm_allreduce_sum_f32 = allreduce_sum_f32;
+  b.comm_allreduce_f32 = allreduce_f32;
 }
 
 }  // namespace rt_cuda

@@ -124,7 +124,10 @@ void wait(MpiHandle request, const std::string& what) {
     int done = 0;
     check(mpi.test(&request, &done, nullptr), what);
     if (done) return;
-    if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    // Open MPI moves a non-blocking collective on only inside MPI calls: keep testing (as its
+    // blocking calls spin), yielding the core to a rank that shares it.
+    std::this_thread::yield();
+    if (polls % 1024 != 0) continue;
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (waited > timeout_seconds) {
       fail("data-parallel: rank " + std::to_string(world_rank) + " of " + std::to_string(world_size) + " waited " +
@@ -264,14 +267,16 @@ RT_BINDING(distAllreduceArray) {
   return info.Env().Undefined();
 }
 
-// distAllreduceTensors(tensors: f32 tensors on one device, what: string): sums them in place
-// across ranks as one flat buffer (one collective for all of them).
+// distAllreduceTensors(tensors: f32 tensors on one device, average: boolean, what: string): sums
+// (or averages) them in place across ranks as one flat buffer, one collective for all of them.
+// The flat buffer is kept for the next step (no allocation, no page faults per step).
 RT_BINDING(distAllreduceTensors) {
   require_initialized("distAllreduceTensors");
-  RT_EXPECT(info.Length() >= 2 && info[0].IsArray() && info[1].IsString(),
-            "distAllreduceTensors: expected (tensors array, what)", Error::type);
+  RT_EXPECT(info.Length() >= 3 && info[0].IsArray() && info[1].IsBoolean() && info[2].IsString(),
+            "distAllreduceTensors: expected (tensors array, average, what)", Error::type);
   Napi::Array list = info[0].As<Napi::Array>();
-  const std::string what = info[1].As<Napi::String>().Utf8Value();
+  const bool average = info[1].As<Napi::Boolean>().Value();
+  const std::string what = info[2].As<Napi::String>().Utf8Value();
   std::vector<NativeTensor*> tensors;
   size_t total = 0;
   for (uint32_t i = 0; i < list.Length(); ++i) {
@@ -284,36 +289,44 @@ RT_BINDING(distAllreduceTensors) {
   }
   if (tensors.empty() || world_size == 1) return info.Env().Undefined();
   Backend& b = backend(tensors.front()->device());
-  if (b.comm_allreduce_sum_f32 != nullptr) {
-    // Pack on the device, sum with the device's collectives, unpack.
+  if (b.comm_allreduce_f32 != nullptr) {
+    // Pack on the device, reduce with the device's collectives, unpack.
     ensure_device_comm(b);
-    void* flat = b.alloc(total * sizeof(float));
-    try {
-      size_t at = 0;
-      for (NativeTensor* t : tensors) {
-        b.copy(static_cast<float*>(flat) + at, t->data("distAllreduceTensors", "tensors"), t->bytes());
-        at += static_cast<size_t>(t->numel());
-      }
-      b.comm_allreduce_sum_f32(flat, total);
-      at = 0;
-      for (NativeTensor* t : tensors) {
-        b.copy(t->data("distAllreduceTensors", "tensors"), static_cast<float*>(flat) + at, t->bytes());
-        at += static_cast<size_t>(t->numel());
-      }
-    } catch (...) {
-      b.release(flat);
-      throw;
+    static void* device_flat = nullptr;
+    static size_t device_flat_count = 0;
+    if (device_flat_count < total) {
+      if (device_flat != nullptr) b.release(device_flat);
+      device_flat = nullptr;  // an allocation that fails leaves no dangling buffer
+      device_flat_count = 0;
+      device_flat = b.alloc(total * sizeof(float));
+      device_flat_count = total;
     }
-    b.release(flat);
+    float* flat = static_cast<float*>(device_flat);
+    size_t at = 0;
+    for (NativeTensor* t : tensors) {
+      b.copy(flat + at, t->data("distAllreduceTensors", "tensors"), t->bytes());
+      at += static_cast<size_t>(t->numel());
+    }
+    b.comm_allreduce_f32(flat, total, average);
+    at = 0;
+    for (NativeTensor* t : tensors) {
+      b.copy(t->data("distAllreduceTensors", "tensors"), flat + at, t->bytes());
+      at += static_cast<size_t>(t->numel());
+    }
     return info.Env().Undefined();
   }
-  std::vector<float> flat(total);
+  static std::vector<float> flat;
+  if (flat.size() < total) flat.resize(total);
   size_t at = 0;
   for (NativeTensor* t : tensors) {
     b.to_host(flat.data() + at, t->data("distAllreduceTensors", "tensors"), t->bytes());
     at += static_cast<size_t>(t->numel());
   }
   allreduce_host(flat.data(), total, mpi.f32, sizeof(float), mpi.sum, what);
+  if (average) {
+    const float scale = 1.0f / static_cast<float>(world_size);
+    for (size_t i = 0; i < total; ++i) flat[i] *= scale;
+  }
   at = 0;
   for (NativeTensor* t : tensors) {
     b.from_host(t->data("distAllreduceTensors", "tensors"), flat.data() + at, t->bytes());

@@ -17,7 +17,6 @@ import { readFileSync } from 'node:fs';
 import type { Variable } from '../../autograd/variable.js';
 import { version } from '../../info.js';
 import { native, nativePath } from '../../native.js';
-import { scale } from '../../ops/elementwise.js';
 import { Generator } from '../../ops/random.js';
 import type { Tensor } from '../../tensor.js';
 import type { NativeHandle } from '../../native.js';
@@ -26,7 +25,7 @@ declare module '../../native.js' {
   interface NativeModule {
     distInit(launcher: string, timeoutSeconds: number): { rank: number; size: number; library: string };
     distAllreduceArray(data: Float32Array | Float64Array, op: 'sum' | 'max', what: string): void;
-    distAllreduceTensors(tensors: readonly NativeHandle[], what: string): void;
+    distAllreduceTensors(tensors: readonly NativeHandle[], average: boolean, what: string): void;
     distBroadcast(data: Uint8Array, root: number, what: string): void;
     distAllgather(data: Uint8Array, what: string): Uint8Array[];
     distBarrier(what: string): void;
@@ -98,8 +97,7 @@ class ProcessGroup implements Communicator {
 
   allreduceTensors(tensors: readonly Tensor<'f32'>[], op: 'sum' | 'mean', what: string): void {
     if (this.size === 1 || tensors.length === 0) return;
-    native.distAllreduceTensors(tensors.map((t) => t.handle), what);
-    if (op === 'mean') for (const t of tensors) scale(t, 1 / this.size, { out: t });
+    native.distAllreduceTensors(tensors.map((t) => t.handle), op === 'mean', what);
   }
 
   broadcast(data: Uint8Array, root: number, what: string): void {
