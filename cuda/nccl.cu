@@ -5,12 +5,11 @@
 // The sum runs on the default stream, which the kernels use too, and is waited for.
 // Not part of the emulator build: the emulator has no multi-process collectives.
 #ifndef RT_EMU
-#include <dlfcn.h>
-
 #include <cstring>
 #include <string>
 
 #include "../csrc/backend.h"
+#include "../csrc/runtime_library.h"
 #include "launch.h"
 
 namespace rt_cuda {
@@ -26,7 +25,7 @@ constexpr int kNcclSum = 0;
 constexpr int kNcclAvg = 4;  // NCCL 2.10 and newer
 
 struct Nccl {
-  void* library = nullptr;
+  rt::RuntimeLibrary library;
   NcclResult (*get_unique_id)(NcclUniqueId*) = nullptr;
   NcclResult (*comm_init_rank)(NcclComm*, int, NcclUniqueId, int) = nullptr;
   NcclResult (*all_reduce)(const void*, void*, size_t, int, int, NcclComm, cudaStream_t) = nullptr;
@@ -36,26 +35,14 @@ struct Nccl {
 
 Nccl nccl;
 
-template <class T>
-T nccl_symbol(const char* name) {
-  void* address = dlsym(nccl.library, name);
-  if (address == nullptr) rt::fail(std::string("data-parallel: libnccl.so.2 has no symbol ") + name + "; install NCCL 2");
-  return reinterpret_cast<T>(address);
-}
-
 void load_nccl() {
-  if (nccl.library != nullptr) return;
-  nccl.library = dlopen("libnccl.so.2", RTLD_NOW | RTLD_GLOBAL);
-  if (nccl.library == nullptr) {
-    const char* reason = dlerror();
-    rt::fail(std::string("data-parallel: cuda tensors are summed with NCCL, but libnccl.so.2 could not be loaded: ") +
-             (reason != nullptr ? reason : "unknown reason") +
-             "; install NCCL 2 (e.g. apt-get install libnccl2 from NVIDIA's CUDA repository)");
-  }
-  nccl.get_unique_id = nccl_symbol<decltype(nccl.get_unique_id)>("ncclGetUniqueId");
-  nccl.comm_init_rank = nccl_symbol<decltype(nccl.comm_init_rank)>("ncclCommInitRank");
-  nccl.all_reduce = nccl_symbol<decltype(nccl.all_reduce)>("ncclAllReduce");
-  nccl.error_string = nccl_symbol<decltype(nccl.error_string)>("ncclGetErrorString");
+  if (nccl.library.is_open()) return;
+  nccl.library.open("libnccl.so.2", "data-parallel: cuda tensors are summed with NCCL,",
+                    "install NCCL 2.10 or newer (e.g. apt-get install libnccl2 from NVIDIA's CUDA repository)");
+  nccl.get_unique_id = nccl.library.symbol<decltype(nccl.get_unique_id)>("ncclGetUniqueId");
+  nccl.comm_init_rank = nccl.library.symbol<decltype(nccl.comm_init_rank)>("ncclCommInitRank");
+  nccl.all_reduce = nccl.library.symbol<decltype(nccl.all_reduce)>("ncclAllReduce");
+  nccl.error_string = nccl.library.symbol<decltype(nccl.error_string)>("ncclGetErrorString");
 }
 
 void nccl_check(NcclResult result, const char* what) {

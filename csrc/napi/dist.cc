@@ -10,7 +10,6 @@
 //
 // Tensors on a backend with its own collectives (cuda: NCCL, cuda/nccl.cu) are summed on the
 // device; NCCL's unique id is broadcast over MPI. Other device buffers go through host memory.
-#include <dlfcn.h>
 #include <napi.h>
 #include <signal.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "../runtime_library.h"
 #include "args.h"
 
 namespace rt::napi {
@@ -31,7 +31,7 @@ namespace {
 using MpiHandle = void*;
 
 struct Mpi {
-  void* library = nullptr;
+  RuntimeLibrary library;
   int (*init_thread)(int*, char***, int, int*) = nullptr;
   int (*comm_rank)(MpiHandle, int*) = nullptr;
   int (*comm_size)(MpiHandle, int*) = nullptr;
@@ -138,45 +138,29 @@ void wait(MpiHandle request, const std::string& what) {
   }
 }
 
-template <class T>
-T symbol(const char* name) {
-  void* address = dlsym(mpi.library, name);
-  if (address == nullptr) {
-    fail("data-parallel: " + library_name + " has no symbol " + name + " (" + dlerror() +
-         "); realtune needs Open MPI 4 or newer (Debian: apt-get install openmpi-bin)");
-  }
-  return reinterpret_cast<T>(address);
-}
-
 void load_mpi(const std::string& launcher) {
   const char* requested = std::getenv("REALTUNE_LIBMPI");
   library_name = requested != nullptr && *requested != '\0' ? requested : "libmpi.so.40";
-  // RTLD_GLOBAL: Open MPI's plugins resolve their symbols against libmpi.
-  mpi.library = dlopen(library_name.c_str(), RTLD_NOW | RTLD_GLOBAL);
-  if (mpi.library == nullptr) {
-    const char* reason = dlerror();
-    fail("data-parallel: running under mpirun (" + launcher + ") but " + library_name + " could not be loaded: " +
-         (reason != nullptr ? reason : "unknown reason") +
-         "; install Open MPI (Debian: apt-get install openmpi-bin), or set REALTUNE_LIBMPI to its libmpi.so");
-  }
-  mpi.init_thread = symbol<decltype(mpi.init_thread)>("MPI_Init_thread");
-  mpi.comm_rank = symbol<decltype(mpi.comm_rank)>("MPI_Comm_rank");
-  mpi.comm_size = symbol<decltype(mpi.comm_size)>("MPI_Comm_size");
-  mpi.comm_set_errhandler = symbol<decltype(mpi.comm_set_errhandler)>("MPI_Comm_set_errhandler");
-  mpi.iallreduce = symbol<decltype(mpi.iallreduce)>("MPI_Iallreduce");
-  mpi.ibcast = symbol<decltype(mpi.ibcast)>("MPI_Ibcast");
-  mpi.iallgather = symbol<decltype(mpi.iallgather)>("MPI_Iallgather");
-  mpi.ibarrier = symbol<decltype(mpi.ibarrier)>("MPI_Ibarrier");
-  mpi.test = symbol<decltype(mpi.test)>("MPI_Test");
-  mpi.error_string = symbol<decltype(mpi.error_string)>("MPI_Error_string");
-  mpi.finalize = symbol<decltype(mpi.finalize)>("MPI_Finalize");
-  mpi.world = symbol<MpiHandle>("ompi_mpi_comm_world");
-  mpi.f32 = symbol<MpiHandle>("ompi_mpi_float");
-  mpi.f64 = symbol<MpiHandle>("ompi_mpi_double");
-  mpi.byte = symbol<MpiHandle>("ompi_mpi_byte");
-  mpi.sum = symbol<MpiHandle>("ompi_mpi_op_sum");
-  mpi.max = symbol<MpiHandle>("ompi_mpi_op_max");
-  mpi.errors_return = symbol<MpiHandle>("ompi_mpi_errors_return");
+  mpi.library.open(library_name, "data-parallel: running under mpirun (" + launcher + ")",
+                   "install Open MPI (Debian: apt-get install openmpi-bin), or set REALTUNE_LIBMPI to its libmpi.so");
+  mpi.init_thread = mpi.library.symbol<decltype(mpi.init_thread)>("MPI_Init_thread");
+  mpi.comm_rank = mpi.library.symbol<decltype(mpi.comm_rank)>("MPI_Comm_rank");
+  mpi.comm_size = mpi.library.symbol<decltype(mpi.comm_size)>("MPI_Comm_size");
+  mpi.comm_set_errhandler = mpi.library.symbol<decltype(mpi.comm_set_errhandler)>("MPI_Comm_set_errhandler");
+  mpi.iallreduce = mpi.library.symbol<decltype(mpi.iallreduce)>("MPI_Iallreduce");
+  mpi.ibcast = mpi.library.symbol<decltype(mpi.ibcast)>("MPI_Ibcast");
+  mpi.iallgather = mpi.library.symbol<decltype(mpi.iallgather)>("MPI_Iallgather");
+  mpi.ibarrier = mpi.library.symbol<decltype(mpi.ibarrier)>("MPI_Ibarrier");
+  mpi.test = mpi.library.symbol<decltype(mpi.test)>("MPI_Test");
+  mpi.error_string = mpi.library.symbol<decltype(mpi.error_string)>("MPI_Error_string");
+  mpi.finalize = mpi.library.symbol<decltype(mpi.finalize)>("MPI_Finalize");
+  mpi.world = mpi.library.symbol<MpiHandle>("ompi_mpi_comm_world");
+  mpi.f32 = mpi.library.symbol<MpiHandle>("ompi_mpi_float");
+  mpi.f64 = mpi.library.symbol<MpiHandle>("ompi_mpi_double");
+  mpi.byte = mpi.library.symbol<MpiHandle>("ompi_mpi_byte");
+  mpi.sum = mpi.library.symbol<MpiHandle>("ompi_mpi_op_sum");
+  mpi.max = mpi.library.symbol<MpiHandle>("ompi_mpi_op_max");
+  mpi.errors_return = mpi.library.symbol<MpiHandle>("ompi_mpi_errors_return");
 }
 
 void require_initialized(const char* op) {
