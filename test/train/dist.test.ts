@@ -9,6 +9,8 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Generator, randn } from '../../lib/ops/random.js';
+import { collectiveTimeout, launcherEvidence, rankLabel, ShardedGenerator, shardedGenerator, shardOf, worldCommunicator } from '../../lib/train/loop/dist.js';
 import { checkMemoryGuards, expectClose } from '../helpers.js';
 
 checkMemoryGuards();
@@ -66,6 +68,40 @@ function trainer(out: string): Trainer {
 }
 
 const baseArgs = ['--figures', '8', '--preset', 'tiny', '--batch', '4', '--accumulate', '2', '--lr', '1e-3', '--dropout', '0.1', '--cond-dropout', '0.3', '--flip', '0.5', '--crop', '0.9', '--rotate', '5', '--ema', '0.9', '--clip-norm', '1', '--seed', '3', '--quiet'];
+
+describe('shards of a global batch (one process)', () => {
+  it("a ShardedGenerator hands each rank its rows of the one-process draw and moves the stream past the whole batch's", () => {
+    const whole = new Generator(11, 5);
+    const full = randn([4, 3, 5], { generator: whole });
+    const expected = full.toArray();
+    full.dispose();
+    for (const rank of [0, 1]) {
+      const base = new Generator(11, 5);
+      const shard = shardOf('test', 'batch', 4, { rank, size: 2 });
+      expect(shard).toEqual({ rank, size: 2, start: 2 * rank, count: 2 });
+      const part = randn([2, 3, 5], { generator: shardedGenerator(base, shard) });
+      expect(Array.from(part.toArray()), `rank ${rank}'s rows`).toEqual(Array.from(expected.subarray(rank * 30, rank * 30 + 30)));
+      part.dispose();
+      expect(base.state(), 'the stream after the draw').toEqual(whole.state());
+    }
+    expect(shardedGenerator(whole, shardOf('test', 'batch', 4, { rank: 0, size: 1 })), 'one process draws from the stream itself').toBe(whole);
+  });
+
+  it('a world size that does not divide the batch, and a draw that is not batch-major, are refused', () => {
+    expect(() => shardOf('train', 'batch', 6, { rank: 0, size: 4 })).toThrow('train: batch 6 cannot be split over 4 ranks (mpirun -np 4); give a batch that is a multiple of 4, or a number of ranks that divides 6');
+    expect(() => randn([3], { generator: new ShardedGenerator(new Generator(1), { rank: 0, size: 2, start: 0, count: 2 }) })).toThrow(/a draw of 3 values is not 2 rows of equal size/);
+  });
+
+  it('reads the launcher from the environment: a plain run is a world of one', () => {
+    expect(launcherEvidence({})).toBe('');
+    expect(launcherEvidence({ OMPI_COMM_WORLD_SIZE: '1' })).toBe('');
+    expect(launcherEvidence({ OMPI_COMM_WORLD_SIZE: '4' })).toBe('OMPI_COMM_WORLD_SIZE=4');
+    expect(launcherEvidence({ PMI_SIZE: '2' })).toBe('PMI_SIZE=2');
+    expect(rankLabel({ OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_RANK: '3' })).toBe('rank 3 of 4');
+    expect(worldCommunicator()).toMatchObject({ rank: 0, size: 1 });
+    expect(() => collectiveTimeout({ REALTUNE_DIST_TIMEOUT: 'soon' })).toThrow('data-parallel: REALTUNE_DIST_TIMEOUT must be a number of seconds > 0, got "soon"');
+  });
+});
 
 describe('mpirun', () => {
   it('is installed (Open MPI)', () => {

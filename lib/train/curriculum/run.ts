@@ -29,7 +29,7 @@ import { noGrad } from '../../autograd/variable.js';
 import { tidy } from '../../scope.js';
 import type { Tensor } from '../../tensor.js';
 import { writeLabelledGrid } from '../data.js';
-import { isRankZero } from '../loop/dist.js';
+import { checkSameRun, isRankZero, shardOf, worldCommunicator } from '../loop/dist.js';
 import { generatePools, generateReconstructions, type RealImage } from './generate.js';
 import { buildStagePairs, describePairs, loadPairs, naivePairs, type PairRef, type StagePairs } from './pairs.js';
 import { captionPoolScorer, onnxPoolScorer, type PoolScorer } from './scorer.js';
@@ -300,6 +300,10 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
   const inference: InferenceRules = { ...curriculumDefaults.inference, ...(options.inference ?? {}) };
   if (!(inference.loraScale > 0 && Number.isFinite(inference.loraScale))) throw new RangeError(`curriculum: inference.loraScale must be finite and > 0, got ${inference.loraScale}`);
   const seed = options.seed ?? 0;
+  // Under mpirun: every rank refuses, before any work, ranks started differently and a stage batch the world size does not divide.
+  const comm = worldCommunicator();
+  checkSameRun('curriculum', comm, JSON.parse(JSON.stringify(options)) as Record<string, unknown>);
+  for (const [stage, s] of Object.entries(settings)) shardOf('curriculum', `the ${stage} stage's batch`, s.batch, comm);
   // Wall time per phase, kept across resumed calls in out/timings.json.
   const timingsFile = path.join(out, 'timings.json');
   const seconds: Record<string, number> = existsSync(timingsFile) ? (JSON.parse(readFileSync(timingsFile, 'utf8')) as Record<string, number>) : {};
