@@ -111,6 +111,30 @@ describe('mpirun', () => {
   });
 });
 
+describe('the collectives on 2 ranks', () => {
+  it('allreduce (sum, mean, max), broadcast, allgather of JSON and of bytes, the flat tensor allreduce and the barrier give every rank the same results', () => {
+    if (mpirunPath === '') throw new Error(installHint);
+    const script = path.join(root, 'test/train/scripts/dist_collectives.ts');
+    const r = spawnSync(mpirunPath, [...mpirunFlags, '-np', '2', process.execPath, '--import', 'tsx', script], { cwd: root, encoding: 'utf8', env, timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const results = r.stdout.split('\n').filter((l) => l.startsWith('COLLECTIVES ')).map((l) => JSON.parse(l.slice('COLLECTIVES '.length)) as Record<string, unknown>);
+    expect(results.map((x) => x.rank).sort()).toEqual([0, 1]);
+    for (const x of results) {
+      expect(x).toMatchObject({
+        size: 2,
+        sum: [3, 30],
+        mean: [1.5],
+        max: [5, 1],
+        broadcast: [1, 1, 1],
+        gathered: [{ rank: 0, text: '' }, { rank: 1, text: 'xxx' }],
+        bytes: [[7], [8, 8]],
+        tensorsSum: [1, 2, 3, 3],
+        tensorsMean: [0.5, 2],
+      });
+    }
+  });
+});
+
 describe('train-base on 2 ranks', () => {
   const one = path.join(scratch, 'base-1');
   const two = path.join(scratch, 'base-2');

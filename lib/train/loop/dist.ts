@@ -16,10 +16,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Variable } from '../../autograd/variable.js';
 import { version } from '../../info.js';
-import { native, nativePath } from '../../native.js';
+import { native, nativePath, type NativeHandle } from '../../native.js';
 import { Generator } from '../../ops/random.js';
 import type { Tensor } from '../../tensor.js';
-import type { NativeHandle } from '../../native.js';
 
 declare module '../../native.js' {
   interface NativeModule {

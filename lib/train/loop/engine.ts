@@ -21,7 +21,7 @@ import { AdamW } from '../../optim/adamw.js';
 import { EMA } from '../../optim/ema.js';
 import { lrSchedule, type LrScheduleKind } from '../../optim/schedule.js';
 import type { Tensor } from '../../tensor.js';
-import { checkSameRun, checkStepLayout, checkWeightsAgree, onRankZero, shardOf, worldCommunicator, type Shard } from './dist.js';
+import { checkSameRun, checkStepLayout, checkWeightsAgree, onRankZero, shardOf, worldCommunicator, type Communicator, type Shard } from './dist.js';
 import { RandomStreams } from './streams.js';
 import { checkOptimizerMoments, checkSettings, readTrainerState, type JsonSettings, type TrainerState } from './state.js';
 
@@ -318,27 +318,24 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
 
           const finished = step === stopAt;
           if (checkpointDir !== undefined && ((run.ckptEvery && step % run.ckptEvery === 0) || finished)) {
-            const save = (): void => {
-              const allMetrics: Record<string, number[]> = {};
-              for (const name of new Set([...Object.keys(previousMetrics), ...Object.keys(metrics)])) allMetrics[name] = [...(previousMetrics[name] ?? []), ...(metrics[name] ?? [])];
-              const streamState = streams.state();
-              const trainer: TrainerState = {
-                step,
-                optimizerStep: optimizer.stepCount,
-                stage: phase,
-                hostRandom: streamState.host,
-                noise: streamState.noise,
-                dropout: streamState.dropout,
-                losses: [...previousLosses, ...losses],
-                ...(Object.keys(allMetrics).length > 0 ? { metrics: allMetrics } : {}),
-                ema: ema !== null,
-                run: settings,
-              };
-              const extraFiles: Record<string, Uint8Array> =
-                ema !== null ? { [emaFile]: encodeSafetensors(Object.fromEntries(ema.shadow), { metadata: { decay: String(ema.decay) } }) } : {};
-              job.saveCheckpoint(checkpointDir, { optimizer: optimizer.stateDict().tensors, trainer, extraFiles });
+            const allMetrics: Record<string, number[]> = {};
+            for (const name of new Set([...Object.keys(previousMetrics), ...Object.keys(metrics)])) allMetrics[name] = [...(previousMetrics[name] ?? []), ...(metrics[name] ?? [])];
+            const streamState = streams.state();
+            const trainer: TrainerState = {
+              step,
+              optimizerStep: optimizer.stepCount,
+              stage: phase,
+              hostRandom: streamState.host,
+              noise: streamState.noise,
+              dropout: streamState.dropout,
+              losses: [...previousLosses, ...losses],
+              ...(Object.keys(allMetrics).length > 0 ? { metrics: allMetrics } : {}),
+              ema: ema !== null,
+              run: settings,
             };
-            await onRankZero(comm, `${op}: the checkpoint of step ${step}`, save);
+            const extraFiles: Record<string, Uint8Array> =
+              ema !== null && rankZero ? { [emaFile]: encodeSafetensors(Object.fromEntries(ema.shadow), { metadata: { decay: String(ema.decay) } }) } : {};
+            await onRankZero(comm, `${op}: the checkpoint of step ${step}`, () => job.saveCheckpoint(checkpointDir, { optimizer: optimizer.stateDict().tensors, trainer, extraFiles }));
             lastCheckpoint = checkpointDir;
             lastGoodCheckpoint = checkpointDir;
             if (rankZero) run.onArtifact?.('checkpoint', checkpointDir);
@@ -370,7 +367,7 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
  * Averages the gradients (one flat buffer), the loss and the metrics of a step across the ranks
  * in place, so clipping, AdamW and the reports see the same numbers everywhere; returns the loss.
  */
-function averageAcrossRanks(op: string, comm: ReturnType<typeof worldCommunicator>, optimizer: AdamW, step: number, loss: number, metrics: Record<string, number>, first: boolean): number {
+function averageAcrossRanks(op: string, comm: Communicator, optimizer: AdamW, step: number, loss: number, metrics: Record<string, number>, first: boolean): number {
   const grads = optimizer.params.map((p) => p.variable.grad).filter((g): g is Tensor<'f32'> => g !== null);
   const names = Object.keys(metrics).sort();
   if (first) checkStepLayout(op, comm, grads.reduce((n, g) => n + g.size, 0), names);
