@@ -139,6 +139,11 @@ export function worldCommunicator(): Communicator {
   return world;
 }
 
+/** Fails (on every rank) when `op`, which has no batch to split, is started as several processes. */
+export function requireOneProcess(op: string, comm: Communicator = worldCommunicator()): void {
+  if (comm.size > 1) throw new Error(`${op}: cannot run as ${comm.size} processes (mpirun -np ${comm.size}): it has no batch to split; run it as one process`);
+}
+
 /** A rank's contiguous part of a global micro-batch of `batch` samples. */
 export interface Shard {
   rank: number;

@@ -21,7 +21,7 @@ import { AdamW } from '../../optim/adamw.js';
 import { EMA } from '../../optim/ema.js';
 import { lrSchedule, type LrScheduleKind } from '../../optim/schedule.js';
 import type { Tensor } from '../../tensor.js';
-import { checkSameRun, checkStepLayout, checkWeightsAgree, onRankZero, shardOf, worldCommunicator, type Communicator, type Shard } from './dist.js';
+import { checkSameRun, checkStepLayout, checkWeightsAgree, onRankZero, requireOneProcess, shardOf, worldCommunicator, type Communicator, type Shard } from './dist.js';
 import { RandomStreams } from './streams.js';
 import { checkOptimizerMoments, checkSettings, readTrainerState, type JsonSettings, type TrainerState } from './state.js';
 
@@ -225,7 +225,7 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
   const comm = worldCommunicator();
   if (comm.size > 1) {
     checkSameRun(op, comm, { ...settings, steps: optim.steps, stopAt: run.stopAt ?? null, out: run.out ?? null, resume: run.resume ?? null, resetOptimizer: run.resetOptimizer ?? false });
-    if (job.shardedBatch === undefined) throw new Error(`${op}: cannot run as ${comm.size} processes (mpirun -np ${comm.size}): it has no batch to split; run it as one process`);
+    if (job.shardedBatch === undefined) requireOneProcess(op, comm);
   }
   const shard = shardOf(op, job.shardedBatch?.option ?? 'batch', job.shardedBatch?.size ?? 1, comm);
   const rankZero = comm.rank === 0;
