@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Generator, randn } from '../../lib/ops/random.js';
+import { readTrainerState } from '../../lib/train/loop/state.js';
 import { collectiveTimeout, launcherEvidence, rankLabel, ShardedGenerator, shardedGenerator, shardOf, worldCommunicator } from '../../lib/train/loop/dist.js';
 import { checkMemoryGuards, expectClose } from '../helpers.js';
 
@@ -200,6 +201,10 @@ describe("personalisation's hypernetwork training on 2 ranks", () => {
     expectClose(trainer(two).losses, trainer(one).losses, { rtol: 1e-5, atol: 1e-6 }, 'hypernetwork losses, 2 ranks vs 1 process');
     expectClose(trainer(two).metrics!.diffusion!, trainer(one).metrics!.diffusion!, { rtol: 1e-5, atol: 1e-6 }, 'diffusion term');
     expect(existsSync(path.join(two, 'hypernet.safetensors'))).toBe(true);
+    // Step 3 drew only fresh identities, which have no weight term: the checkpoint still has the
+    // metric for every step, so it can be resumed.
+    expect(trainer(two).metrics!.weights, 'the weight term of every step').toHaveLength(3);
+    expect(readTrainerState('train-hypernet', path.join(two, 'checkpoint')).state.step).toBe(3);
   });
 });
 

@@ -164,7 +164,8 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
             const total = weightLoss === null ? F.scale(diffusion, s.alpha) : F.add(F.scale(diffusion, s.alpha), F.scale(weightLoss, s.beta));
             const loss = F.scale(total, 1 / accumulate);
             const value = loss.value.item();
-            const metrics: Record<string, number> = { diffusion: diffusion.value.item(), ...(weightLoss === null ? {} : { weights: weightLoss.value.item() }) };
+            // A fresh identity has no weight term: it counts 0 in the step's mean, and every step has the metric (a checkpoint's metrics are as long as its losses).
+            const metrics: Record<string, number> = { diffusion: diffusion.value.item(), weights: weightLoss === null ? 0 : weightLoss.value.item() };
             backward(loss);
             return { loss: value, metrics };
           });
