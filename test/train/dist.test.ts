@@ -97,7 +97,8 @@ describe('shards of a global batch (one process)', () => {
     expect(launcherEvidence({})).toBe('');
     expect(launcherEvidence({ OMPI_COMM_WORLD_SIZE: '1' })).toBe('');
     expect(launcherEvidence({ OMPI_COMM_WORLD_SIZE: '4' })).toBe('OMPI_COMM_WORLD_SIZE=4');
-    expect(launcherEvidence({ PMI_SIZE: '2' })).toBe('PMI_SIZE=2');
+    expect(launcherEvidence({ PMI_SIZE: '2', PMI_RANK: '1' })).toBe('PMI_SIZE=2');
+    expect(launcherEvidence({ PMIX_RANK: '0' }), 'a PMIx launcher that sets no size').toBe('PMIX_RANK=0');
     expect(rankLabel({ OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_RANK: '3' })).toBe('rank 3 of 4');
     expect(worldCommunicator()).toMatchObject({ rank: 0, size: 1 });
     expect(() => collectiveTimeout({ REALTUNE_DIST_TIMEOUT: 'soon' })).toThrow('data-parallel: REALTUNE_DIST_TIMEOUT must be a number of seconds > 0, got "soon"');

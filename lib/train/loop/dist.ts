@@ -51,21 +51,23 @@ export interface Communicator {
   barrier(what: string): void;
 }
 
-/** What shows that this process was started by an MPI launcher ("" when it was not, or in a world of one). */
+/**
+ * What shows that this process was started by an MPI launcher, as NAME=value ("" when it was
+ * not, or in a world of one): the world size Open MPI or a PMI launcher sets, else a rank that a
+ * PMIx launcher sets (the size then comes from MPI itself).
+ */
 export function launcherEvidence(env: NodeJS.ProcessEnv = process.env): string {
-  for (const name of ['OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'PMIX_SIZE']) {
-    const value = env[name];
-    if (value !== undefined && value !== '' && value !== '1') return `${name}=${value}`;
-  }
-  return '';
+  const present = (name: string): boolean => env[name] !== undefined && env[name] !== '';
+  const size = ['OMPI_COMM_WORLD_SIZE', 'PMI_SIZE'].find(present);
+  if (size !== undefined) return env[size] === '1' ? '' : `${size}=${env[size]}`;
+  const rank = ['PMIX_RANK', 'PMI_RANK'].find(present);
+  return rank === undefined ? '' : `${rank}=${env[rank]}`;
 }
 
 /** "rank R of N" from the launcher's environment ("" outside mpirun), for messages that must say which process wrote them. */
 export function rankLabel(env: NodeJS.ProcessEnv = process.env): string {
-  const evidence = launcherEvidence(env);
-  if (evidence === '') return '';
-  const rank = env.OMPI_COMM_WORLD_RANK ?? env.PMI_RANK ?? env.PMIX_RANK ?? '?';
-  return `rank ${rank} of ${evidence.split('=')[1]}`;
+  if (launcherEvidence(env) === '') return '';
+  return `rank ${env.OMPI_COMM_WORLD_RANK ?? env.PMI_RANK ?? env.PMIX_RANK ?? '?'} of ${env.OMPI_COMM_WORLD_SIZE ?? env.PMI_SIZE ?? '?'}`;
 }
 
 const defaultTimeoutSeconds = 300;
