@@ -52,7 +52,7 @@ bool initialized = false;
 bool finalized = false;
 int world_rank = 0;
 int world_size = 1;
-double timeout_seconds = 300;
+double timeout_seconds = 0;  // set by distInit (REALTUNE_DIST_TIMEOUT)
 std::string library_name;
 bool device_comm_ready = false;
 

@@ -70,7 +70,8 @@ export function rankLabel(env: NodeJS.ProcessEnv = process.env): string {
   return `rank ${env.OMPI_COMM_WORLD_RANK ?? env.PMI_RANK ?? env.PMIX_RANK ?? '?'} of ${env.OMPI_COMM_WORLD_SIZE ?? env.PMI_SIZE ?? '?'}`;
 }
 
-const defaultTimeoutSeconds = 300;
+// Long enough for rank 0 to write a large checkpoint or sample grid while the others wait for it.
+const defaultTimeoutSeconds = 1800;
 
 /** REALTUNE_DIST_TIMEOUT: how long a collective waits for the other ranks before it fails (seconds). */
 export function collectiveTimeout(env: NodeJS.ProcessEnv = process.env): number {
