@@ -9,6 +9,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-O2"],
       "cflags_cc": ["-std=c++20", "-O3", "-fexceptions", "-Wall", "-Wno-unused-function"],
       "ldflags": ["-pthread"],
+      "libraries": ["-ldl"],
       "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "CLANG_CXX_LANGUAGE_STANDARD": "c++20" }
     }
   ]

@@ -207,3 +207,12 @@ export function flagValue(args: readonly string[], name: string): string | undef
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 }
+
+/** The integer >= 1 after `--name` in args, or `fallback`; `suite` names the suite in the error. */
+export function intFlag(suite: string, args: readonly string[], name: string, fallback: number): number {
+  const raw = flagValue(args, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${suite}: ${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
+  return value;
+}

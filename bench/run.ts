@@ -4,7 +4,9 @@
 //   suite runs them all in order; curriculum (HG-DPO's phases: pools and reconstructions in
 //   images/s, each stage in steps/s, reports in images/s); personalize (HyperDreamBooth against
 //   DreamBooth and LiDB on held-out identities: the README's table and grid); dsd (Diffusion
-//   Self-Distillation's zero-shot rows in that table, and its grid beside HyperDreamBooth).
+//   Self-Distillation's zero-shot rows in that table, and its grid beside HyperDreamBooth); dist
+//   (2 MPI ranks x 1 thread against 1 process x 2 threads, allreduce time and bytes, the
+//   multi-GPU projection).
 // Each suite is a module exporting run(args) (see BenchSuite in bench/harness.ts); register a new
 // one with one line below. --json writes the suite's result (or { suite: result } for all).
 import { flagValue, writeJson, type BenchSuite } from './harness.js';
@@ -17,6 +19,7 @@ const suites: Record<string, () => Promise<BenchSuite>> = {
   curriculum: () => import('./curriculum.js'),
   personalize: () => import('./personalize.js'),
   dsd: () => import('./dsd.js'),
+  dist: () => import('./dist.js'),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -17,7 +17,7 @@ import { Generator, randn } from '../lib/ops/random.js';
 import { AdamW } from '../lib/optim/adamw.js';
 import { tidy } from '../lib/scope.js';
 import { fromArray } from '../lib/tensor.js';
-import { flagValue, machineInfo, median, printTable, writeJson, type MachineInfo } from './harness.js';
+import { flagValue, intFlag, machineInfo, median, printTable, writeJson, type MachineInfo } from './harness.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const peerScript = path.join(here, 'peers', 'train_torch.py');
@@ -32,14 +32,6 @@ export interface TrainBenchResult {
   /** ours samples/s divided by the peer's (above 1: faster than PyTorch). */
   ratio?: number;
   peerSkipped?: string;
-}
-
-function intFlag(args: readonly string[], name: string, fallback: number): number {
-  const raw = flagValue(args, name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`bench train: ${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
-  return value;
 }
 
 /** Median seconds of one forward + backward + AdamW step of the tiny preset. */
@@ -93,8 +85,8 @@ function runPeer(args: string[]): Record<string, number | string> | string {
 }
 
 export async function run(args: string[]): Promise<TrainBenchResult> {
-  const batch = intFlag(args, '--batch', 8);
-  const iters = intFlag(args, '--iters', 5);
+  const batch = intFlag('bench train', args, '--batch', 8);
+  const iters = intFlag('bench train', args, '--iters', 5);
   const warmup = 2;
   const { threads, isa } = info();
   const ours = measureOurs(batch, iters, warmup);

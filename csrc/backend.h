@@ -23,6 +23,14 @@ struct Backend {
   void (*from_host)(void* dst, const void* host_src, size_t bytes) = nullptr;
   void (*copy)(void* dst, const void* src, size_t bytes) = nullptr;
   void (*probe)(Backend& self) = nullptr;
+
+  // Collectives across processes on this backend's buffers (cuda: NCCL, loaded at run time;
+  // csrc/napi/dist.cc carries the id over MPI). nullptr: buffers go through host memory and MPI.
+  // comm_unique_id writes the id rank 0 makes (at most `capacity` bytes) and returns its size;
+  // comm_init joins the communicator; comm_allreduce_f32 sums (or averages) `count` floats in place.
+  size_t (*comm_unique_id)(void* out, size_t capacity) = nullptr;
+  void (*comm_init)(const void* id, size_t bytes, int rank, int size) = nullptr;
+  void (*comm_allreduce_f32)(void* data, size_t count, bool average) = nullptr;
 };
 
 // The backend slot for `id`; `type` is empty when that backend was not compiled in.

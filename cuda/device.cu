@@ -5,6 +5,9 @@
 #include "launch.h"
 
 namespace RT_BACKEND_NS {
+#ifndef RT_EMU
+void attach_nccl(rt::Backend& b);  // cuda/nccl.cu
+#endif
 namespace {
 
 void* alloc(size_t bytes) {
@@ -67,6 +70,9 @@ rt::Backend make_backend() {
   b.from_host = from_host;
   b.copy = copy;
   b.probe = probe;
+#ifndef RT_EMU
+  attach_nccl(b);
+#endif
   return b;
 }
 

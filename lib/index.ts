@@ -36,6 +36,7 @@ export { loadPreferences, figurePreferences, manifestPreferences, type Preferenc
 export * as curriculum from './train/curriculum/index.js';
 /** HyperDreamBooth: LiDB, pre-optimisation, the hypernetwork, the rank-relaxed fast finetune, measures. */
 export * as personalize from './train/personalize/index.js';
+/** Diffusion Self-Distillation: self-generated pairs, the two-frame adapter, zero-shot sampling. */
 export * as dsd from './train/dsd/index.js';
-/** The one training engine under every trainer (run loop, random streams, resumable state). */
+/** The one training engine under every trainer (run loop, random streams, resumable state, data-parallel ranks). */
 export * as engine from './train/loop/index.js';

@@ -53,12 +53,15 @@ static std::string where(const char* op, const char* arg) {
 
 NativeTensor* optional_tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
                                   const char* arg) {
-  Napi::Value v = info[index];
+  return optional_tensor_value(info[index], op, arg);
+}
+
+NativeTensor* optional_tensor_value(Napi::Value v, const char* op, const char* arg) {
   if (v.IsNull() || v.IsUndefined()) return nullptr;
   if (!v.IsObject()) fail(where(op, arg) + " must be a tensor, got a " + std::string(v.IsNumber() ? "number" : v.IsString() ? "string" : "non-object"), Error::type);
   Napi::Object obj = v.As<Napi::Object>();
   NativeTensor* t = nullptr;
-  napi_status status = napi_unwrap(info.Env(), obj, reinterpret_cast<void**>(&t));
+  napi_status status = napi_unwrap(v.Env(), obj, reinterpret_cast<void**>(&t));
   if (status != napi_ok || t == nullptr)
     fail(where(op, arg) + " must be a tensor handle, got another object", Error::type);
   t->data(op, arg);

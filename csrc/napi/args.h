@@ -38,6 +38,8 @@ NativeTensor& tensor_arg(const Napi::CallbackInfo& info, size_t index, const cha
 // A tensor, or nullptr when the argument is null or undefined.
 NativeTensor* optional_tensor_arg(const Napi::CallbackInfo& info, size_t index, const char* op,
                                   const char* arg);
+// The same for a value that is not an argument (an element of an array argument).
+NativeTensor* optional_tensor_value(Napi::Value v, const char* op, const char* arg);
 int64_t int_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
 double number_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);
 bool bool_arg(const Napi::CallbackInfo& info, size_t index, const char* op, const char* arg);

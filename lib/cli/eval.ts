@@ -12,6 +12,7 @@ import { writeLabelledGrid } from '../train/data.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { loraFlags, openLoraFiles, parseLoraFlags } from './lora_flags.js';
 import { ProgressBar } from './progress.js';
+import { isRankZero } from '../train/loop/dist.js';
 
 export const evalFlags: FlagSpecs = {
   ckpt: { kind: 'string', help: 'checkpoint directory (the shipped models/base-tiny when not given)' },
@@ -70,6 +71,7 @@ export async function run(argv: string[]): Promise<void> {
       },
     });
     bar?.finish();
+    if (!isRankZero()) return;
     console.log(formatReport(report));
     writeJsonAtomic(out, { checkpoint: ckpt, ...(adapterFiles.length > 0 ? { lora: lora.files, ...lora.selection } : {}), ...report });
     const grid = out.replace(/\.json$/, '') + '.png';

@@ -1,5 +1,6 @@
 // `npx realtune <command>`: each command is a module under lib/cli/ with a `run(args)` function.
 import { info } from '../info.js';
+import { isRankZero, rankLabel } from '../train/loop/dist.js';
 
 interface Command {
   summary: string;
@@ -79,9 +80,15 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   try {
+    // Under mpirun every rank runs the command; rank 0 prints its output, the others only errors.
+    if (!isRankZero()) console.log = () => {};
     await command.run(rest);
   } catch (err) {
-    console.error(`realtune ${name}: ${(err as Error).message}`);
+    const rank = rankLabel();
+    console.error(`realtune ${name}${rank === '' ? '' : ` (${rank})`}: ${(err as Error).message}`);
     process.exitCode = 1;
+    // The launcher ends the whole job when the first rank exits with an error; a moment's wait
+    // lets the other ranks, which usually fail the same check at start, print their error too.
+    if (rank !== '') await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }

@@ -1,5 +1,7 @@
 // A progress line for long CLI jobs: step/total, metrics (loss first), steps/s and ETA. On a
 // terminal it redraws one line; in logs (CI, pipes) it prints a plain line every `every` steps.
+// Under mpirun only rank 0 shows it.
+import { isRankZero } from '../train/loop/dist.js';
 export interface ProgressOptions {
   total: number;
   label?: string;
@@ -60,10 +62,11 @@ export class ProgressBar {
 
   /** Ends the progress line (on a terminal, moves to the next line). */
   finish(): void {
-    if (this.#tty) this.#stream.write('\n');
+    if (this.#tty && isRankZero()) this.#stream.write('\n');
   }
 
   #render(metrics: Record<string, number>): void {
+    if (!isRankZero()) return;
     const text = this.line(metrics);
     if (this.#tty) this.#stream.write(`\r${text}\x1b[K`);
     else this.#stream.write(`${text}\n`);

@@ -10,6 +10,7 @@ import { ditConfig, type DiTPreset } from '../nn/dit.js';
 import { checkBatchFits, checkFiguresFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs, type FlagValues } from './flags.js';
 import { ProgressBar } from './progress.js';
+import { isRankZero } from '../train/loop/dist.js';
 
 export const trainBaseFlags: FlagSpecs = {
   data: { kind: 'string', help: 'a folder of images with same-name .txt captions' },
@@ -215,6 +216,7 @@ export async function run(argv: string[]): Promise<void> {
         `${steps} steps of ${options.batch}${resume ? `, resuming from ${resume}${options.resetOptimizer ? " with Adam's moments reset to zero" : ''}` : ''}`,
     );
     await runTraining(model, spec, options, Boolean(flags.quiet), 'train-base');
+    if (!isRankZero()) return;
     model.save(modelOut, { dtype: flags['save-dtype'] as 'f32' | 'bf16' });
     console.log(`train-base: model written to ${modelOut}; checkpoint (resumable) in ${path.join(out, 'checkpoint')}`);
   } finally {

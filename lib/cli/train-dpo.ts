@@ -19,6 +19,7 @@ import { demoPrompts, shippedCheckpoint } from './demo.js';
 import { checkBatchFits, checkFiguresFit, checkSamplesFit, checkSamplingSteps } from './checks.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
+import { isRankZero } from '../train/loop/dist.js';
 
 export const trainDpoFlags: FlagSpecs = {
   from: { kind: 'string', help: 'checkpoint to start from (the shipped models/base-tiny when not given)' },
@@ -116,6 +117,7 @@ export async function run(argv: string[]): Promise<void> {
       onStep: (r) => (bar as ProgressBar | null)?.tick({ loss: r.loss, acc: r.accuracy }),
     });
     (bar as ProgressBar | null)?.finish();
+    if (!isRankZero()) return;
     const last = Math.min(50, losses.length);
     const mean = (xs: number[]): number => xs.slice(-last).reduce((a, b) => a + b, 0) / last;
     console.log(`train-dpo: mean of the last ${last} steps: loss ${mean(losses).toFixed(4)} (log 2 = 0.6931 at the start), implicit accuracy ${mean(accuracies).toFixed(3)}`);

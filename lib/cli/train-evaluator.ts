@@ -14,6 +14,7 @@ import {
 import { checkOutputFile } from '../io/output_paths.js';
 import { FlagError, flagHelp, parseFlags, type FlagSpecs } from './flags.js';
 import { ProgressBar } from './progress.js';
+import { requireOneProcess } from '../train/loop/dist.js';
 
 export const trainEvaluatorFlags: FlagSpecs = {
   kind: { kind: 'string', choices: ['attributes', 'identity', 'scorer'], help: 'which evaluator: the attribute classifier (and FD features), the identity embedder or the caption scorer' },
@@ -34,6 +35,7 @@ export async function run(argv: string[]): Promise<void> {
     console.log(flagHelp(usage, trainEvaluatorFlags));
     return;
   }
+  requireOneProcess('train-evaluator');
   if (flags.kind === undefined) throw new FlagError('--kind is required: attributes, identity or scorer');
   const kind = flags.kind as EvaluatorKind;
   const batch = Number(flags.batch);

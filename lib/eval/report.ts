@@ -20,6 +20,7 @@ import { channelMeanDrift, frechetDistance, hueDistance, meanSharpness } from '.
 import { loadEvaluator, shippedEvaluator, type AttributeClassifier, type CaptionScorer } from './networks.js';
 import { onnxFeatureExtractor, onnxScorer, type FeatureExtractor, type Scorer } from './onnx.js';
 import { VALIDATION_SEED, validationFigures } from './train.js';
+import { worldCommunicator } from '../train/loop/dist.js';
 
 export interface EvaluateOptions extends LoraSelection {
   /** Held-out prompts (default 256): one image each. */
@@ -93,7 +94,10 @@ function resolve<T>(given: string | T | undefined, file: string, kind: 'attribut
   return { evaluator: loadEvaluator((given as string | undefined) ?? file, kind) as T, owned: true };
 }
 
-/** Generates `prompts` images in batches (prompt i with seed + i's noise batch), with `lora` on top when given. */
+/**
+ * Generates `prompts` images in batches (prompt i with seed + i's noise batch), with `lora` on top
+ * when given. Under mpirun the batches are split over the ranks and every rank gets all images.
+ */
 function generateAll(model: TextToImage, prompts: readonly string[], options: EvaluateOptions, lora: readonly AdapterFile[]): Tensor<'f32'> {
   const batch = options.batch ?? 64;
   const size = model.imageSize;
@@ -105,18 +109,30 @@ function generateAll(model: TextToImage, prompts: readonly string[], options: Ev
     ...(loraGroups !== undefined ? { loraGroups } : {}),
     ...(allowOtherBase !== undefined ? { allowOtherBase } : {}),
   };
-  for (let start = 0; start < prompts.length; start += batch) {
-    const chunk = prompts.slice(start, start + batch);
-    const images = model.generate({
-      prompts: chunk,
-      steps: options.steps ?? 50,
-      cfg: options.cfg ?? 5,
-      seed: (options.seed ?? 0) + start,
-      ...(lora.length > 0 ? { lora, ...selection } : {}),
-    });
-    data.set(images.toArray(), start * per);
-    images.dispose();
-    options.onProgress?.(Math.min(prompts.length, start + batch), prompts.length);
+  const comm = worldCommunicator();
+  const starts = Array.from({ length: Math.ceil(prompts.length / batch) }, (_, i) => i * batch);
+  for (let round = 0; round < starts.length; round += comm.size) {
+    const start = starts[round + comm.rank];
+    if (start !== undefined) {
+      const images = model.generate({
+        prompts: prompts.slice(start, start + batch),
+        steps: options.steps ?? 50,
+        cfg: options.cfg ?? 5,
+        seed: (options.seed ?? 0) + start,
+        ...(lora.length > 0 ? { lora, ...selection } : {}),
+      });
+      data.set(images.toArray(), start * per);
+      images.dispose();
+    }
+    const roundStarts = starts.slice(round, round + comm.size);
+    if (comm.size > 1) {
+      const mine = start === undefined ? new Uint8Array(0) : new Uint8Array(data.buffer, start * per * 4, Math.min(batch, prompts.length - start) * per * 4);
+      comm.allgatherBytes(mine, `evaluation: the images of prompts ${roundStarts[0]}..`).forEach((bytes, rank) => {
+        const from = roundStarts[rank];
+        if (from !== undefined && rank !== comm.rank) data.set(new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)), from * per);
+      });
+    }
+    options.onProgress?.(Math.min(prompts.length, roundStarts[roundStarts.length - 1]! + batch), prompts.length);
   }
   return fromArray(data, [prompts.length, 3, size, size]);
 }

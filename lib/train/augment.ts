@@ -74,17 +74,42 @@ export function rotate(image: HostImage, degrees: number): HostImage {
   return resample(image, (x, y) => [cx + (x - cx) * cos - (y - cy) * sin, cy + (x - cx) * sin + (y - cy) * cos]);
 }
 
-/** Applies the configured augmentations with parameters drawn from `random`. */
-export function augment(image: HostImage, options: AugmentOptions, random: () => number): HostImage {
-  let out = image;
-  if ((options.flip ?? 0) > 0 && random() < options.flip!) out = flipHorizontal(out);
+/** The parameters of one augmentation, drawn before any pixel is touched. */
+export interface Augmentation {
+  flip: boolean;
+  crop: { left: number; top: number; side: number } | null;
+  /** Degrees; null: none. */
+  rotation: number | null;
+}
+
+/**
+ * Draws the parameters of one augmentation of a width x height image from `random`; the draws
+ * depend on the options and the size only, so a data-parallel rank can draw those of the samples
+ * other ranks compute and keep its streams in step.
+ */
+export function drawAugmentation(options: AugmentOptions, width: number, height: number, random: () => number): Augmentation {
+  const flip = (options.flip ?? 0) > 0 && random() < options.flip!;
   const cropScale = options.cropScale ?? 1;
   if (!(cropScale > 0 && cropScale <= 1)) throw new RangeError(`augment: cropScale must be in (0, 1], got ${cropScale}`);
+  let crop: Augmentation['crop'] = null;
   if (cropScale < 1) {
-    const side = cropScale * Math.min(out.width, out.height);
-    out = cropResize(out, random() * (out.width - side), random() * (out.height - side), side);
+    const side = cropScale * Math.min(width, height);
+    crop = { left: random() * (width - side), top: random() * (height - side), side };
   }
   const maxRotation = options.maxRotation ?? 0;
-  if (maxRotation > 0) out = rotate(out, (random() * 2 - 1) * maxRotation);
+  return { flip, crop, rotation: maxRotation > 0 ? (random() * 2 - 1) * maxRotation : null };
+}
+
+/** Applies an augmentation drawn by drawAugmentation. */
+export function applyAugmentation(image: HostImage, augmentation: Augmentation): HostImage {
+  let out = image;
+  if (augmentation.flip) out = flipHorizontal(out);
+  if (augmentation.crop !== null) out = cropResize(out, augmentation.crop.left, augmentation.crop.top, augmentation.crop.side);
+  if (augmentation.rotation !== null) out = rotate(out, augmentation.rotation);
   return out;
+}
+
+/** Applies the configured augmentations with parameters drawn from `random`. */
+export function augment(image: HostImage, options: AugmentOptions, random: () => number): HostImage {
+  return applyAugmentation(image, drawAugmentation(options, image.width, image.height, random));
 }

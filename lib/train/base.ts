@@ -16,10 +16,11 @@ import type { AdamW } from '../optim/adamw.js';
 import { EMA } from '../optim/ema.js';
 import { keep } from '../scope.js';
 import { fromArray, type Tensor } from '../tensor.js';
-import { augment, type AugmentOptions } from './augment.js';
+import { applyAugmentation, drawAugmentation, type AugmentOptions } from './augment.js';
 import { TextToImage } from '../models/text_to_image.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
 import { batchDrawer, phaseOrderSeed, type BatchDrawer, type DataSource, type Example, type ExampleStream } from './loop/batches.js';
+import { inShard, shardedGenerator } from './loop/dist.js';
 import { checkOptimOptions, runTraining, type LoopResult, type OptimOptions, type RunOptions, type StepReport as LoopStepReport } from './loop/engine.js';
 import { diffusionLossStep } from './objectives/diffusion.js';
 
@@ -169,6 +170,7 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
       stages: stages.map((s) => ({ resolution: s.resolution, steps: s.steps })),
     },
     phases: stages.map((s) => s.steps),
+    shardedBatch: { option: 'batch', size: options.batch },
     parameters: () => [...model.dit.namedParameters()],
     enterPhase: (phase, optimizer, ema) => changeResolution(model, stages[phase]!.resolution, optimizer, ema),
     leavePhase: async () => {
@@ -176,28 +178,32 @@ export async function trainBase(model: TextToImage, data: DataSource, options: B
       drawer = null;
       drawerPhase = -1;
     },
-    micro: async ({ phase, phaseStep, micro, accumulate, streams }) => {
+    micro: async ({ phase, phaseStep, micro, accumulate, streams, shard }) => {
       const resolution = stages[phase]!.resolution;
-      model.dit.dropoutGenerator = streams.dropout;
+      model.dit.dropoutGenerator = shardedGenerator(streams.dropout, shard);
       if (drawer === null || drawerPhase !== phase) {
         await drawer?.close();
-        drawer = batchDrawer('train', await data(resolution), options.batch, model.channels * resolution * resolution, phaseOrderSeed(seed, phase));
+        drawer = batchDrawer('train', await data(resolution), options.batch, model.channels * resolution * resolution, phaseOrderSeed(seed, phase), shard);
         drawerPhase = phase;
       }
       const examples = await drawer.batch((phaseStep * accumulate + micro) * options.batch);
       const perImage = model.channels * resolution * resolution;
-      const pixels = new Float32Array(options.batch * perImage);
+      const pixels = new Float32Array(shard.count * perImage);
       const captions: string[] = [];
       const timesteps: number[] = [];
-      examples.forEach((example, i) => {
-        const image = options.augment
-          ? augment({ data: example.image, channels: model.channels, height: resolution, width: resolution }, options.augment, () => streams.host.next()).data
-          : example.image;
-        pixels.set(image, i * perImage);
-        captions.push(streams.host.next() < condDropout ? '' : example.caption);
-        timesteps.push(streams.host.int(model.schedule.steps));
-      });
-      const loss = diffusionLossStep(model, { pixels, captions, timesteps, resolution }, { noise: streams.noise, lossScale: 1 / accumulate });
+      // The randomness of every sample of the micro-batch, in the one-process order; this rank keeps its shard's.
+      for (let i = 0; i < options.batch; i++) {
+        const augmentation = options.augment ? drawAugmentation(options.augment, resolution, resolution, () => streams.host.next()) : null;
+        const dropCaption = streams.host.next() < condDropout;
+        const timestep = streams.host.int(model.schedule.steps);
+        if (!inShard(i, shard)) continue;
+        const example = examples[i - shard.start]!;
+        const image = augmentation ? applyAugmentation({ data: example.image, channels: model.channels, height: resolution, width: resolution }, augmentation).data : example.image;
+        pixels.set(image, (i - shard.start) * perImage);
+        captions.push(dropCaption ? '' : example.caption);
+        timesteps.push(timestep);
+      }
+      const loss = diffusionLossStep(model, { pixels, captions, timesteps, resolution }, { noise: shardedGenerator(streams.noise, shard), lossScale: 1 / accumulate });
       return { loss, metrics: { resolution } };
     },
     checkCheckpointTarget: (dir) => TextToImage.checkSaveTarget(dir, 'train: out'),

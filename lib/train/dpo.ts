@@ -20,6 +20,7 @@ import { fromArray, type Tensor } from '../tensor.js';
 import { EpochSampler } from '../data/epoch_sampler.js';
 import type { TextToImage } from '../models/text_to_image.js';
 import type { PreferenceExample } from './preferences.js';
+import { shardedGenerator, sliceOf } from './loop/dist.js';
 import { runTraining, type RunOptions } from './loop/engine.js';
 import { defaultBeta, dpoObjective, statMatchObjective } from './objectives/dpo.js';
 
@@ -156,7 +157,6 @@ export async function trainDpo(
   attachLora(model.dit, { pattern: options.pattern ?? denoiserAttention, rank, generator: initGenerator });
   if (textRank > 0) attachLora(model.dit, { pattern: textEncoderAttention, rank: textRank, generator: initGenerator });
   const sampler = new EpochSampler(pairs.length, seed);
-  const shape = [batch, model.channels, model.imageSize, model.imageSize];
   const trained = (): [string, Variable][] => [...model.dit.namedParameters()].filter(([, p]) => p.requiresGrad);
 
   const result = await runTraining({
@@ -184,17 +184,27 @@ export async function trainDpo(
       pairs: pairs.length,
       data: options.dataIdentity ?? null,
     },
+    shardedBatch: { option: 'batch', size: batch },
     parameters: trained,
-    micro: ({ step, streams }) => {
-      const chosen = Array.from({ length: batch }, (_, i) => pairs[sampler.at(step * batch + i)]!);
+    micro: ({ step, streams, shard }) => {
+      // The pairs and timesteps of the whole batch, in the one-process order; this rank computes its shard of them.
+      const batchPairs = Array.from({ length: batch }, (_, i) => pairs[sampler.at(step * batch + i)]!);
+      const timesteps = sliceOf(Array.from({ length: batch }, () => streams.host.int(model.schedule.steps)), shard);
+      const chosen = sliceOf(batchPairs, shard);
+      const shape = [shard.count, model.channels, model.imageSize, model.imageSize];
+      const noiseGenerator = shardedGenerator(streams.noise, shard);
+      // The policy's batch is [winners; losers] of this rank's pairs: with dropout in the DiT, a
+      // rank's masks are its contiguous part of the checkpointed dropout stream, not the rows the
+      // one-process run would draw for those pairs (exact across world sizes only without dropout).
+      model.dit.dropoutGenerator = shardedGenerator(streams.dropout, shard);
       const [loss, accuracy] = tidy(() => {
         const winners = fromArray(concatFloat32(chosen.map((p) => p.winner)), shape);
         const losers = fromArray(concatFloat32(chosen.map((p) => p.loser)), shape);
         const prompts = chosen.map((p) => p.prompt);
-        const terms = dpoObjective(model, { prompts, winners, losers }, { noiseGenerator: streams.noise, hostRandom: streams.host, beta });
+        const terms = dpoObjective(model, { prompts, winners, losers }, { noiseGenerator, timesteps, beta });
         const reported: [number, number] = [terms.loss.value.toArray()[0]!, terms.accuracy.toArray()[0]!]; // the backward frees the graph
         let total: Variable = terms.loss;
-        if (statWeight > 0) total = F.add(total, F.scale(statMatchObjective(model, { prompts, images: winners }, { noiseGenerator: streams.noise, hostRandom: streams.host }).loss, statWeight));
+        if (statWeight > 0) total = F.add(total, F.scale(statMatchObjective(model, { prompts, images: winners }, { noiseGenerator, hostRandom: streams.host }).loss, statWeight));
         backward(total);
         return reported;
       });

@@ -12,7 +12,8 @@ import { concatFloat32 } from '../../numeric.js';
 import type { TextToImage } from '../../models/text_to_image.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { weightsHash } from '../../nn/adapter_file.js';
-import { ImageStore, type StoreRecord } from './store.js';
+import { worldCommunicator, type Communicator } from '../loop/dist.js';
+import { ImageStore, type StoreHeader, type StoreRecord } from './store.js';
 import { scoreImages, type PoolScorer } from './scorer.js';
 
 export interface SamplingSettings {
@@ -73,6 +74,39 @@ async function ensureScored(op: string, store: ImageStore, scorer: PoolScorer, s
 }
 
 /**
+ * Opens the store shared by the ranks of a data-parallel job: rank 0 opens it (creating it,
+ * dropping interrupted units, re-scoring) while the others wait, then they read what it left.
+ */
+async function openSharedStore(comm: Communicator, op: string, dir: string, header: StoreHeader, scorer: PoolScorer, size: number, log: (line: string) => void): Promise<ImageStore> {
+  let store: ImageStore | undefined;
+  if (comm.rank === 0) {
+    store = ImageStore.open(op, dir, header, log);
+    await ensureScored(op, store, scorer, size, log);
+  }
+  comm.barrier(`${op}: opening ${dir}`);
+  return store ?? ImageStore.open(op, dir, { ...header, scorer: scorer.name }, log);
+}
+
+/**
+ * Makes the units of `store` that are not done, split over the ranks: in each round of
+ * `comm.size` pending units, rank r makes the r-th and writes its images (make returns its
+ * records); rank 0 then appends the round's records in unit order, so the store is the one a
+ * single process writes, and an interrupted run resumes at the first unit not appended.
+ */
+async function makeUnits(comm: Communicator, op: string, store: ImageStore, units: number, make: (unit: number) => Promise<StoreRecord[]>, progress: (unitsDone: number) => void): Promise<void> {
+  const done = store.doneUnits();
+  if (done.size > 0) progress(done.size);
+  const pending = Array.from({ length: units }, (_, u) => u).filter((u) => !done.has(u));
+  for (let round = 0; round < pending.length; round += comm.size) {
+    const unit = pending[round + comm.rank];
+    const mine = unit === undefined ? [] : await make(unit);
+    const all = comm.allgather(mine, `${op}: the records of units ${pending.slice(round, round + comm.size).join(', ')}`);
+    store.appendRecords(all.flat(), comm.rank === 0);
+    progress(done.size + Math.min(pending.length, round + comm.size));
+  }
+}
+
+/**
  * The image pool of every prompt under `dir`: poolSize samples each, scored. Resumes where an
  * earlier call stopped (the same seeds give the same images).
  */
@@ -82,7 +116,9 @@ export async function generatePools(model: TextToImage, prompts: readonly string
   const per = options.promptsPerBatch ?? Math.max(1, Math.floor(64 / options.poolSize));
   const units = Math.ceil(prompts.length / per);
   const unitSizes = Array.from({ length: units }, (_, u) => Math.min(per, prompts.length - u * per) * options.poolSize);
-  const store = ImageStore.open(
+  const comm = worldCommunicator();
+  const store = await openSharedStore(
+    comm,
     op,
     dir,
     {
@@ -93,16 +129,12 @@ export async function generatePools(model: TextToImage, prompts: readonly string
       unitSizes,
       scorer: scorer.name,
     },
+    scorer,
+    model.imageSize,
     log,
   );
-  await ensureScored(op, store, scorer, model.imageSize, log);
-  const done = store.doneUnits();
   let invalidTotal = 0;
-  for (let unit = 0; unit < units; unit++) {
-    if (done.has(unit)) {
-      options.onProgress?.(Math.min(prompts.length, (unit + 1) * per), prompts.length);
-      continue;
-    }
+  const makeUnit = async (unit: number): Promise<StoreRecord[]> => {
     const chunk = prompts.slice(unit * per, (unit + 1) * per);
     const seed = mixSeed(options.seed, unit);
     const images = model.generate({ prompts: chunk, n: options.poolSize, steps: options.steps, cfg: options.cfg, seed });
@@ -118,12 +150,15 @@ export async function generatePools(model: TextToImage, prompts: readonly string
         seed,
         score: scores[i]!,
       }));
-      await store.addUnit(records, images, (r) => `p${String(r.item).padStart(6, '0')}-s${String(r.sample).padStart(3, '0')}`);
+      return await store.writeImages(records, images, (r) => `p${String(r.item).padStart(6, '0')}-s${String(r.sample).padStart(3, '0')}`);
     } finally {
       images.dispose();
     }
-    options.onProgress?.(Math.min(prompts.length, (unit + 1) * per), prompts.length);
-  }
+  };
+  await makeUnits(comm, op, store, units, makeUnit, (unitsDone) => options.onProgress?.(Math.min(prompts.length, unitsDone * per), prompts.length));
+  const invalid = Float64Array.of(invalidTotal);
+  comm.allreduce(invalid, 'sum', `${op}: the count of images the scorer could not score`);
+  invalidTotal = invalid[0]!;
   if (invalidTotal > 0) log(`${op}: the scorer returned NaN or infinity for ${invalidTotal} image(s); they are never chosen`);
   return store;
 }
@@ -151,7 +186,9 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
   const unitSizes = Array.from({ length: units }, (_, u) => Math.min(per, reals.length - u * per) * levels);
   const imageHash = createHash('sha256');
   for (const r of reals) imageHash.update(Buffer.from(r.image.buffer, r.image.byteOffset, r.image.byteLength));
-  const store = ImageStore.open(
+  const comm = worldCommunicator();
+  const store = await openSharedStore(
+    comm,
     op,
     dir,
     {
@@ -162,15 +199,11 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
       unitSizes,
       scorer: scorer.name,
     },
+    scorer,
+    size,
     log,
   );
-  await ensureScored(op, store, scorer, size, log);
-  const done = store.doneUnits();
-  for (let unit = 0; unit < units; unit++) {
-    if (done.has(unit)) {
-      options.onProgress?.(Math.min(reals.length, (unit + 1) * per), reals.length);
-      continue;
-    }
+  const makeUnit = async (unit: number): Promise<StoreRecord[]> => {
     const chunk = reals.slice(unit * per, (unit + 1) * per);
     const prompts = chunk.map((r) => r.prompt);
     const x0 = fromArray(concatFloat32(chunk.map((r) => r.image)), [chunk.length, 3, size, size]);
@@ -192,7 +225,7 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
         const { scores, invalid } = await scoreImages(op, scorer, order.map(({ i }) => prompts[i]!), images);
         if (invalid > 0) log(`${op}: the scorer returned NaN or infinity for ${invalid} reconstruction(s); they are never chosen`);
         const records = order.map(({ i, k }, j) => ({ unit, prompt: prompts[i]!, item: unit * per + i, sample: k, t: reconTimestep(k, levels, model.schedule.steps), seed: options.seed, score: scores[j]! }));
-        await store.addUnit(records, images, (r) => `r${String(r.item).padStart(6, '0')}-t${String(r.sample).padStart(2, '0')}`);
+        return await store.writeImages(records, images, (r) => `r${String(r.item).padStart(6, '0')}-t${String(r.sample).padStart(2, '0')}`);
       } finally {
         images.dispose();
       }
@@ -200,7 +233,7 @@ export async function generateReconstructions(model: TextToImage, reals: readonl
       for (const o of outputs) o.dispose();
       x0.dispose();
     }
-    options.onProgress?.(Math.min(reals.length, (unit + 1) * per), reals.length);
-  }
+  };
+  await makeUnits(comm, op, store, units, makeUnit, (unitsDone) => options.onProgress?.(Math.min(reals.length, unitsDone * per), reals.length));
   return store;
 }

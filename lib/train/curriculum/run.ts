@@ -29,6 +29,7 @@ import { noGrad } from '../../autograd/variable.js';
 import { tidy } from '../../scope.js';
 import type { Tensor } from '../../tensor.js';
 import { writeLabelledGrid } from '../data.js';
+import { checkSameRun, isRankZero, shardOf, worldCommunicator } from '../loop/dist.js';
 import { generatePools, generateReconstructions, type RealImage } from './generate.js';
 import { buildStagePairs, describePairs, loadPairs, naivePairs, type PairRef, type StagePairs } from './pairs.js';
 import { captionPoolScorer, onnxPoolScorer, type PoolScorer } from './scorer.js';
@@ -223,7 +224,7 @@ function checkRunFile(out: string, settings: Record<string, unknown>, beforeWrit
     return;
   }
   beforeWrite();
-  writeJsonAtomic(file, settings);
+  if (isRankZero()) writeJsonAtomic(file, settings);
 }
 
 interface ChainSpec {
@@ -299,6 +300,10 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
   const inference: InferenceRules = { ...curriculumDefaults.inference, ...(options.inference ?? {}) };
   if (!(inference.loraScale > 0 && Number.isFinite(inference.loraScale))) throw new RangeError(`curriculum: inference.loraScale must be finite and > 0, got ${inference.loraScale}`);
   const seed = options.seed ?? 0;
+  // Under mpirun: every rank refuses, before any work, ranks started differently and a stage batch the world size does not divide.
+  const comm = worldCommunicator();
+  checkSameRun('curriculum', comm, JSON.parse(JSON.stringify(options)) as Record<string, unknown>);
+  for (const [stage, s] of Object.entries(settings)) shardOf('curriculum', `the ${stage} stage's batch`, s.batch, comm);
   // Wall time per phase, kept across resumed calls in out/timings.json.
   const timingsFile = path.join(out, 'timings.json');
   const seconds: Record<string, number> = existsSync(timingsFile) ? (JSON.parse(readFileSync(timingsFile, 'utf8')) as Record<string, number>) : {};
@@ -308,7 +313,7 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
       return await fn();
     } finally {
       seconds[phase] = (seconds[phase] ?? 0) + (performance.now() - started) / 1000;
-      writeJsonAtomic(timingsFile, seconds);
+      if (isRankZero()) writeJsonAtomic(timingsFile, seconds);
     }
   };
 
@@ -374,7 +379,7 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
       const dir = path.join(out, 'stages', chain.dir);
       if (existsSync(path.join(dir, 'lora.safetensors'))) {
         log(`curriculum: stage ${chain.dir} is done`);
-        if (!existsSync(path.join(dir, 'samples.png'))) await writeStageGrid(options.base, path.join(dir, 'lora.safetensors'), path.join(dir, 'samples.png'), { steps: samplingSteps, cfg, inference });
+        if (!existsSync(path.join(dir, 'samples.png')) && isRankZero()) await writeStageGrid(options.base, path.join(dir, 'lora.safetensors'), path.join(dir, 'samples.png'), { steps: samplingSteps, cfg, inference });
         continue;
       }
       const examples = await loadPairs(refs, { pools, recon }, reals, size);
@@ -391,7 +396,7 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
           onStep: (r: DpoStepReport) => options.onProgress?.(`stage ${chain.dir}`, r.step, r.total, { loss: r.loss, acc: r.accuracy }),
         }),
       );
-      await writeStageGrid(options.base, lora, path.join(dir, 'samples.png'), { steps: samplingSteps, cfg, inference });
+      if (isRankZero()) await writeStageGrid(options.base, lora, path.join(dir, 'samples.png'), { steps: samplingSteps, cfg, inference });
     }
 
     const reports: Record<string, EvaluationReport> = {};
@@ -417,7 +422,7 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
               onProgress: (d, t) => options.onProgress?.(`eval ${row.name}`, d, t),
             }),
           );
-          writeJsonAtomic(reportFile, { row: row.name, lora: lora ?? null, inference, report });
+          if (isRankZero()) writeJsonAtomic(reportFile, { row: row.name, lora: lora ?? null, inference, report });
           reports[row.name] = report;
           log(`curriculum: ${row.name}: FD ${report.fd.toFixed(2)}, adherence ${(100 * report.adherenceMean).toFixed(1)}%, scorer ${report.scorer.toFixed(2)}${report.hueToBase === undefined ? '' : `, hue to base ${report.hueToBase.toFixed(2)}`}`);
         }
@@ -426,8 +431,10 @@ export async function runCurriculum(options: CurriculumOptions): Promise<Curricu
         model.dispose();
       }
       const table = formatTable(tableRows(options.table ?? false), reports, seconds);
-      atomicWriteFile(path.join(out, 'table.md'), table);
-      writeJsonAtomic(path.join(out, 'table.json'), { inference, rows: reports, seconds });
+      if (isRankZero()) {
+        atomicWriteFile(path.join(out, 'table.md'), table);
+        writeJsonAtomic(path.join(out, 'table.json'), { inference, rows: reports, seconds });
+      }
       log(table);
     }
     return {

@@ -19,6 +19,7 @@ import { matmul } from '../../ops/matmul.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import type { Tensor } from '../../tensor.js';
 import { denoiserAttention, textEncoderAttention, trainDpo, type DpoStepReport } from '../dpo.js';
+import { onRankZero, worldCommunicator } from '../loop/dist.js';
 import type { PreferenceExample } from '../preferences.js';
 
 export type StageName = 'easy' | 'normal' | 'hard' | 'all' | 'naive';
@@ -119,37 +120,40 @@ export async function runStage(stage: StageRun): Promise<string> {
       ...(stage.onStep ? { onStep: stage.onStep } : {}),
       ...(stage.onStart ? { onStart: stage.onStart } : {}),
     });
-    // This stage's groups: its denoiser LoRA, and (easy) the text-encoder LoRA.
-    const groups: AdapterGroup[] = [describeAdapters(model.dit, { name: stage.name, pattern: denoiserAttention, ...(stage.name === 'hard' ? { blocks: 'last-half' as const } : {}) })];
-    const tensors: Record<string, Tensor> = { ...adapterTensors(model.dit, denoiserAttention, stage.name) };
-    if (s.textRank > 0) {
-      groups.push(describeAdapters(model.dit, { name: 'text', pattern: textEncoderAttention, timesteps: textLoraTimesteps }));
-      Object.assign(tensors, adapterTensors(model.dit, textEncoderAttention, 'text'));
-    }
-    const extra = { stage: stage.name, settings: JSON.stringify(s), pairs: stage.dataIdentity };
-    saveAdapterFile(path.join(stage.dir, 'stage.safetensors'), tensors, { base: startHash, groups, extra: { ...extra, startsFrom: stage.previous ?? 'base' } });
-    // The chain so far over the base: the previous chain's groups, then this stage's.
-    const chainGroups: AdapterGroup[] = [];
-    const chainTensors: Record<string, Tensor> = {};
-    if (stage.previous !== undefined) {
-      const previous = readAdapterFile(stage.previous);
-      try {
-        for (const g of previous.groups) {
-          if (groups.some((mine) => mine.name === g.name)) throw new Error(`curriculum: ${stage.previous} already has a group ${g.name}`);
-          chainGroups.push({ ...g });
-        }
-        for (const [key, t] of Object.entries(previous.tensors)) chainTensors[key] = t.clone();
-      } finally {
-        previous.dispose();
+    // Rank 0 writes the adapter files; the other ranks of a data-parallel job wait for them.
+    await onRankZero(worldCommunicator(), `curriculum: the adapter files of stage ${stage.name}`, () => {
+      // This stage's groups: its denoiser LoRA, and (easy) the text-encoder LoRA.
+      const groups: AdapterGroup[] = [describeAdapters(model.dit, { name: stage.name, pattern: denoiserAttention, ...(stage.name === 'hard' ? { blocks: 'last-half' as const } : {}) })];
+      const tensors: Record<string, Tensor> = { ...adapterTensors(model.dit, denoiserAttention, stage.name) };
+      if (s.textRank > 0) {
+        groups.push(describeAdapters(model.dit, { name: 'text', pattern: textEncoderAttention, timesteps: textLoraTimesteps }));
+        Object.assign(tensors, adapterTensors(model.dit, textEncoderAttention, 'text'));
       }
-    }
-    chainGroups.push(...groups);
-    Object.assign(chainTensors, tensors);
-    try {
-      saveAdapterFile(chainFile, chainTensors, { base: baseHash, groups: chainGroups, extra: { chain: chainGroups.map((g) => g.name).join('+'), stage: stage.name } });
-    } finally {
-      for (const [key, t] of Object.entries(chainTensors)) if (tensors[key] !== t) t.dispose();
-    }
+      const extra = { stage: stage.name, settings: JSON.stringify(s), pairs: stage.dataIdentity };
+      saveAdapterFile(path.join(stage.dir, 'stage.safetensors'), tensors, { base: startHash, groups, extra: { ...extra, startsFrom: stage.previous ?? 'base' } });
+      // The chain so far over the base: the previous chain's groups, then this stage's.
+      const chainGroups: AdapterGroup[] = [];
+      const chainTensors: Record<string, Tensor> = {};
+      if (stage.previous !== undefined) {
+        const previous = readAdapterFile(stage.previous);
+        try {
+          for (const g of previous.groups) {
+            if (groups.some((mine) => mine.name === g.name)) throw new Error(`curriculum: ${stage.previous} already has a group ${g.name}`);
+            chainGroups.push({ ...g });
+          }
+          for (const [key, t] of Object.entries(previous.tensors)) chainTensors[key] = t.clone();
+        } finally {
+          previous.dispose();
+        }
+      }
+      chainGroups.push(...groups);
+      Object.assign(chainTensors, tensors);
+      try {
+        saveAdapterFile(chainFile, chainTensors, { base: baseHash, groups: chainGroups, extra: { chain: chainGroups.map((g) => g.name).join('+'), stage: stage.name } });
+      } finally {
+        for (const [key, t] of Object.entries(chainTensors)) if (tensors[key] !== t) t.dispose();
+      }
+    });
     detachAdapters(model.dit);
     return chainFile;
   } finally {

@@ -6,7 +6,7 @@
 //   images/       one PNG per image
 //
 // Work is done in units (a group of prompts or real images). A unit's PNGs are written first,
-// then its index lines in one append, so an interrupted run leaves at most one unit half done:
+// then its index lines in one append (under mpirun: by rank 0, for the units of every rank), so an interrupted run leaves at most one unit half done:
 // on reopening, lines of incomplete units and a torn last line are dropped (logged) and those
 // units are made again with the same seeds, hence the same images. A store made by another
 // base model or with other settings is refused with the reason, never mixed.
@@ -107,8 +107,8 @@ export class ImageStore {
     return new Set(this.records.map((r) => r.unit));
   }
 
-  /** Writes a unit's images (PNG) and then its records in one append. */
-  async addUnit(records: readonly Omit<StoreRecord, 'file'>[], images: Tensor<'f32'>, name: (r: Omit<StoreRecord, 'file'>) => string): Promise<void> {
+  /** Writes a unit's images (PNG); returns its records, for appendRecords (data-parallel ranks write images, rank 0 the index). */
+  async writeImages(records: readonly Omit<StoreRecord, 'file'>[], images: Tensor<'f32'>, name: (r: Omit<StoreRecord, 'file'>) => string): Promise<StoreRecord[]> {
     const size = images.shape[2]!;
     const per = 3 * size * size;
     const data = images.toArray();
@@ -118,8 +118,13 @@ export class ImageStore {
       await imageToPng(data.subarray(i * per, (i + 1) * per), path.join(this.dir, file), { height: size, width: size });
       complete.push({ ...records[i]!, file });
     }
-    appendFileSync(path.join(this.dir, 'index.jsonl'), complete.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    this.records.push(...complete);
+    return complete;
+  }
+
+  /** Appends complete units' records to the index in one write (`write` false: only to this object, another process writes the file). */
+  appendRecords(records: readonly StoreRecord[], write = true): void {
+    if (write && records.length > 0) appendFileSync(path.join(this.dir, 'index.jsonl'), records.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    this.records.push(...records);
   }
 
   /** Replaces every record's score (a store scored by another scorer), written atomically. */

@@ -4,6 +4,7 @@
 // way example k of a run is a pure function of the seed, which is what makes resume exact.
 import { EpochSampler } from '../../data/epoch_sampler.js';
 import type { Example } from '../../data/dataset.js';
+import { wholeBatch, type Shard } from './dist.js';
 
 export type { Example };
 
@@ -23,13 +24,16 @@ export interface ExampleStream {
 export type DataSource = (imageSize: number) => Promise<readonly Example[] | ExampleStream> | readonly Example[] | ExampleStream;
 
 export interface BatchDrawer {
-  /** The examples of the micro-batch that starts with the `drawn`-th example of the phase. */
+  /** The examples of this rank's shard of the micro-batch that starts with the `drawn`-th example of the phase. */
   batch(drawn: number): Promise<Example[]>;
   close(): Promise<void>;
 }
 
-/** Micro-batches of `batch` examples from a list (in EpochSampler order) or from a stream (in its order, the next one made ahead). */
-export function batchDrawer(op: string, source: readonly Example[] | ExampleStream, batch: number, valuesPerImage: number, orderSeed: number): BatchDrawer {
+/**
+ * Micro-batches of `batch` examples from a list (in EpochSampler order) or from a stream (in its
+ * order, the next one made ahead); a data-parallel rank gets its `shard` of each.
+ */
+export function batchDrawer(op: string, source: readonly Example[] | ExampleStream, batch: number, valuesPerImage: number, orderSeed: number, shard: Shard = wholeBatch(batch)): BatchDrawer {
   const checked = <T extends readonly Example[]>(examples: T): T => {
     const bad = examples.find((e) => e.image.length !== valuesPerImage);
     if (bad !== undefined) throw new RangeError(`${op}: an image has ${bad.image.length} values, expected ${valuesPerImage}`);
@@ -39,8 +43,8 @@ export function batchDrawer(op: string, source: readonly Example[] | ExampleStre
     const stream = source as ExampleStream;
     return {
       batch: async (drawn) => {
-        const examples = stream.take(drawn, batch);
-        stream.prefetch(drawn + batch, batch);
+        const examples = stream.take(drawn + shard.start, shard.count);
+        stream.prefetch(drawn + batch + shard.start, shard.count);
         return checked(await examples);
       },
       close: () => stream.close(),
@@ -51,7 +55,7 @@ export function batchDrawer(op: string, source: readonly Example[] | ExampleStre
   checked(examples);
   const sampler = new EpochSampler(examples.length, orderSeed);
   return {
-    batch: async (drawn) => Array.from({ length: batch }, (_, i) => examples[sampler.at(drawn + i)]!),
+    batch: async (drawn) => Array.from({ length: shard.count }, (_, i) => examples[sampler.at(drawn + shard.start + i)]!),
     close: async () => {},
   };
 }

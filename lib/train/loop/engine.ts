@@ -9,7 +9,10 @@
 //     numbers as the uninterrupted run from step k on; a resume with other settings is refused;
 //   - a step whose loss or gradient norm is not finite stops the run, naming the last good
 //     checkpoint (which it never overwrites);
-//   - periodic checkpoints and sample grids, progress callbacks.
+//   - periodic checkpoints and sample grids, progress callbacks;
+//   - data-parallel training under `mpirun -np N` (lib/train/loop/dist.ts): each rank computes
+//     its shard of every micro-batch, gradients, loss and metrics are averaged across ranks each
+//     step, rank 0 alone writes checkpoints, grids and calls the callbacks.
 import path from 'node:path';
 import { decodeSafetensors, encodeSafetensors } from '../../io/safetensors.js';
 import type { Variable } from '../../autograd/variable.js';
@@ -18,6 +21,7 @@ import { AdamW } from '../../optim/adamw.js';
 import { EMA } from '../../optim/ema.js';
 import { lrSchedule, type LrScheduleKind } from '../../optim/schedule.js';
 import type { Tensor } from '../../tensor.js';
+import { checkSameRun, checkStepLayout, checkWeightsAgree, onRankZero, requireOneProcess, shardOf, worldCommunicator, type Communicator, type Shard } from './dist.js';
 import { RandomStreams } from './streams.js';
 import { checkOptimizerMoments, checkSettings, readTrainerState, type JsonSettings, type TrainerState } from './state.js';
 
@@ -89,6 +93,12 @@ export interface MicroContext {
   micro: number;
   accumulate: number;
   streams: RandomStreams;
+  /**
+   * This rank's part of the micro-batch (the whole of it in a one-process run): draw the
+   * randomness of every sample, compute forward and backward of samples [start, start + count)
+   * as their mean, and draw tensor noise through shardedGenerator (lib/train/loop/dist.ts).
+   */
+  shard: Shard;
 }
 
 /** What a job saves besides the engine's own state: its weights, under its own files. */
@@ -115,6 +125,12 @@ export interface TrainingJob {
   settings: JsonSettings;
   /** Steps of each phase in order (default one phase of optim.steps). */
   phases?: readonly number[];
+  /**
+   * The samples of one micro-batch that data-parallel training splits over the ranks, and the
+   * option that sets them (named in the error when the world size does not divide it). A job
+   * without it runs in one process only.
+   */
+  shardedBatch?: { option: string; size: number };
   /** The parameters the optimiser trains, by name. */
   parameters(): [string, Variable][];
   /** Called when a phase starts (also on resume); may swap the EMA (e.g. after resizing positions). */
@@ -148,6 +164,8 @@ export interface LoopResult {
 }
 
 const emaFile = 'ema.safetensors';
+/** Steps between the checks that the ranks' weights are still equal (also after the first and the last step). */
+const weightsCheckEvery = 100;
 
 /** Checks the shared options; every trainer calls this first, so the rules are the same everywhere. */
 export function checkOptimOptions(op: string, optim: OptimOptions, run: RunOptions = {}): void {
@@ -204,6 +222,13 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
   const streams = new RandomStreams(seed);
   const stopAt = Math.min(run.stopAt ?? optim.steps, optim.steps);
   const settings: JsonSettings = { ...optimSettings(optim), ...job.settings, phases };
+  const comm = worldCommunicator();
+  if (comm.size > 1) {
+    checkSameRun(op, comm, { ...settings, steps: optim.steps, stopAt: run.stopAt ?? null, out: run.out ?? null, resume: run.resume ?? null, resetOptimizer: run.resetOptimizer ?? false });
+    if (job.shardedBatch === undefined) requireOneProcess(op, comm);
+  }
+  const shard = shardOf(op, job.shardedBatch?.option ?? 'batch', job.shardedBatch?.size ?? 1, comm);
+  const rankZero = comm.rank === 0;
 
   const optimizer = new AdamW(job.parameters(), { lr: optim.lr, weightDecay: optim.weightDecay ?? 0, l1: optim.l1 ?? 0 });
   let ema: EMA | null = (optim.ema ?? 0) > 0 ? new EMA(job.parameters(), optim.ema) : null;
@@ -250,7 +275,8 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
   let lastCheckpoint: string | undefined;
   let lastGoodCheckpoint = run.resume;
   job.train?.();
-  run.onStart?.(step);
+  if (rankZero) run.onStart?.(step);
+  const firstStep = step;
 
   try {
     while (step < stopAt) {
@@ -266,10 +292,11 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
           let loss = 0;
           const stepMetrics: Record<string, number> = {};
           for (let micro = 0; micro < accumulate; micro++) {
-            const result = await job.micro({ step, phase, phaseStep: step - phaseStart(phase), micro, accumulate, streams });
+            const result = await job.micro({ step, phase, phaseStep: step - phaseStart(phase), micro, accumulate, streams, shard });
             loss += result.loss;
             for (const [name, value] of Object.entries(result.metrics ?? {})) stepMetrics[name] = (stepMetrics[name] ?? 0) + value / accumulate;
           }
+          if (comm.size > 1) loss = averageAcrossRanks(op, comm, optimizer, step, loss, stepMetrics, step === firstStep);
           const gradNorm = (optim.clipNorm ?? 0) > 0 ? optimizer.clipGradNorm(optim.clipNorm!) : optimizer.gradNorm();
           const kept = lastGoodCheckpoint === undefined ? 'no checkpoint had been written' : `the last checkpoint, ${lastGoodCheckpoint}, holds the last good weights`;
           const failure = nonFiniteStepError(op, step + 1, { loss, gradNorm }, kept);
@@ -283,7 +310,8 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
           step += 1;
           losses.push(loss);
           for (const [name, value] of Object.entries(stepMetrics)) (metrics[name] ??= []).push(value);
-          job.run.onStep?.({ step, total: optim.steps, loss, lr, gradNorm, metrics: stepMetrics, seconds: (performance.now() - started) / 1000 });
+          if (comm.size > 1 && (step === firstStep + 1 || step % weightsCheckEvery === 0 || step === stopAt)) checkWeightsAgree(op, comm, step, job.parameters());
+          if (rankZero) job.run.onStep?.({ step, total: optim.steps, loss, lr, gradNorm, metrics: stepMetrics, seconds: (performance.now() - started) / 1000 });
           // N-API runs the finalisers of collected tensor wrappers from the event loop: without
           // this turn a synchronous run of steps holds every step's wrapper memory until it ends.
           await yieldToEventLoop();
@@ -306,18 +334,19 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
               run: settings,
             };
             const extraFiles: Record<string, Uint8Array> =
-              ema !== null ? { [emaFile]: encodeSafetensors(Object.fromEntries(ema.shadow), { metadata: { decay: String(ema.decay) } }) } : {};
-            job.saveCheckpoint(checkpointDir, { optimizer: optimizer.stateDict().tensors, trainer, extraFiles });
+              ema !== null && rankZero ? { [emaFile]: encodeSafetensors(Object.fromEntries(ema.shadow), { metadata: { decay: String(ema.decay) } }) } : {};
+            await onRankZero(comm, `${op}: the checkpoint of step ${step}`, () => job.saveCheckpoint(checkpointDir, { optimizer: optimizer.stateDict().tensors, trainer, extraFiles }));
             lastCheckpoint = checkpointDir;
             lastGoodCheckpoint = checkpointDir;
-            run.onArtifact?.('checkpoint', checkpointDir);
+            if (rankZero) run.onArtifact?.('checkpoint', checkpointDir);
           }
           if (run.out !== undefined && run.sampleEvery && job.writeSamples && (step % run.sampleEvery === 0 || (finished && step === optim.steps))) {
             const file = path.join(run.out, 'samples', `step-${String(step).padStart(6, '0')}.png`);
             const averaged = ema;
-            await job.writeSamples(file, averaged === null ? (fn) => fn() : (fn) => averaged.withAveraged(fn));
+            const writeSamples = job.writeSamples;
+            await onRankZero(comm, `${op}: the sample grid of step ${step}`, () => writeSamples(file, averaged === null ? (fn) => fn() : (fn) => averaged.withAveraged(fn)));
             job.train?.();
-            run.onArtifact?.('samples', file);
+            if (rankZero) run.onArtifact?.('samples', file);
           }
         }
       } finally {
@@ -332,6 +361,21 @@ export async function runTraining(job: TrainingJob): Promise<LoopResult> {
     release();
   }
   return { losses, metrics, step, ...(lastCheckpoint ? { checkpoint: lastCheckpoint } : {}) };
+}
+
+/**
+ * Averages the gradients (one flat buffer), the loss and the metrics of a step across the ranks
+ * in place, so clipping, AdamW and the reports see the same numbers everywhere; returns the loss.
+ */
+function averageAcrossRanks(op: string, comm: Communicator, optimizer: AdamW, step: number, loss: number, metrics: Record<string, number>, first: boolean): number {
+  const grads = optimizer.params.map((p) => p.variable.grad).filter((g): g is Tensor<'f32'> => g !== null);
+  const names = Object.keys(metrics).sort();
+  if (first) checkStepLayout(op, comm, grads.reduce((n, g) => n + g.size, 0), names);
+  comm.allreduceTensors(grads, 'mean', `${op}: the gradients of step ${step + 1}`);
+  const numbers = Float64Array.from([loss, ...names.map((name) => metrics[name]!)]);
+  comm.allreduce(numbers, 'mean', `${op}: the loss and metrics of step ${step + 1}`);
+  names.forEach((name, i) => (metrics[name] = numbers[i + 1]!));
+  return numbers[0]!;
 }
 
 function restoreOptimizerAndEma(op: string, restored: RestoredCheckpoint, optimizer: AdamW, ema: EMA | null, state: TrainerState, resetOptimizer: boolean): void {

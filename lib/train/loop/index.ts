@@ -3,3 +3,4 @@ export { runTraining, checkOptimOptions, optimSettings, type TrainingJob, type O
 export { RandomStreams, type StreamsState } from './streams.js';
 export { readTrainerState, checkSettings, type TrainerState, type JsonSettings } from './state.js';
 export { batchDrawer, phaseOrderSeed, type ExampleStream, type DataSource, type BatchDrawer } from './batches.js';
+export { worldCommunicator, isRankZero, onRankZero, requireOneProcess, shardOf, sliceOf, inShard, shardedGenerator, ShardedGenerator, checkSameRun, launcherEvidence, type Communicator, type Shard, type ReduceOp } from './dist.js';

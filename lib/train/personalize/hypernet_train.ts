@@ -18,6 +18,7 @@ import { loadEvaluator, shippedEvaluator } from '../../eval/networks.js';
 import { TextToImage } from '../../models/text_to_image.js';
 import { tidy } from '../../scope.js';
 import { fromArray } from '../../tensor.js';
+import { inShard, isRankZero, shardedGenerator } from '../loop/dist.js';
 import { runTraining, type StepReport } from '../loop/engine.js';
 import { parameterCheckpoints } from '../loop/param_checkpoint.js';
 import { settingsWithDefaults } from '../loop/state.js';
@@ -135,31 +136,36 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
         ...(options.onStep ? { onStep: options.onStep } : {}),
       },
       settings: { ...s, preopt: path.resolve(options.preopt), identities: weights.length, config: JSON.parse(JSON.stringify(config)), encoderInit: encoderName },
+      shardedBatch: { option: 'batch', size: s.batch },
       parameters,
-      micro: ({ streams, accumulate }) => {
+      micro: ({ streams, accumulate, shard }) => {
         const fresh = s.freshShare > 0 && streams.host.next() < s.freshShare;
         const index = fresh ? freshStart + streams.host.int(1_000_000) : streams.host.int(weights.length);
         const identity = viewsOf(index);
         const reference = identity[streams.host.int(identity.length)]!;
-        const pixels = new Float32Array(s.batch * perImage);
+        const pixels = new Float32Array(shard.count * perImage);
         const captions: string[] = [];
         const timesteps: number[] = [];
+        // Every rank draws the views and timesteps of the whole batch and computes its shard of them.
         for (let i = 0; i < s.batch; i++) {
           const view = identity[streams.host.int(identity.length)]!;
-          pixels.set(view.pixels, i * perImage);
+          const timestep = streams.host.int(model.schedule.steps);
+          if (!inShard(i, shard)) continue;
+          pixels.set(view.pixels, (i - shard.start) * perImage);
           captions.push(view.prompt);
-          timesteps.push(streams.host.int(model.schedule.steps));
+          timesteps.push(timestep);
         }
         try {
           return tidy(() => {
             const theta = net.forward(fromArray(reference.pixels, [1, model.channels, size, size]));
             net.split(theta).forEach((w, i) => adapters[i]!.useWeights(w));
-            const diffusion = diffusionLoss(model, { pixels, captions, timesteps, resolution: size }, streams.noise);
+            const diffusion = diffusionLoss(model, { pixels, captions, timesteps, resolution: size }, shardedGenerator(streams.noise, shard));
             const weightLoss = fresh ? null : F.mse(theta, fromArray(weights[index]!, [1, layers.length, a + b]));
             const total = weightLoss === null ? F.scale(diffusion, s.alpha) : F.add(F.scale(diffusion, s.alpha), F.scale(weightLoss, s.beta));
             const loss = F.scale(total, 1 / accumulate);
             const value = loss.value.item();
-            const metrics: Record<string, number> = { diffusion: diffusion.value.item(), ...(weightLoss === null ? {} : { weights: weightLoss.value.item() }) };
+            // A fresh identity has no weight term: it counts 0 in the step's mean, and every step has the metric (a checkpoint's metrics are as long as its losses).
+            const metrics: Record<string, number> = { diffusion: diffusion.value.item(), weights: weightLoss === null ? 0 : weightLoss.value.item() };
             backward(loss);
             return { loss: value, metrics };
           });
@@ -172,7 +178,7 @@ export async function trainHypernet(options: HypernetTrainOptions): Promise<{ fi
       finish: () => net.eval(),
     });
     const file = path.join(options.out, 'hypernet.safetensors');
-    saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderName, identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
+    if (isRankZero()) saveHypernet(file, net, { base, lidb: record.settings.lidb, layers, extra: { preopt: path.basename(path.resolve(options.preopt)), encoderInit: encoderName, identities: String(weights.length), steps: String(result.step), settings: JSON.stringify(s), ...options.provenance } });
     return { file, losses: result.losses, step: result.step };
   } finally {
     hypernet?.dispose();
