@@ -46,7 +46,7 @@ export const dsdTrainDefaults: DsdTrainSettings = {
   describe: 0.25,
   seed: 0,
   cfgText: 5,
-  cfgImage: 1.5,
+  cfgImage: 8,
 };
 
 export interface TrainDsdOptions extends Partial<DsdTrainSettings> {
