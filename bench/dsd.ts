@@ -91,6 +91,7 @@ export async function run(args: string[]): Promise<DsdBenchResult> {
       acc.identity.push(m.identity);
       acc.adherence.push(m.adherenceMean);
       acc.diversity.push(m.diversity);
+      console.log(`identity ${index} DSD's prompt on the base: identity ${m.identity.toFixed(3)}, adherence ${m.adherenceMean.toFixed(3)}, diversity ${m.diversity.toFixed(3)}, sampling ${baseSeconds[index]!.toFixed(1)} s`);
     });
     rows.push({ method: "DSD's prompt on the base, no reference", identity: mean(acc.identity), adherence: mean(acc.adherence), diversity: mean(acc.diversity), extraSampling: 0, adapterBytes: 0 });
   }
