@@ -27,7 +27,8 @@ import { identityPrompt, identityViews, recontextScenes } from '../lib/train/per
 import { loadHypernet } from '../lib/train/personalize/lidb.js';
 import { measureIdentity, measureImages, type Evaluators } from '../lib/train/personalize/measure.js';
 import { autoPrompt, personalize, shippedHypernet } from '../lib/train/personalize/personalize.js';
-import { flagValue, machineInfo, median, printTable, type MachineInfo } from './harness.js';
+import { flagValue, machineInfo, median, printTable } from './harness.js';
+import { dsdNote, markerEnd, markerStart, withDsdRows, type TableBenchResult } from './personalize_table.js';
 
 export interface DsdRow {
   method: string;
@@ -39,18 +40,7 @@ export interface DsdRow {
   adapterBytes: number;
 }
 
-export interface DsdBenchResult {
-  machine: MachineInfo;
-  command: string;
-  identities: number;
-  contexts: number;
-  n: number;
-  rows: DsdRow[];
-}
-
-const markerStart = '<!-- personalize-table:start -->';
-const markerEnd = '<!-- personalize-table:end -->';
-export const dsdNote = 'DSD rows: ';
+export type DsdBenchResult = TableBenchResult<DsdRow>;
 
 export async function run(args: string[]): Promise<DsdBenchResult> {
   const count = Number(flagValue(args, '--identities') ?? 8);
@@ -173,13 +163,4 @@ export async function run(args: string[]): Promise<DsdBenchResult> {
     console.log('wrote the DSD rows into README.md');
   }
   return { machine, command, identities: count, contexts, n, rows };
-}
-
-/** The personalisation table section with its DSD rows (and their note) replaced by `rows`. */
-export function withDsdRows(section: string, rows: readonly string[], note: string): string {
-  const lines = section.split('\n').filter((l) => !l.startsWith('| DSD') && !l.startsWith(dsdNote));
-  const lastRow = lines.reduce((last, l, i) => (l.startsWith('|') ? i : last), -1);
-  if (lastRow < 0) throw new Error('bench dsd: the personalisation section of README.md holds no table');
-  lines.splice(lastRow + 1, 0, ...rows, '', note);
-  return lines.join('\n').replace(/\n+$/, '\n');
 }

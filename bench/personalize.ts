@@ -29,8 +29,8 @@ import { loadHypernet } from '../lib/train/personalize/lidb.js';
 import { measureIdentity, measureImages, type Evaluators, type IdentityMeasure } from '../lib/train/personalize/measure.js';
 import { autoPrompt, personalize, shippedHypernet, type PersonalizeOptions } from '../lib/train/personalize/personalize.js';
 import { fromArray } from '../lib/tensor.js';
-import { dsdNote, withDsdRows } from './dsd.js';
-import { flagValue, machineInfo, median, printTable, type MachineInfo } from './harness.js';
+import { flagValue, machineInfo, median, printTable } from './harness.js';
+import { dsdNote, markerEnd, markerStart, withDsdRows, type TableBenchResult } from './personalize_table.js';
 
 interface Row {
   method: string;
@@ -41,17 +41,7 @@ interface Row {
   bytes: number;
 }
 
-export interface PersonalizeBenchResult {
-  machine: MachineInfo;
-  command: string;
-  identities: number;
-  contexts: number;
-  n: number;
-  rows: Row[];
-}
-
-const markerStart = '<!-- personalize-table:start -->';
-const markerEnd = '<!-- personalize-table:end -->';
+export type PersonalizeBenchResult = TableBenchResult<Row>;
 
 export async function run(args: string[]): Promise<PersonalizeBenchResult> {
   const count = Number(flagValue(args, '--identities') ?? 8);
