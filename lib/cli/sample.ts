@@ -24,7 +24,7 @@ export const sampleFlags: FlagSpecs = {
   ...loraFlags,
   dsd: { kind: 'string', help: 'a DSD adapter (e.g. models/dsd-tiny/dsd.safetensors): the person of --ref in the context of the prompt, no training' },
   ref: { kind: 'string', help: 'with --dsd: the reference image (resized to the model, alpha flattened, grey repeated)' },
-  'cfg-image': { kind: 'number', min: 0, help: "with --dsd: image guidance (default the adapter's); --cfg is the text guidance" },
+  'cfg-image': { kind: 'number', min: 0, help: "with --dsd: image guidance, the adapter's own when not given; --cfg is the text guidance" },
   'allow-non-finite': { kind: 'boolean', help: 'load weights holding NaN or infinite values (to inspect a broken model) instead of refusing them' },
   out: { kind: 'string', default: 'samples.png', help: 'output PNG' },
   quiet: { kind: 'boolean', help: 'no progress bar' },

@@ -628,6 +628,21 @@ const cases: Case[] = [
   },
   {
     item: 7,
+    name: 'dsd train --pairs a folder that holds no pairs',
+    setup: (at) => mkdirSync(at('nopairs')),
+    args: (at) => ['dsd', 'train', '--ckpt', model(), '--pairs', at('nopairs'), '--out', at('adapter'), '--quiet'],
+    status: 1,
+    message: /realtune dsd: dsd: .*\/nopairs holds no pairs\.json; make the pairs first with `realtune dsd pairs --out/,
+  },
+  {
+    item: 7,
+    name: 'dsd pairs --curator a file that is neither an embedder nor ONNX',
+    args: (at) => ['dsd', 'pairs', '--ckpt', model(), '--curator', at('curator.txt'), '--out', at('pairs'), '--quiet'],
+    status: 1,
+    message: /--curator ".*curator\.txt": expected identity, an identity-embedder \.safetensors file or an \.onnx feature extractor/,
+  },
+  {
+    item: 7,
     name: 'eval --ckpt a folder that is not a checkpoint',
     setup: (at) => mkdirSync(at('empty')),
     args: (at) => ['eval', '--ckpt', at('empty'), '--out', at('r.json'), '--quiet'],
