@@ -28,13 +28,9 @@ import { loadHypernet } from '../lib/train/personalize/lidb.js';
 import { measureIdentity, measureImages, type Evaluators } from '../lib/train/personalize/measure.js';
 import { autoPrompt, personalize, shippedHypernet } from '../lib/train/personalize/personalize.js';
 import { flagValue, machineInfo, median, printTable } from './harness.js';
-import { dsdNote, markerEnd, markerStart, withDsdRows, type TableBenchResult } from './personalize_table.js';
+import { dsdNote, markerEnd, markerStart, tableArgs, withDsdRows, type MeasuredRow, type TableBenchResult } from './personalize_table.js';
 
-export interface DsdRow {
-  method: string;
-  identity: number;
-  adherence: number;
-  diversity: number;
+export interface DsdRow extends MeasuredRow {
   /** Median extra seconds to sample one identity's images, against the base. */
   extraSampling: number;
   adapterBytes: number;
@@ -43,11 +39,8 @@ export interface DsdRow {
 export type DsdBenchResult = TableBenchResult<DsdRow>;
 
 export async function run(args: string[]): Promise<DsdBenchResult> {
-  const count = Number(flagValue(args, '--identities') ?? 8);
-  const contexts = Number(flagValue(args, '--contexts') ?? 4);
-  const n = Number(flagValue(args, '--n') ?? 4);
+  const { count, contexts, n, base } = tableArgs(args);
   const gridIdentities = Number(flagValue(args, '--grid-identities') ?? 3);
-  const base = path.resolve(flagValue(args, '--ckpt') ?? path.join(packageRoot, 'models', 'base-tiny'));
   const adapters: [string, string][] = [
     ['DSD zero-shot (self-generated pairs, curated)', path.resolve(flagValue(args, '--dsd') ?? shippedDsd)],
     ['DSD real pairs only', path.resolve(flagValue(args, '--dsd-real') ?? path.join(packageRoot, 'runs', 'dsd', 'real', 'dsd.safetensors'))],

@@ -30,13 +30,9 @@ import { measureIdentity, measureImages, type Evaluators, type IdentityMeasure }
 import { autoPrompt, personalize, shippedHypernet, type PersonalizeOptions } from '../lib/train/personalize/personalize.js';
 import { fromArray } from '../lib/tensor.js';
 import { flagValue, machineInfo, median, printTable } from './harness.js';
-import { dsdNote, markerEnd, markerStart, withDsdRows, type TableBenchResult } from './personalize_table.js';
+import { dsdNote, markerEnd, markerStart, tableArgs, withDsdRows, type MeasuredRow, type TableBenchResult } from './personalize_table.js';
 
-interface Row {
-  method: string;
-  identity: number;
-  adherence: number;
-  diversity: number;
+interface Row extends MeasuredRow {
   seconds: number;
   bytes: number;
 }
@@ -44,12 +40,9 @@ interface Row {
 export type PersonalizeBenchResult = TableBenchResult<Row>;
 
 export async function run(args: string[]): Promise<PersonalizeBenchResult> {
-  const count = Number(flagValue(args, '--identities') ?? 8);
-  const contexts = Number(flagValue(args, '--contexts') ?? 4);
-  const n = Number(flagValue(args, '--n') ?? 4);
+  const { count, contexts, n, base } = tableArgs(args);
   const dreamSteps = Number(flagValue(args, '--dreambooth-steps') ?? 400);
   const hypernetFile = path.resolve(flagValue(args, '--hypernet') ?? shippedHypernet);
-  const base = path.resolve(flagValue(args, '--ckpt') ?? path.join(packageRoot, 'models', 'base-tiny'));
   const gridIdentities = Number(flagValue(args, '--grid-identities') ?? 3);
   const command = `npm run bench -- personalize ${args.filter((a) => a !== '--no-readme').join(' ')}`.trim();
   const evaluators: Evaluators = { identity: loadEvaluator(shippedEvaluator('identity'), 'identity'), attributes: loadEvaluator(shippedEvaluator('attributes'), 'attributes') };

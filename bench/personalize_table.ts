@@ -1,12 +1,32 @@
 // The personalisation table of the README, shared by `bench personalize` (its rows) and
 // `bench dsd` (the DSD rows below them): the markers around it, and how the DSD rows are kept
 // when one bench rewrites the part the other wrote.
-import type { MachineInfo } from './harness.js';
+import path from 'node:path';
+import { packageRoot } from '../lib/native.js';
+import { flagValue, type MachineInfo } from './harness.js';
 
 export const markerStart = '<!-- personalize-table:start -->';
 export const markerEnd = '<!-- personalize-table:end -->';
 /** The line under the DSD rows that says how they were made. */
 export const dsdNote = 'DSD rows: ';
+
+/** What every row of the table measures (lib/train/personalize/measure.ts), by method. */
+export interface MeasuredRow {
+  method: string;
+  identity: number;
+  adherence: number;
+  diversity: number;
+}
+
+/** The options both benches share: identities, contexts, seeds per context, the base. */
+export function tableArgs(args: readonly string[]): { count: number; contexts: number; n: number; base: string } {
+  return {
+    count: Number(flagValue(args, '--identities') ?? 8),
+    contexts: Number(flagValue(args, '--contexts') ?? 4),
+    n: Number(flagValue(args, '--n') ?? 4),
+    base: path.resolve(flagValue(args, '--ckpt') ?? path.join(packageRoot, 'models', 'base-tiny')),
+  };
+}
 
 /** What both benches return besides their rows. */
 export interface TableBenchResult<Row> {
