@@ -87,7 +87,7 @@ export interface SelfPairOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export const selfPairDefaults = { identities: 192, views: 6, steps: 20, cfg: 5, seed: 0, threshold: 0.8 } as const;
+export const selfPairDefaults = { identities: 192, views: 6, steps: 20, cfg: 5, seed: 0, threshold: 0.85 } as const;
 
 /** One pair as stored in pairs.jsonl (self-generated) or made in memory (real). */
 export interface DsdPairRecord {
