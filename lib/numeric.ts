@@ -44,3 +44,15 @@ export function concatFloat32(parts: readonly Float32Array[]): Float32Array {
   }
   return out;
 }
+
+/** The dot product of row i of a and row j of b, both row-major with `dim` columns (embeddings, features). */
+export function rowDot(a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number {
+  let s = 0;
+  for (let k = 0; k < dim; k++) s += a[i * dim + k]! * b[j * dim + k]!;
+  return s;
+}
+
+/** The Euclidean norm of each of `count` rows (1 for a zero row, so that cosines stay finite). */
+export function rowNorms(data: Float32Array, count: number, dim: number): number[] {
+  return Array.from({ length: count }, (_, i) => Math.sqrt(rowDot(data, i, data, i, dim)) || 1);
+}

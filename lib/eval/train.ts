@@ -25,6 +25,7 @@ import { Tokenizer } from '../text/tokenizer.js';
 import { ATTRIBUTE_HEADS, attributeLabels } from './attributes.js';
 import { addNoise, blurImage } from './metrics.js';
 import { AttributeClassifier, CaptionScorer, defaultImageEncoderConfig, IdentityEmbedder, type Evaluator } from './networks.js';
+import { rowDot } from '../numeric.js';
 
 export interface EvaluatorTrainOptions {
   steps: number;
@@ -304,11 +305,8 @@ export function validateIdentityEmbedder(model: IdentityEmbedder, people = 100, 
   const images = stack(identities.flatMap((identity, i) => Array.from({ length: views }, (_, v) => renderIdentityView(identity, mixSeed(VALIDATION_SEED, 0x5ce, i, v), size))), size);
   try {
     const { data, dim } = model.embed(images);
-    const cosine = (a: number, b: number) => {
-      let dot = 0;
-      for (let d = 0; d < dim; d++) dot += data[a * dim + d]! * data[b * dim + d]!;
-      return dot;
-    };
+    // Unit embeddings: the dot product is the cosine.
+    const cosine = (a: number, b: number) => rowDot(data, a, data, b, dim);
     const genuine: number[] = [];
     const impostor: number[] = [];
     const twin: number[] = [];

@@ -22,7 +22,7 @@ import { onnxFeatureExtractor } from '../../eval/onnx.js';
 import { atomicWriteFile, writeJsonAtomic } from '../../io/atomic.js';
 import { loadImage } from '../../io/images.js';
 import type { TextToImage } from '../../models/text_to_image.js';
-import { concatFloat32 } from '../../numeric.js';
+import { concatFloat32, rowDot, rowNorms } from '../../numeric.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { generatePools } from '../curriculum/generate.js';
 import { captionPoolScorer } from '../curriculum/scorer.js';
@@ -169,12 +169,12 @@ export async function makeSelfPairs(model: TextToImage, dir: string, curator: Pa
       images.dispose();
     }
     if (emb.count !== views) throw new Error(`${op}: the curator ${curator.name} returned ${emb.count} embeddings for ${views} images`);
-    const norm = (k: number): number => Math.sqrt(dot(emb.data, k, emb.data, k, emb.dim)) || 1;
+    const norms = rowNorms(emb.data, views, emb.dim);
     for (let a = 0; a < views; a++) {
       for (let b = 0; b < views; b++) {
         if (a === b) continue;
         candidates++;
-        const similarity = dot(emb.data, a, emb.data, b, emb.dim) / (norm(a) * norm(b));
+        const similarity = rowDot(emb.data, a, emb.data, b, emb.dim) / (norms[a]! * norms[b]!);
         best = Math.max(best, similarity);
         if (options.threshold !== null && !(similarity >= options.threshold)) continue;
         const scene = selfScene(options.seed, i, b);
@@ -200,12 +200,6 @@ export async function makeSelfPairs(model: TextToImage, dir: string, curator: Pa
   options.log?.(`${op}: kept ${pairs.length} of ${candidates} ordered pairs (${((100 * pairs.length) / candidates).toFixed(1)}%) with ${curator.name} at threshold ${options.threshold}`);
   return { dir, pairs, candidates, kept: pairs.length };
 }
-
-const dot = (a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number => {
-  let s = 0;
-  for (let k = 0; k < dim; k++) s += a[i * dim + k]! * b[j * dim + k]!;
-  return s;
-};
 
 /** Reads the curated pairs of a pairs directory (written by makeSelfPairs) with their images. */
 export async function loadSelfPairs(dir: string, size: number, expectedBase?: string): Promise<DsdPair[]> {

@@ -8,6 +8,7 @@ import { promptAdherence } from '../../eval/attributes.js';
 import type { AttributeClassifier, IdentityEmbedder } from '../../eval/networks.js';
 import type { LoraSource } from '../../nn/adapter_file.js';
 import type { TextToImage } from '../../models/text_to_image.js';
+import { rowDot, rowNorms } from '../../numeric.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 
 export interface MeasureOptions {
@@ -37,12 +38,6 @@ export interface Evaluators {
   identity: IdentityEmbedder;
   attributes: AttributeClassifier;
 }
-
-const dot = (a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number => {
-  let s = 0;
-  for (let k = 0; k < dim; k++) s += a[i * dim + k]! * b[j * dim + k]!;
-  return s;
-};
 
 /** Generates the person in the prompts' contexts (options.lora applied) and measures the images. */
 export function measureIdentity(model: TextToImage, evaluators: Evaluators, options: MeasureOptions): IdentityMeasure {
@@ -74,14 +69,14 @@ export function measureImages(evaluators: Evaluators, reference: Float32Array, p
   referenceTensor.dispose();
   const emb = evaluators.identity.embed(images);
   let identity = 0;
-  for (let i = 0; i < emb.count; i++) identity += dot(emb.data, i, ref.data, 0, emb.dim);
+  for (let i = 0; i < emb.count; i++) identity += rowDot(emb.data, i, ref.data, 0, emb.dim);
   identity /= emb.count;
 
   const adherence = promptAdherence(prompts, evaluators.attributes.predict(images), n);
   const values = Object.values(adherence);
 
   const features = evaluators.attributes.features(images);
-  const norms = Array.from({ length: features.count }, (_, i) => Math.sqrt(dot(features.data, i, features.data, i, features.dim)) || 1);
+  const norms = rowNorms(features.data, features.count, features.dim);
   let distance = 0;
   let pairs = 0;
   for (let p = 0; p < prompts.length; p++) {
@@ -89,7 +84,7 @@ export function measureImages(evaluators: Evaluators, reference: Float32Array, p
       for (let u = s + 1; u < n; u++) {
         const i = p * n + s;
         const j = p * n + u;
-        distance += 1 - dot(features.data, i, features.data, j, features.dim) / (norms[i]! * norms[j]!);
+        distance += 1 - rowDot(features.data, i, features.data, j, features.dim) / (norms[i]! * norms[j]!);
         pairs++;
       }
     }
