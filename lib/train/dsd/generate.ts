@@ -13,7 +13,7 @@ import { axpy } from '../../ops/elementwise.js';
 import { keep, tidy } from '../../scope.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { describeSource } from '../../io/image_decode.js';
-import { loadReferenceImage } from '../personalize/identities.js';
+import { readReference, type ReferenceSource } from '../personalize/identities.js';
 import { loadDsd, shippedDsd, type DsdAdapter } from './adapter.js';
 
 export interface DsdGenerateOptions {
@@ -113,7 +113,7 @@ export interface DsdSampleOptions extends Omit<DsdGenerateOptions, 'references'>
   /** The DSD adapter file (default the shipped models/dsd-tiny/dsd.safetensors). */
   adapter?: string;
   /** The reference: an image file or its bytes (any format sharp reads; converted as loadReferenceImage does), or CHW pixels in [-1, 1]. */
-  reference: string | Buffer | Float32Array;
+  reference: ReferenceSource;
   /** Apply an adapter trained on other base weights (default: that is an error). */
   allowOtherBase?: boolean;
   /** Told each conversion made to the reference (resized, alpha dropped, grey to RGB). */
@@ -126,13 +126,9 @@ export interface DsdSampleOptions extends Omit<DsdGenerateOptions, 'references'>
  */
 export async function dsdSample(model: TextToImage, options: DsdSampleOptions): Promise<Tensor<'f32'>> {
   const { adapter, reference, allowOtherBase, log, ...rest } = options;
-  let pixels: Float32Array;
-  if (reference instanceof Float32Array) pixels = reference;
-  else {
-    const loaded = await loadReferenceImage(reference, model.imageSize, 'dsd');
-    for (const c of loaded.conversions) log?.(`dsd: reference ${describeSource(reference)}: ${c}`);
-    pixels = loaded.pixels;
-  }
+  const { pixels, conversions } = await readReference(reference, model.imageSize, 'dsd');
+  // Only a file or bytes are converted (pixels come back as given).
+  for (const c of conversions) log?.(`dsd: reference ${describeSource(reference as string | Buffer)}: ${c}`);
   const dsd = loadDsd(adapter ?? shippedDsd, model, { allowOtherBase: allowOtherBase ?? false });
   try {
     return dsdGenerate(model, dsd, dsd.meta, { ...rest, references: pixels });

@@ -113,3 +113,15 @@ export async function loadReferenceImage(source: string | Buffer, size: number, 
   const bytes = await decodeImageBytes(source, { size }, op);
   return { pixels: Float32Array.from(bytes, (v) => (v / 255) * 2 - 1), conversions };
 }
+
+/** A reference as the SDK takes it: an image file or its bytes, or CHW pixels in [-1, 1] at the model's size. */
+export type ReferenceSource = string | Buffer | Float32Array;
+
+/** The pixels of a reference: pixels are checked for the model's size, files and bytes read by loadReferenceImage. */
+export async function readReference(reference: ReferenceSource, size: number, op: string): Promise<ReferenceImage> {
+  if (reference instanceof Float32Array) {
+    if (reference.length !== 3 * size * size) throw new RangeError(`${op}: reference pixels hold ${reference.length} values, expected ${3 * size * size} (3x${size}x${size}, CHW in [-1, 1])`);
+    return { pixels: reference, conversions: [] };
+  }
+  return loadReferenceImage(reference, size, op);
+}

@@ -26,7 +26,7 @@ import { tidy } from '../../scope.js';
 import { fromArray, type Tensor } from '../../tensor.js';
 import { settingsWithDefaults } from '../loop/state.js';
 import { fitIdentity } from './fit.js';
-import { identityPrompt, identitySubject, loadReferenceImage, type Scene } from './identities.js';
+import { identityPrompt, identitySubject, readReference, type ReferenceSource, type Scene } from './identities.js';
 import { attachIdentityLidb, checkHypernetFits, defaultLidbShape, lidbParameters, loadHypernet, personalizedLayerNames, personalizedLayers, type HypernetFile } from './lidb.js';
 
 /** The hypernetwork shipped for models/base-tiny. */
@@ -45,8 +45,6 @@ export interface PersonalizeSettings {
 export const personalizeDefaults: PersonalizeSettings = { steps: 40, rank: 4, lr: 2e-3, batch: 4, seed: 0 };
 /** The learning rate of LiDB from zero (its few numbers move slowly; tuned on validation identities). */
 export const lidbFromZeroLr = 1e-2;
-
-export type ReferenceSource = string | Buffer | Float32Array;
 
 export interface PersonalizeOptions extends Partial<PersonalizeSettings> {
   /** The base: a checkpoint directory, or a loaded model (left as it was found). */
@@ -93,14 +91,6 @@ export function autoPrompt(classifier: AttributeClassifier, image: Float32Array,
   }
 }
 
-async function referencePixels(reference: ReferenceSource, size: number): Promise<{ pixels: Float32Array; conversions: string[] }> {
-  if (reference instanceof Float32Array) {
-    if (reference.length !== 3 * size * size) throw new RangeError(`personalize: reference pixels hold ${reference.length} values, expected ${3 * size * size} (3x${size}x${size}, CHW in [-1, 1])`);
-    return { pixels: reference, conversions: [] };
-  }
-  return loadReferenceImage(reference, size);
-}
-
 /** Makes an identity from one image; writes the identity file when options.out is given. */
 export async function personalize(options: PersonalizeOptions): Promise<PersonalizeResult> {
   const op = 'personalize';
@@ -122,7 +112,7 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   try {
     const base = weightsHash(model.dit);
     const size = model.imageSize;
-    const { pixels, conversions } = await referencePixels(options.reference, size);
+    const { pixels, conversions } = await readReference(options.reference, size, 'personalize');
     for (const c of conversions) options.log?.(`${op}: reference image ${c}`);
     let prompt = options.prompt ?? 'auto';
     if (prompt === 'plain') prompt = identitySubject;
