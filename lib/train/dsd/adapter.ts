@@ -13,7 +13,7 @@ import { encodeSafetensors, loadSafetensors } from '../../io/safetensors.js';
 import type { TextToImage } from '../../models/text_to_image.js';
 import { weightsHash } from '../../nn/adapter_file.js';
 import { DsdConditioner } from '../../nn/dsd.js';
-import { adapterStateDict, attachLora, detachAdapters, loadAdapterStateDict } from '../../nn/lora.js';
+import { attachLora, detachAdapters, loadAdapterStateDict, type LoraAdapter } from '../../nn/lora.js';
 import { Generator } from '../../ops/random.js';
 import type { Tensor } from '../../tensor.js';
 import { packageRoot } from '../../native.js';
@@ -53,14 +53,17 @@ export class DsdAdapter {
   constructor(
     readonly model: TextToImage,
     readonly conditioner: DsdConditioner,
+    /** This adapter's LoRA by layer (other adapters on the model are not its own). */
+    readonly lora: ReadonlyMap<string, LoraAdapter>,
     readonly shape: DsdShape,
   ) {}
 
-  /** The trained parameters by name: the conditioner's (dsd.*) and the LoRA factors. */
+  /** The trained parameters by name: the conditioner's (dsd.*) and the LoRA factors, named as adapterStateDict names them. */
   parameters(): [string, Variable][] {
-    const lora = new Map(this.model.dit.namedParameters());
-    const names = Object.keys(adapterStateDict(this.model.dit));
-    return [...[...this.conditioner.namedParameters()].map(([n, p]): [string, Variable] => [`${conditionerPrefix}${n}`, p]), ...names.map((n): [string, Variable] => [n, lora.get(n)!])];
+    return [
+      ...[...this.conditioner.namedParameters()].map(([n, p]): [string, Variable] => [`${conditionerPrefix}${n}`, p]),
+      ...[...this.lora].flatMap(([layer, adapter]) => [...adapter.namedParameters(`${layer}.${adapter.kind}`)]),
+    ];
   }
 
   /** Number of trained values. */
@@ -88,8 +91,8 @@ export class DsdAdapter {
 export function attachDsd(model: TextToImage, shape: Partial<DsdShape> & { seed?: number } = {}): DsdAdapter {
   const full: DsdShape = { rank: shape.rank ?? 16, scale: shape.scale ?? 1, pattern: shape.pattern ?? dsdLoraPattern };
   if (!Number.isInteger(full.rank) || full.rank < 1) throw new RangeError(`dsd: rank must be an integer >= 1, got ${full.rank}`);
-  attachLora(model.dit, { pattern: new RegExp(full.pattern), rank: full.rank, scale: full.scale, generator: new Generator(shape.seed ?? 0) });
-  return new DsdAdapter(model, DsdConditioner.for(model.dit), full);
+  const lora = attachLora(model.dit, { pattern: new RegExp(full.pattern), rank: full.rank, scale: full.scale, generator: new Generator(shape.seed ?? 0) });
+  return new DsdAdapter(model, DsdConditioner.for(model.dit), lora, full);
 }
 
 export interface LoadDsdOptions {
