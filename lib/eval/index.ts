@@ -33,6 +33,7 @@ export {
 export {
   symmetricEigen,
   frechetDistance,
+  frechetDistanceInfinity,
   meanHue,
   setMeanHue,
   hueDistance,
@@ -43,6 +44,8 @@ export {
   addNoise,
   shiftColor,
   type ImageSet,
+  type FrechetExtrapolation,
+  type FrechetExtrapolationOptions,
   type FeatureMatrix,
   type SymmetricEigen,
   type ChannelMeanDrift,

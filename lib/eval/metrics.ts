@@ -175,8 +175,7 @@ function featureStatistics({ data, count, dim }: FeatureMatrix): FeatureStatisti
   return { mean, covariance };
 }
 
-function checkFeatures(features: FeatureMatrix, name: string): void {
-  const op = 'frechetDistance';
+function checkFeatures(features: FeatureMatrix, name: string, op = 'frechetDistance'): void {
   if (typeof features !== 'object' || features === null || !(features.data instanceof Float32Array || features.data instanceof Float64Array)) {
     throw new TypeError(`${op}: ${name} must be { data: Float32Array | Float64Array, count, dim }, got ${describeValue(features)}`);
   }
@@ -223,6 +222,96 @@ export function frechetDistance(featuresA: FeatureMatrix, featuresB: FeatureMatr
   for (const value of symmetricEigen(product, n).values) crossTrace += Math.sqrt(Math.max(value, 0));
   // Identical sets give a round-off residue of either sign; a distance is never negative.
   return Math.max(meanTerm + traceTerm - 2 * crossTrace, 0);
+}
+
+export interface FrechetExtrapolation {
+  /** The intercept of the fit at 1/count = 0: FD with the sample-size bias removed (may be slightly negative for equal distributions). */
+  fdInfinity: number;
+  /** The fit's slope in 1/count: the bias is slope / count. */
+  slope: number;
+  /** The measured points: subset size and the mean FD of the subsets of that size. */
+  points: { count: number; fd: number }[];
+}
+
+export interface FrechetExtrapolationOptions {
+  /** Subset sizes measured (default 8), evenly spaced in 1/count from minCount to the full count. */
+  sizes?: number;
+  /**
+   * Smallest subset (default a quarter of the sets, and more samples than dimensions: below that
+   * the covariances are singular and FD no longer falls as 1/count).
+   */
+  minCount?: number;
+  /** Random subset pairs averaged per size below the full count (default 4). */
+  repeats?: number;
+  /** Seed of the subset draws (default 0). */
+  seed?: number;
+}
+
+function rowsOf({ data, dim }: FeatureMatrix, rows: readonly number[]): FeatureMatrix {
+  const out = new Float64Array(rows.length * dim);
+  rows.forEach((row, i) => {
+    for (let j = 0; j < dim; j++) out[i * dim + j] = data[row * dim + j]!;
+  });
+  return { data: out, count: rows.length, dim };
+}
+
+/** `count` distinct indices of [0, n), in random order (a partial Fisher-Yates shuffle). */
+function randomRows(n: number, count: number, random: HostRandom): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = 0; i < count; i++) {
+    const j = i + random.int(n - i);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order.slice(0, count);
+}
+
+/**
+ * Fréchet distance with its sample-size bias extrapolated away (Chong and Forsyth's FID-infinity):
+ * the expected FD of sets of N samples is FD_inf + k / N, so FD is measured on random subsets of
+ * several sizes and a least-squares line in 1/N is read at 1/N = 0. Unlike frechetDistance, its
+ * value does not depend on the set size, so sets of different sizes (and models measured on a
+ * few hundred images) compare on the distance itself, not on distance plus bias.
+ */
+export function frechetDistanceInfinity(featuresA: FeatureMatrix, featuresB: FeatureMatrix, options: FrechetExtrapolationOptions = {}): FrechetExtrapolation {
+  const op = 'frechetDistanceInfinity';
+  checkFeatures(featuresA, 'featuresA', op);
+  checkFeatures(featuresB, 'featuresB', op);
+  if (featuresA.count !== featuresB.count) throw new RangeError(`${op}: featuresA has ${featuresA.count} samples, featuresB has ${featuresB.count}; expected equal counts`);
+  const count = featuresA.count;
+  const sizes = options.sizes ?? 8;
+  const minCount = options.minCount ?? Math.max(2, Math.floor(count / 4), featuresA.dim + 1);
+  const repeats = options.repeats ?? 4;
+  if (!Number.isInteger(sizes) || sizes < 2) throw new RangeError(`${op}: sizes must be an integer >= 2 (a line needs two points), got ${sizes}`);
+  if (options.minCount === undefined && minCount >= count) {
+    throw new RangeError(`${op}: the sets have ${count} samples of ${featuresA.dim} features; expected more than ${minCount} (subsets need more samples than features), or pass minCount`);
+  }
+  if (!Number.isInteger(minCount) || minCount < 2 || minCount >= count) throw new RangeError(`${op}: minCount must be an integer in [2, ${count - 1}] (below the sets' ${count} samples), got ${minCount}`);
+  if (!Number.isInteger(repeats) || repeats < 1) throw new RangeError(`${op}: repeats must be an integer >= 1, got ${repeats}`);
+  const random = new HostRandom(options.seed ?? 0);
+  const counts = new Set<number>();
+  for (let s = 0; s < sizes; s++) {
+    const inverse = 1 / minCount + ((1 / count - 1 / minCount) * s) / (sizes - 1);
+    counts.add(Math.round(1 / inverse));
+  }
+  const points = [...counts].map((n) => {
+    if (n === count) return { count: n, fd: frechetDistance(featuresA, featuresB) };
+    let sum = 0;
+    for (let r = 0; r < repeats; r++) {
+      sum += frechetDistance(rowsOf(featuresA, randomRows(count, n, random)), rowsOf(featuresB, randomRows(count, n, random)));
+    }
+    return { count: n, fd: sum / repeats };
+  });
+  const xs = points.map((p) => 1 / p.count);
+  const mx = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const my = points.reduce((s, p) => s + p.fd, 0) / points.length;
+  let sxy = 0;
+  let sxx = 0;
+  points.forEach((p, i) => {
+    sxy += (xs[i]! - mx) * (p.fd - my);
+    sxx += (xs[i]! - mx) ** 2;
+  });
+  const slope = sxy / sxx;
+  return { fdInfinity: my - slope * mx, slope, points };
 }
 
 function multiply(x: Float64Array, y: Float64Array, n: number): Float64Array {

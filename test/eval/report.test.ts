@@ -32,9 +32,19 @@ describe('evaluateModel', () => {
       expect(Number.isFinite(report[key]), key).toBe(true);
     }
     expect(report.hueToBase).toBeUndefined();
+    expect(report.fdInfinity, 'FD-infinity is not fitted through 8 images').toBeUndefined();
     // Every attribute the held-out captions name is measured (hair colour: unless all 8 are bald).
     for (const name of ATTRIBUTE_NAMES.filter((n) => n !== 'hairColor')) expect(report.adherence[name], name).toBeGreaterThanOrEqual(0);
     expect(report.imagesPerSecond).toBeGreaterThan(0);
+    model.dispose();
+  });
+
+  it('from 192 prompts on (twice the features): FD-infinity, whose floor is the floor without its sample-size bias', async () => {
+    const model = TextToImage.load(shippedBase);
+    const report = await evaluateModel(model, { prompts: 192, steps: 2, seed: testSeed % 1000 });
+    expect(Number.isFinite(report.fdInfinity)).toBe(true);
+    expect(Math.abs(report.fdInfinityRealFloor!), `floor ${report.fdRealFloor}, extrapolated ${report.fdInfinityRealFloor}`).toBeLessThan(0.3 * report.fdRealFloor);
+    expect(formatReport(report)).toMatch(/FD-infinity to real \(floor\) +-?\d+\.\d\d \(-?\d+\.\d\d\)/);
     model.dispose();
   });
 
